@@ -1,0 +1,3 @@
+from musicrep.cli import main
+
+raise SystemExit(main())

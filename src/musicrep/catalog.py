@@ -1,0 +1,210 @@
+"""The track table: one row per song, with the metadata the method learns from.
+
+A catalog is a CSV with at least the columns of :data:`COLUMNS`. Any other column
+(``split``, ``license``, ``source``, ...) is kept as it is in :attr:`Track.extra`.
+Builders for public datasets' own metadata files live in :mod:`musicrep.datasets`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from .errors import CatalogError
+from .io import atomic_write_csv
+
+COLUMNS: tuple[str, ...] = ("track_id", "path", "artist", "album", "title", "genre", "duration")
+REQUIRED: tuple[str, ...] = ("track_id", "path")
+
+
+@dataclasses.dataclass(frozen=True)
+class Track:
+    """One song. ``duration`` is in seconds (``None`` when unknown)."""
+
+    track_id: str
+    path: str
+    artist: str = ""
+    album: str = ""
+    title: str = ""
+    genre: str = ""
+    duration: float | None = None
+    extra: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    def as_row(self) -> dict:
+        row = {c: getattr(self, c) for c in COLUMNS}
+        if self.duration is not None:
+            row["duration"] = f"{self.duration:.3f}"
+        row.update(self.extra)
+        return row
+
+    def get(self, column: str, default: str = "") -> str:
+        """Any column by name, core or extra."""
+        if column in COLUMNS:
+            value = getattr(self, column)
+            return default if value is None else value
+        return self.extra.get(column, default)
+
+
+def slugify(text: str, max_len: int = 60) -> str:
+    """ASCII, lower-case, dash-separated form of ``text`` for ids and file names."""
+    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return text[:max_len] or "x"
+
+
+class Catalog(Sequence[Track]):
+    """An ordered, id-unique collection of :class:`Track`.
+
+    Parameters
+    ----------
+    tracks : the rows; track ids must be unique
+    source : where the rows came from, used in error messages
+    """
+
+    def __init__(self, tracks: Iterable[Track], *, source: str = "catalog"):
+        self.tracks: list[Track] = list(tracks)
+        self.source = source
+        counts = Counter(t.track_id for t in self.tracks)
+        dupes = [tid for tid, n in counts.items() if n > 1]
+        if dupes:
+            raise CatalogError(
+                f"{source}: duplicate track_id {dupes[0]!r} ({len(dupes)} duplicated ids); "
+                "track ids must be unique"
+            )
+        self._by_id = {t.track_id: i for i, t in enumerate(self.tracks)}
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return Catalog(self.tracks[item], source=self.source)
+        return self.tracks[item]
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __iter__(self) -> Iterator[Track]:
+        return iter(self.tracks)
+
+    def __contains__(self, track_id) -> bool:
+        return track_id in self._by_id
+
+    def by_id(self, track_id: str) -> Track:
+        try:
+            return self.tracks[self._by_id[track_id]]
+        except KeyError:
+            raise CatalogError(f"{self.source}: no track with id {track_id!r}") from None
+
+    @property
+    def track_ids(self) -> list[str]:
+        return [t.track_id for t in self.tracks]
+
+    @property
+    def extra_columns(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for t in self.tracks:
+            for k in t.extra:
+                seen.setdefault(k, None)
+        return list(seen)
+
+    def filter(self, predicate) -> "Catalog":
+        return Catalog([t for t in self.tracks if predicate(t)], source=self.source)
+
+    def summary(self) -> dict:
+        """Counts per artist/album/genre and total hours."""
+        hours = sum(t.duration or 0.0 for t in self.tracks) / 3600.0
+        return {
+            "tracks": len(self.tracks),
+            "hours": round(hours, 3),
+            "artists": dict(Counter(t.artist for t in self.tracks if t.artist).most_common()),
+            "albums": dict(Counter(t.album for t in self.tracks if t.album).most_common()),
+            "genres": dict(Counter(t.genre for t in self.tracks if t.genre).most_common()),
+        }
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write the catalog as CSV, atomically. Paths are written as given."""
+        path = Path(path)
+        atomic_write_csv(path, (t.as_row() for t in self.tracks), list(COLUMNS) + self.extra_columns)
+        return path
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> "Catalog":
+        return read_csv(path)
+
+
+def _parse_duration(value: str, where: str) -> float | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        out = float(value)
+    except ValueError:
+        raise CatalogError(f"{where}: duration {value!r} is not a number of seconds") from None
+    if out < 0 or out != out:
+        raise CatalogError(f"{where}: duration {value!r} must be a non-negative number")
+    return out
+
+
+def track_from_row(row: dict, *, base_dir: Path | None = None, where: str = "") -> Track:
+    """Make a :class:`Track` from a CSV row; relative paths resolve against ``base_dir``."""
+    tid = (row.get("track_id") or "").strip()
+    path = (row.get("path") or "").strip()
+    if not tid:
+        raise CatalogError(f"{where}: empty track_id")
+    if not path:
+        raise CatalogError(f"{where}: track {tid!r} has an empty path")
+    if base_dir is not None and not Path(path).is_absolute():
+        path = str(base_dir / path)
+    extra = {
+        k: (v if v is not None else "")
+        for k, v in row.items()
+        if k is not None and k not in COLUMNS
+    }
+    return Track(
+        track_id=tid,
+        path=path,
+        artist=(row.get("artist") or "").strip(),
+        album=(row.get("album") or "").strip(),
+        title=(row.get("title") or "").strip(),
+        genre=(row.get("genre") or "").strip(),
+        duration=_parse_duration(row.get("duration") or "", f"{where} (track {tid})"),
+        extra=extra,
+    )
+
+
+def read_csv(path: str | Path, *, resolve_paths: bool = True) -> Catalog:
+    """Read a catalog CSV.
+
+    Needs the columns ``track_id`` and ``path``; ``artist``, ``album``, ``title``,
+    ``genre`` and ``duration`` are optional, any other column is kept. Relative
+    audio paths are resolved against the CSV's folder when ``resolve_paths``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: catalog file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise CatalogError(
+            f"{path}: missing column(s) {', '.join(missing)}; a catalog needs "
+            f"{', '.join(REQUIRED)} and may have {', '.join(COLUMNS[2:])}"
+        )
+    tracks = []
+    for lineno, row in enumerate(reader, start=2):
+        if None in row:  # more fields than the header
+            raise CatalogError(
+                f"{path}:{lineno}: {len(header) + len(row[None])} fields but the header has "
+                f"{len(header)}; quote values that contain commas"
+            )
+        tracks.append(
+            track_from_row(row, base_dir=path.parent if resolve_paths else None, where=f"{path}:{lineno}")
+        )
+    return Catalog(tracks, source=str(path))
