@@ -8,4 +8,15 @@ from .errors import MusicrepError
 
 __version__ = "0.1.0"
 
-__all__ = ["MusicrepError", "__version__"]
+__all__ = ["MusicrepError", "__version__", "load"]
+
+
+def load(run_or_checkpoint, **kwargs):
+    """Load a trained run or checkpoint as an :class:`~musicrep.embed.EmbeddingModel`.
+
+    Imported lazily so that ``import musicrep`` stays light; see
+    :func:`musicrep.embed.load` for the keyword arguments.
+    """
+    from .embed import load as _load
+
+    return _load(run_or_checkpoint, **kwargs)

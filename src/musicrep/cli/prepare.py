@@ -1,0 +1,35 @@
+"""``musicrep prepare CATALOG -o STORE``: decode every track once into a feature store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="compute log-mel features for a catalog into a feature store")
+    p.add_argument("catalog", help="catalog CSV (musicrep catalog ... -o catalog.csv)")
+    p.add_argument("-o", "--out", required=True, help="store folder")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace a store made with other settings")
+    p.add_argument("--retry-errors", action="store_true", help="try again the files an earlier run skipped")
+    p.add_argument("--config", help="YAML file with feature settings (sample_rate, n_fft, hop_length, n_mels, ...)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one feature setting")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..catalog import read_csv
+    from ..config import FeatureConfig, load_config
+    from ..store import prepare
+
+    config = load_config(FeatureConfig, args.config, args.set)
+    result = prepare(
+        read_csv(args.catalog), args.out, config=config, workers=args.workers,
+        overwrite=args.overwrite, retry_errors=args.retry_errors,
+    )
+    print(f"{result.path}: {result.stored} tracks stored ({result.new} new), {len(result.errors)} unusable")
+    for err in result.errors[:10]:
+        print(f"  skipped {err['path']}: {err['reason']}" + (f" ({err['detail']})" if err.get("detail") else ""))
+    if len(result.errors) > 10:
+        print(f"  ... and {len(result.errors) - 10} more in {result.path / 'errors.csv'}")
+    return 0

@@ -1,0 +1,518 @@
+"""Hold-out positive/negative prediction: the paper's Table 1.
+
+For each concept (artist, album, track) a *trial* is an anchor crop from a test
+song, one positive and N negatives (Lee, Park & Nam 2019, section 4):
+
+- artist / album: the positive is a crop of a **valid**-set song with the anchor's
+  label; the negatives are crops of N distinct **test**-set songs with other labels;
+- track: the positive is another, non-overlapping crop of the anchor song; the
+  negatives are crops of N other test-set songs.
+
+A trial is correct when the positive has the highest cosine similarity to the
+anchor (ties are broken uniformly at random, counted as their expectation, so a
+constant model scores exactly chance, 1 / (N + 1)).
+
+Trials depend only on the split, the store's track lengths and the seed, never on a
+model, so every model of a comparison is scored on the very same crops. The artist
+concept uses the artist split, the album concept the album split, and the track
+concept follows the artist split, as in training.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, ConfigError, MusicrepError, SplitError
+
+log = logging.getLogger(__name__)
+
+CONCEPTS: tuple[str, ...] = ("artist", "album", "track")
+#: which saved split each concept's trials come from
+SPLIT_OF_CONCEPT: dict[str, str] = {"artist": "artist", "album": "album", "track": "artist"}
+#: spellings of the three parts found in split files and dataset metadata
+PART_ALIASES: dict[str, str] = {
+    "train": "train", "training": "train", "tr": "train",
+    "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
+    "test": "test", "testing": "test", "te": "test",
+}
+
+Embedder = Callable[[np.ndarray], np.ndarray]
+"""Crops float32 [B, T, n_mels] -> embeddings float32 [B, D]."""
+
+
+class EvaluationError(MusicrepError):
+    """An evaluation cannot be run as asked (too few songs, mismatched inputs)."""
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def concept_label(track: Any, concept: str) -> str:
+    """The label a track carries for ``concept`` ("" when unknown).
+
+    The track concept's label is the track id itself; an album is named by its
+    album title alone (a game soundtrack with several composers is one album).
+    """
+    if concept == "artist":
+        return (track.artist or "").strip()
+    if concept == "album":
+        return (track.album or "").strip()
+    if concept == "track":
+        return track.track_id
+    raise ConfigError(f"concept {concept!r} is not one of {list(CONCEPTS)}")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def normalize_part(value: str, *, where: str = "split") -> str:
+    """Map ``training``/``validation``/``val``/... to ``train``/``valid``/``test``."""
+    key = (value or "").strip().lower()
+    if key not in PART_ALIASES:
+        raise SplitError(f"{where}: unknown split part {value!r}; use train, valid or test")
+    return PART_ALIASES[key]
+
+
+def _read_split_csv(path: Path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        part_col = next((c for c in ("split", "part", "subset", "set") if c in cols), None)
+        if "track_id" not in cols or part_col is None:
+            raise SplitError(f"{path}: a split file needs the columns track_id and split (has {cols})")
+        return {row["track_id"]: normalize_part(row[part_col], where=str(path)) for row in reader}
+
+
+def load_split(run_or_split_dir: str | Path) -> dict[str, dict[str, str]]:
+    """The saved artist and album splits of a run.
+
+    Parameters
+    ----------
+    run_or_split_dir : a run folder (its ``split/`` is read) or a split folder
+
+    Returns
+    -------
+    dict
+        ``{"artist": {track_id: "train"|"valid"|"test"}, "album": {...}}``; a
+        split the run does not have is absent.
+
+    Uses :func:`musicrep.splits.load_split` when that module offers it, otherwise
+    reads ``artist*.csv`` / ``album*.csv`` (columns ``track_id`` and ``split``).
+    """
+    path = Path(run_or_split_dir)
+    split_dir = path / "split" if (path / "split").is_dir() else path
+    if not split_dir.is_dir():
+        raise SplitError(f"{path}: no split folder; train a run first (it saves RUN/split/)")
+    try:
+        from . import splits as _splits  # written by the training engineer
+    except ImportError:
+        _splits = None
+    loader = getattr(_splits, "load_split", None) if _splits is not None else None
+    out: dict[str, dict[str, str]] = {}
+    if loader is not None:
+        for name in ("artist", "album"):
+            try:
+                loaded = loader(split_dir, name)
+            except (MusicrepError, FileNotFoundError, TypeError, KeyError):
+                continue
+            out[name] = _as_part_map(loaded, where=f"{split_dir} ({name})")
+        if out:
+            return out
+    for name in ("artist", "album"):
+        files = sorted(split_dir.glob(f"{name}*.csv"))
+        if files:
+            out[name] = _read_split_csv(files[0])
+    if not out:
+        raise SplitError(f"{split_dir}: no artist or album split files (expected artist.csv / album.csv)")
+    return out
+
+
+def _as_part_map(loaded: Any, *, where: str) -> dict[str, str]:
+    """Accept ``{track_id: part}`` or ``{part: [track_ids]}`` or an object with those."""
+    for attr in ("assignment", "parts", "by_track"):
+        if hasattr(loaded, attr):
+            loaded = getattr(loaded, attr)
+            break
+    if all(hasattr(loaded, p) for p in ("train", "valid", "test")) and not isinstance(loaded, Mapping):
+        loaded = {p: getattr(loaded, p) for p in ("train", "valid", "test")}
+    if not isinstance(loaded, Mapping):
+        raise SplitError(f"{where}: cannot read the split object {type(loaded).__name__}")
+    keys = {str(k).lower() for k in loaded}
+    if keys and keys <= set(PART_ALIASES):
+        return {str(t): normalize_part(p, where=where) for p, ids in loaded.items() for t in ids}
+    return {str(t): normalize_part(str(p), where=where) for t, p in loaded.items()}
+
+
+# --------------------------------------------------------------------------- trials
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One hold-out trial; each item is ``(track_id, start_frame)``."""
+
+    concept: str
+    anchor: tuple[str, int]
+    positive: tuple[str, int]
+    negatives: tuple[tuple[str, int], ...]
+
+
+def _concept_index(concept: str) -> int:
+    return CONCEPTS.index(concept)
+
+
+def build_trials(
+    *,
+    store: Any,
+    split: Mapping[str, Mapping[str, str]],
+    concept: str,
+    n_trials: int = 1000,
+    n_negatives: int = 4,
+    seed: int = 0,
+    segment_frames: int = 129,
+) -> list[Trial]:
+    """Fixed, seeded hold-out trials for one concept.
+
+    Parameters
+    ----------
+    store : a :class:`musicrep.store.FeatureStore` (``catalog``, ``n_frames``)
+    split : ``{"artist": {track_id: part}, "album": {...}}`` (see :func:`load_split`)
+    concept : "artist", "album" or "track"
+    n_trials : number of trials; anchors cycle over the eligible test songs in a
+        seeded order, so each is used about equally often
+    n_negatives : N, negatives per trial (chance is 1 / (N + 1))
+    seed : the trials depend only on this, the split and the track lengths
+
+    Returns
+    -------
+    list of Trial, length ``n_trials``
+    """
+    if concept not in CONCEPTS:
+        raise ConfigError(f"concept {concept!r} is not one of {list(CONCEPTS)}")
+    if n_trials < 1 or n_negatives < 1:
+        raise ConfigError(f"n_trials={n_trials} and n_negatives={n_negatives} must be >= 1")
+    split_name = SPLIT_OF_CONCEPT[concept]
+    if split_name not in split:
+        raise SplitError(f"no {split_name} split given; the {concept} concept needs it")
+    parts = split[split_name]
+    length = {t: int(store.n_frames(t)) for t in parts if t in store.catalog}
+    label: dict[str, str] = {}
+    for tid in length:
+        lab = concept_label(store.catalog.by_id(tid), concept)
+        if lab and length[tid] >= segment_frames:
+            label[tid] = lab
+    test = sorted(t for t in label if parts[t] == "test")
+    valid_by_label: dict[str, list[str]] = {}
+    for t in sorted(label):
+        if parts[t] == "valid":
+            valid_by_label.setdefault(label[t], []).append(t)
+    if concept == "track":
+        anchors = [t for t in test if length[t] >= 2 * segment_frames]
+    else:
+        anchors = [t for t in test if label[t] in valid_by_label]
+    if not anchors:
+        raise EvaluationError(
+            f"{concept}: no test song can be an anchor (test songs: {len(test)}; an anchor needs "
+            + ("two non-overlapping segments" if concept == "track" else "a valid-set song with its label")
+            + "); use a larger collection"
+        )
+    test_labels = np.array([label[t] for t in test])
+    rng = np.random.default_rng([seed, _concept_index(concept), n_negatives])
+
+    def start(tid: str) -> int:
+        return int(rng.integers(0, length[tid] - segment_frames + 1))
+
+    trials: list[Trial] = []
+    order: list[str] = []
+    for _ in range(n_trials):
+        if not order:
+            order = [anchors[i] for i in rng.permutation(len(anchors))]
+        anchor = order.pop()
+        others = np.flatnonzero(test_labels != label[anchor])
+        if len(others) < n_negatives:
+            raise EvaluationError(
+                f"{concept}: only {len(others)} test songs have a label other than {label[anchor]!r}; "
+                f"{n_negatives} negatives are needed: lower --negatives or use a larger collection"
+            )
+        if concept == "track":
+            # two starts at least one segment apart, uniformly: x <= y, then shift y
+            hi = length[anchor] - 2 * segment_frames
+            x, y = sorted(int(v) for v in rng.integers(0, hi + 1, size=2))
+            a_start, p_start = (x, y + segment_frames) if rng.random() < 0.5 else (y + segment_frames, x)
+            positive = (anchor, p_start)
+        else:
+            a_start = start(anchor)
+            pool = valid_by_label[label[anchor]]
+            pos = pool[int(rng.integers(0, len(pool)))]
+            positive = (pos, start(pos))
+        neg_ids = [test[i] for i in rng.choice(others, size=n_negatives, replace=False)]
+        trials.append(
+            Trial(
+                concept=concept,
+                anchor=(anchor, a_start),
+                positive=positive,
+                negatives=tuple((t, start(t)) for t in neg_ids),
+            )
+        )
+    return trials
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def as_embedder(model: Any, *, batch_size: int = 256) -> Embedder:
+    """Wrap an :class:`~musicrep.model.Encoder` (any ``torch.nn.Module``) or a callable.
+
+    The result maps crops float32 [B, T, n_mels] to float32 [B, D]; a module is
+    run in eval mode without gradients.
+    """
+    if isinstance(model, torch.nn.Module):
+        from .model import embed_segments
+
+        return lambda crops: embed_segments(model, crops, batch_size=batch_size)
+    if callable(model):
+        return lambda crops: np.asarray(model(crops), dtype=np.float32)
+    raise ConfigError(f"cannot evaluate a {type(model).__name__}: pass an Encoder or a callable")
+
+
+def trial_scores(anchor: np.ndarray, positive: np.ndarray, negatives: np.ndarray, *, atol: float = 1e-6) -> np.ndarray:
+    """Credit per trial: 1 when the positive is strictly the most similar, 1/(k+1)
+    when it ties with k negatives at the top, 0 otherwise.
+
+    Parameters
+    ----------
+    anchor, positive : float [n, D]
+    negatives : float [n, N, D]
+
+    Returns
+    -------
+    np.ndarray [shape=(n,)] in [0, 1]
+    """
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+    a, p, n = unit(anchor), unit(positive), unit(negatives)
+    cos_p = np.einsum("id,id->i", a, p)
+    cos_n = np.einsum("id,ikd->ik", a, n)
+    beaten = (cos_n > cos_p[:, None] + atol).any(axis=1)
+    ties = (np.abs(cos_n - cos_p[:, None]) <= atol).sum(axis=1)
+    return np.where(beaten, 0.0, 1.0 / (1.0 + ties))
+
+
+def score_trials(
+    trials: Sequence[Trial],
+    *,
+    embed: Embedder,
+    store: Any,
+    segment_frames: int = 129,
+    chunk: int = 128,
+) -> np.ndarray:
+    """Per-trial credit [n_trials] of one model on the given trials (see :func:`trial_scores`)."""
+    dummy = np.random.default_rng(0)  # crops are fixed by their start; the rng is unused
+    out = []
+    for i in range(0, len(trials), chunk):
+        part = trials[i : i + chunk]
+        n_neg = len(part[0].negatives)
+        items = [it for t in part for it in (t.anchor, t.positive, *t.negatives)]
+        crops = np.stack([store.crop(tid, rng=dummy, start=s, length=segment_frames) for tid, s in items])
+        emb = np.asarray(embed(crops.astype(np.float32, copy=False)))
+        emb = emb.reshape(len(part), 2 + n_neg, -1)
+        out.append(trial_scores(emb[:, 0], emb[:, 1], emb[:, 2:]))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclasses.dataclass
+class HoldoutResult:
+    """Hold-out accuracy of models x concepts (Table 1).
+
+    ``accuracy[model][concept]`` in [0, 1]; ``stderr`` the binomial standard error;
+    ``chance`` = 1 / (N + 1).
+    """
+
+    models: list[str]
+    concepts: list[str]
+    accuracy: dict[str, dict[str, float]]
+    stderr: dict[str, dict[str, float]]
+    n_trials: int
+    n_negatives: int
+    seed: int
+    chance: float
+    runs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "HoldoutResult":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def table(self) -> str:
+        """Plain-text table: rows = models, columns = concepts, plus chance."""
+        w = max([len("model"), *(len(m) for m in self.models), len("chance")]) + 2
+        lines = ["model".ljust(w) + "".join(c.rjust(10) for c in self.concepts)]
+        for m in self.models:
+            row = "".join(
+                (f"{self.accuracy[m][c]:.3f}" if c in self.accuracy[m] else "-").rjust(10) for c in self.concepts
+            )
+            lines.append(m.ljust(w) + row)
+        lines.append("chance".ljust(w) + "".join(f"{self.chance:.3f}".rjust(10) for _ in self.concepts))
+        lines.append(f"({self.n_trials} trials per concept, {self.n_negatives} negatives, seed {self.seed})")
+        return "\n".join(lines)
+
+
+def holdout(
+    models: Mapping[str, Any],
+    *,
+    store: Any,
+    split: Mapping[str, Mapping[str, str]],
+    concepts: Iterable[str] = CONCEPTS,
+    n_trials: int = 1000,
+    n_negatives: int = 4,
+    seed: int = 0,
+    segment_frames: int = 129,
+) -> HoldoutResult:
+    """Score several models on the same fixed trials.
+
+    Parameters
+    ----------
+    models : ``{name: Encoder or callable crops [B, T, n_mels] -> [B, D]}``
+    store : the feature store the split refers to
+    split : ``{"artist": {track_id: part}, "album": {...}}``
+    concepts : which of artist / album / track to evaluate (a concept whose split
+        is missing is skipped with a warning)
+    n_trials, n_negatives, seed : see :func:`build_trials`
+
+    Returns
+    -------
+    HoldoutResult
+    """
+    embedders = {name: as_embedder(m) for name, m in models.items()}
+    acc: dict[str, dict[str, float]] = {name: {} for name in models}
+    err: dict[str, dict[str, float]] = {name: {} for name in models}
+    done: list[str] = []
+    for concept in concepts:
+        if SPLIT_OF_CONCEPT.get(concept, concept) not in split:
+            log.warning("skipping the %s concept: the run has no %s split", concept, SPLIT_OF_CONCEPT[concept])
+            continue
+        trials = build_trials(
+            store=store, split=split, concept=concept, n_trials=n_trials,
+            n_negatives=n_negatives, seed=seed, segment_frames=segment_frames,
+        )
+        done.append(concept)
+        for name, embed in embedders.items():
+            credit = score_trials(trials, embed=embed, store=store, segment_frames=segment_frames)
+            a = float(credit.mean())
+            acc[name][concept] = a
+            err[name][concept] = float(math.sqrt(max(a * (1 - a), 0.0) / len(credit)))
+            log.info("hold-out %s on %s: %.3f (%d trials)", name, concept, a, len(credit))
+    return HoldoutResult(
+        models=list(models), concepts=done, accuracy=acc, stderr=err, n_trials=n_trials,
+        n_negatives=n_negatives, seed=seed, chance=1.0 / (n_negatives + 1),
+    )
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def load_run_model(run: str | Path, *, which: str = "best") -> tuple[torch.nn.Module, Any]:
+    """``(Encoder in eval mode, info)`` of a run, through :mod:`musicrep.checkpoint`."""
+    try:
+        from .checkpoint import load_encoder
+    except ImportError as exc:  # pragma: no cover - only before checkpoint.py lands
+        raise CheckpointError(f"{run}: cannot load models: musicrep.checkpoint is unavailable ({exc})") from None
+    return load_encoder(run, which=which)
+
+
+def model_names(infos: Sequence[tuple[Path, Any]]) -> list[str]:
+    """Names for runs: the trained concept ("artist", "joint"...), made unique with the folder name."""
+    concepts = [str(getattr(info, "concept", "") or Path(run).name) for run, info in infos]
+    return [
+        c if concepts.count(c) == 1 else f"{c} ({Path(run).name})"
+        for c, (run, _info) in zip(concepts, infos)
+    ]
+
+
+def holdout_runs(
+    runs: Sequence[str | Path],
+    *,
+    store: Any,
+    split_from: str | Path | None = None,
+    which: str = "best",
+    n_trials: int = 1000,
+    n_negatives: int = 4,
+    seed: int = 0,
+) -> HoldoutResult:
+    """Table 1 for trained runs: every run on every concept, on one set of trials.
+
+    Parameters
+    ----------
+    runs : run folders (or checkpoint files inside them)
+    store : FeatureStore, or a path to one
+    split_from : the run (or split folder) whose split defines the trials; the
+        first run by default. Runs trained on a different split get a warning:
+        their test songs may overlap the trials' training songs.
+    which : "best" or "last" checkpoint
+    """
+    if not runs:
+        raise ConfigError("no runs given; pass at least one run folder")
+    store = open_store(store)
+    loaded = []
+    for run in runs:
+        model, info = load_run_model(run, which=which)
+        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+        loaded.append((run_dir, model, info))
+    split = load_split(split_from if split_from is not None else loaded[0][0])
+    for run_dir, _m, _i in loaded[1:]:
+        try:
+            other = load_split(run_dir)
+        except SplitError:
+            continue
+        if other != split:
+            log.warning("%s was trained on a different split than the trials come from", run_dir)
+    names = model_names([(r, i) for r, _m, i in loaded])
+    result = holdout(
+        {n: m for n, (_r, m, _i) in zip(names, loaded)},
+        store=store, split=split, n_trials=n_trials, n_negatives=n_negatives, seed=seed,
+        segment_frames=store.feature_config.segment_frames,
+    )
+    result.runs = {n: str(r) for n, (r, _m, _i) in zip(names, loaded)}
+    return result
+
+
+def open_store(store: Any) -> Any:
+    """A FeatureStore from a path (or the store itself)."""
+    if isinstance(store, (str, Path)):
+        from .store import FeatureStore
+
+        return FeatureStore(store)
+    return store
+
+
+def run_store_path(run: str | Path) -> Path | None:
+    """The store a run was trained on, when its ``config.yaml`` names one."""
+    cfg = Path(run) / "config.yaml"
+    if not cfg.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return None
+    for key in ("store", "store_path", "data"):
+        value = data.get(key) if isinstance(data, dict) else None
+        if isinstance(value, str) and value:
+            return Path(value)
+    return None
