@@ -7,7 +7,8 @@ once per (checkpoint, store) and caches the vectors under the run folder.
 
 One code path for every input. A waveform is decoded / resampled to the model's
 feature rate, turned into log-mel frames by :func:`musicrep.features.log_mel`
-(the front end used to build the store), rounded to float16 exactly as the store
+(streamed through ``log_mel_stream`` for files, exactly as the store is
+prepared), rounded to float16 exactly as the store
 holds them, cut into non-overlapping segments of 129 frames (the trailing
 partial segment is dropped, as in training) and passed through the encoder,
 which standardises with the mean / std buffers saved in the checkpoint. The
@@ -36,6 +37,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .audio import AUDIO_EXTENSIONS
 from .config import FeatureConfig, to_dict
 from .errors import (
     AudioError,
@@ -50,12 +52,6 @@ from .io import atomic_path, atomic_write_json
 from .model import Encoder, split_segments
 
 log = logging.getLogger(__name__)
-
-#: File name endings treated as audio when a folder is searched.
-AUDIO_EXTENSIONS: tuple[str, ...] = (
-    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac",
-    ".aif", ".aiff", ".au", ".wv", ".mid", ".midi", ".mod", ".xm", ".it", ".s3m",
-)
 
 ARRAY_SOURCE = "<array>"
 CACHE_VERSION = 1
@@ -230,32 +226,33 @@ class EmbeddingModel:
         np.ndarray [shape=(T, n_mels), float32]
             Rounded to float16 precision, as the feature store holds them.
         """
-        from .features import log_mel
+        from .audio import resample
 
         if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
             raise ConfigError(f"sr={sr!r} must be a positive integer sample rate in Hz")
         t0 = time.perf_counter()
         y = _to_mono(audio, source=source)
-        if int(sr) != self.sample_rate:
-            import soxr
-
-            y = soxr.resample(y, int(sr), self.sample_rate, quality="HQ").astype(np.float32, copy=False)
+        y = resample(y, orig_sr=int(sr), target_sr=self.sample_rate)  # soxr HQ, as load_audio
         self.timings["decode"] += time.perf_counter() - t0
-        return self._log_mel(y, source=source, log_mel=log_mel)
+        return self._log_mel(y, source=source)
 
-    def _log_mel(self, y: np.ndarray, *, source: str, log_mel=None) -> np.ndarray:
-        if log_mel is None:
-            from .features import log_mel
+    def _log_mel(self, y: np.ndarray, *, source: str) -> np.ndarray:
+        from .features import log_mel
+
         t0 = time.perf_counter()
         frames = log_mel(y, sr=self.sample_rate, config=self.feature_config)
-        # The store keeps float16; round the same way so both paths see equal input.
-        frames = np.asarray(frames, dtype=np.float16).astype(np.float32)
         self.timings["features"] += time.perf_counter() - t0
+        return self._round(frames, source=source, seconds=y.size / self.sample_rate)
+
+    def _round(self, frames: np.ndarray, *, source: str, seconds: float | None) -> np.ndarray:
+        # The store keeps float16; round the same way so both paths feed equal input.
+        frames = np.asarray(frames, dtype=np.float16).astype(np.float32)
         if frames.shape[0] < self.segment_frames:
+            length = "" if seconds is None else f" ({seconds:.2f} s)"
             raise TooShortAudioError(
                 source,
-                f"{frames.shape[0]} frames ({y.size / self.sample_rate:.2f} s); "
-                f"needs at least {self.segment_frames} frames ({self.segment_seconds:.2f} s)",
+                f"{frames.shape[0]} frames{length}; needs at least {self.segment_frames} frames "
+                f"({self.segment_seconds:.2f} s)",
             )
         return frames
 
@@ -303,12 +300,32 @@ class EmbeddingModel:
 
     # ------------------------------------------------------------- file layer
     def _load_frames(self, path: Path) -> np.ndarray:
-        from .audio import load_audio
+        """Decode and featurise a file exactly as :func:`musicrep.store.compute_track` does."""
+        from .audio import stream_audio
+        from .features import log_mel_stream
+        from .store import min_samples_for
+
+        fc = self.feature_config
+        decode = 0.0
+        blocks = stream_audio(path, sr=fc.sample_rate, min_samples=min_samples_for(fc))
+
+        def timed():
+            nonlocal decode
+            while True:
+                t0 = time.perf_counter()
+                block = next(blocks, None)
+                decode += time.perf_counter() - t0
+                if block is None:
+                    return
+                yield block
 
         t0 = time.perf_counter()
-        y = load_audio(path, sr=self.sample_rate)
-        self.timings["decode"] += time.perf_counter() - t0
-        return self._log_mel(y, source=str(path))
+        chunks = list(log_mel_stream(timed(), config=fc))
+        total = time.perf_counter() - t0
+        self.timings["decode"] += decode
+        self.timings["features"] += total - decode
+        frames = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        return self._round(frames, source=str(path), seconds=None)
 
     def embed_file(self, path: str | Path, *, segments: bool = False) -> Embedding:
         """Embed one audio file; raises an :class:`~musicrep.errors.AudioError` naming it."""
@@ -590,3 +607,147 @@ def _cached_store_embeddings(model: EmbeddingModel, store) -> tuple[list[str], n
     log.info("embedded %d stored tracks into %s", len(ids), npy)
     return ids, vectors
 
+
+
+# ------------------------------------------------------------------ file jobs
+@dataclasses.dataclass
+class EmbedReport:
+    """What :func:`embed_to_files` did."""
+
+    embedded: list[Path] = dataclasses.field(default_factory=list)
+    already_done: list[Path] = dataclasses.field(default_factory=list)
+    errors: list[AudioError] = dataclasses.field(default_factory=list)
+    outputs: list[Path] = dataclasses.field(default_factory=list)
+    seconds_of_audio: float = 0.0
+
+
+def output_paths(inputs: Sequence[str | Path], out: str | Path, *, recursive: bool = True) -> dict[Path, Path]:
+    """Audio file -> its ``.npz`` under ``out``, mirroring each input folder's tree.
+
+    ``music/a/b.flac`` given as ``music/`` lands in ``OUT/a/b.flac.npz``; a file
+    given by name lands in ``OUT/b.flac.npz`` (the audio ending is kept, so
+    ``b.flac`` and ``b.mp3`` never collide).
+    """
+    out = Path(out)
+    mapping: dict[Path, Path] = {}
+    for inp in inputs:
+        inp = Path(inp)
+        for f in find_audio([inp], recursive=recursive):
+            rel = f.relative_to(inp) if inp.is_dir() else Path(f.name)
+            mapping.setdefault(f, out / rel.parent / (rel.name + ".npz"))
+    return mapping
+
+
+def _table_rows(path: Path) -> dict[str, np.ndarray]:
+    """Existing table: source path -> vector (for resuming)."""
+    if not path.is_file():
+        return {}
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return {str(p): v for p, v in zip(z["path"], z["vector"])}
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cols = [c for c in (rows[0] if rows else {}) if c.startswith("e") and c[1:].isdigit()]
+    return {r["path"]: np.array([float(r[c]) for c in cols], dtype=np.float32) for r in rows}
+
+
+def _write_table(path: Path, vectors: dict[str, np.ndarray], catalog) -> None:
+    paths = sorted(vectors)
+    meta_cols = ("track_id", "artist", "album", "title", "genre")
+    by_path = {str(Path(t.path).resolve()): t for t in catalog} if catalog is not None else {}
+    meta = {c: [by_path[p].get(c) if p in by_path else "" for p in paths] for c in meta_cols} if catalog is not None else {}
+    if path.suffix == ".npz":
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, path=np.array(paths, dtype=str), vector=np.stack([vectors[p] for p in paths]),
+                         **{c: np.array(v, dtype=str) for c, v in meta.items()})
+        return
+    from .io import atomic_write_csv
+
+    dim = len(next(iter(vectors.values())))
+    ecols = [f"e{i}" for i in range(dim)]
+    rows = []
+    for i, p in enumerate(paths):
+        row = {"path": p, **{c: meta[c][i] for c in meta}}
+        row.update({c: f"{x:.7g}" for c, x in zip(ecols, vectors[p])})
+        rows.append(row)
+    atomic_write_csv(path, rows, ["path", *meta.keys(), *ecols])
+
+
+def embed_to_files(
+    *,
+    model: EmbeddingModel,
+    inputs: Sequence[str | Path],
+    out: str | Path | None = None,
+    table: str | Path | None = None,
+    catalog=None,
+    overwrite: bool = False,
+    segments: bool = False,
+    recursive: bool = True,
+    workers: int = 1,
+) -> EmbedReport:
+    """Embed files and folders to one ``.npz`` per file, or to one table.
+
+    Parameters
+    ----------
+    model : the loaded model
+    inputs : audio files and folders (searched recursively by default)
+    out : folder for one ``.npz`` per file (tree mirrored, see :func:`output_paths`);
+        each holds ``vector`` [D], ``duration`` (s), ``source``, ``checkpoint_sha256``
+        and, with ``segments``, ``segments`` [S, D] and ``times`` [S, 2] (s)
+    table : instead, one ``.npz`` (``path`` [n], ``vector`` [n, D], metadata
+        columns) or ``.csv`` (``path``, metadata, ``e0`` .. ``e{D-1}``) for all files
+    catalog : Catalog whose rows (matched by resolved path) add ``track_id``,
+        ``artist``, ``album``, ``title``, ``genre`` to the table
+    overwrite : embed again files whose output exists (default: skip them)
+    workers : decoding threads
+
+    Returns
+    -------
+    EmbedReport
+        Unusable files are in ``errors`` (each names its file); the job goes on.
+    """
+    from . import progress
+
+    if (out is None) == (table is None):
+        raise ConfigError("give exactly one of an output folder (-o) or a table (--table)")
+    if table is not None and Path(table).suffix not in (".npz", ".csv"):
+        raise ConfigError(f"{table}: the table must end in .npz or .csv")
+    mapping = output_paths(inputs, out if out is not None else ".", recursive=recursive)
+    report = EmbedReport()
+    sha = model.checkpoint_sha() if model.checkpoint is not None else ""
+    done_vectors = {} if (table is None or overwrite) else _table_rows(Path(table))
+    todo = []
+    for src, dst in mapping.items():
+        key = str(src.resolve())
+        done = (dst.is_file() if table is None else key in done_vectors) and not overwrite
+        (report.already_done if done else todo).append(src)
+    if report.already_done:
+        log.info("%d file(s) already embedded; skipped (use --overwrite to redo)", len(report.already_done))
+    vectors = dict(done_vectors)
+    results = model.iter_files(todo, segments=segments, workers=workers)
+    for src, res in progress.bar(results, total=len(todo), desc="embed", unit="file"):
+        if isinstance(res, AudioError):
+            log.warning("skipped %s", res)
+            report.errors.append(res)
+            continue
+        report.embedded.append(src)
+        report.seconds_of_audio += res.duration
+        if table is not None:
+            vectors[str(src.resolve())] = res.vector
+            continue
+        arrays = {"vector": res.vector, "duration": np.float64(res.duration), "source": np.array(str(src)),
+                  "checkpoint_sha256": np.array(sha)}
+        if segments:
+            arrays.update(segments=res.segments, times=res.times)
+        dst = mapping[src]
+        with atomic_path(dst, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        report.outputs.append(dst)
+    if table is not None and vectors:
+        _write_table(Path(table), vectors, catalog)
+        report.outputs.append(Path(table))
+    return report

@@ -20,7 +20,6 @@ concept follows the artist split, as in training.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -30,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import CheckpointError, ConfigError, MusicrepError, SplitError
+from .errors import ConfigError, MusicrepError, SplitError
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +80,7 @@ def normalize_part(value: str, *, where: str = "split") -> str:
     return PART_ALIASES[key]
 
 
-def _read_split_csv(path: Path) -> dict[str, str]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        part_col = next((c for c in ("split", "part", "subset", "set") if c in cols), None)
-        if "track_id" not in cols or part_col is None:
-            raise SplitError(f"{path}: a split file needs the columns track_id and split (has {cols})")
-        return {row["track_id"]: normalize_part(row[part_col], where=str(path)) for row in reader}
-
-
-def load_split(run_or_split_dir: str | Path) -> dict[str, dict[str, str]]:
+def load_split(run_or_split_dir: str | Path) -> dict[str, Any]:
     """The saved artist and album splits of a run.
 
     Parameters
@@ -101,54 +90,30 @@ def load_split(run_or_split_dir: str | Path) -> dict[str, dict[str, str]]:
     Returns
     -------
     dict
-        ``{"artist": {track_id: "train"|"valid"|"test"}, "album": {...}}``; a
+        ``{"artist": Split, "album": Split}`` (:class:`musicrep.splits.Split`); a
         split the run does not have is absent.
-
-    Uses :func:`musicrep.splits.load_split` when that module offers it, otherwise
-    reads ``artist*.csv`` / ``album*.csv`` (columns ``track_id`` and ``split``).
     """
+    from .splits import load_splits
+
     path = Path(run_or_split_dir)
     split_dir = path / "split" if (path / "split").is_dir() else path
     if not split_dir.is_dir():
         raise SplitError(f"{path}: no split folder; train a run first (it saves RUN/split/)")
-    try:
-        from . import splits as _splits  # written by the training engineer
-    except ImportError:
-        _splits = None
-    loader = getattr(_splits, "load_split", None) if _splits is not None else None
-    out: dict[str, dict[str, str]] = {}
-    if loader is not None:
-        for name in ("artist", "album"):
-            try:
-                loaded = loader(split_dir, name)
-            except (MusicrepError, FileNotFoundError, TypeError, KeyError):
-                continue
-            out[name] = _as_part_map(loaded, where=f"{split_dir} ({name})")
-        if out:
-            return out
-    for name in ("artist", "album"):
-        files = sorted(split_dir.glob(f"{name}*.csv"))
-        if files:
-            out[name] = _read_split_csv(files[0])
-    if not out:
-        raise SplitError(f"{split_dir}: no artist or album split files (expected artist.csv / album.csv)")
-    return out
+    return load_splits(split_dir)
 
 
-def _as_part_map(loaded: Any, *, where: str) -> dict[str, str]:
-    """Accept ``{track_id: part}`` or ``{part: [track_ids]}`` or an object with those."""
-    for attr in ("assignment", "parts", "by_track"):
-        if hasattr(loaded, attr):
-            loaded = getattr(loaded, attr)
-            break
-    if all(hasattr(loaded, p) for p in ("train", "valid", "test")) and not isinstance(loaded, Mapping):
-        loaded = {p: getattr(loaded, p) for p in ("train", "valid", "test")}
-    if not isinstance(loaded, Mapping):
-        raise SplitError(f"{where}: cannot read the split object {type(loaded).__name__}")
-    keys = {str(k).lower() for k in loaded}
-    if keys and keys <= set(PART_ALIASES):
-        return {str(t): normalize_part(p, where=where) for p, ids in loaded.items() for t in ids}
-    return {str(t): normalize_part(str(p), where=where) for t, p in loaded.items()}
+def split_parts(entry: Any) -> tuple[dict[str, str], dict[str, str] | None]:
+    """``({track_id: part}, {track_id: label} or None)`` of one concept's split.
+
+    ``entry`` is a :class:`musicrep.splits.Split` (labels come from it) or a plain
+    mapping ``{track_id: part}`` (labels then come from the catalog).
+    """
+    if hasattr(entry, "rows"):
+        rows = list(entry.rows)
+        return {t: normalize_part(p) for t, _l, p in rows}, {t: lab for t, lab, _p in rows}
+    if isinstance(entry, Mapping):
+        return {str(t): normalize_part(str(p)) for t, p in entry.items()}, None
+    raise SplitError(f"cannot read a split from a {type(entry).__name__}; pass a splits.Split or {{track_id: part}}")
 
 
 # --------------------------------------------------------------------------- trials
@@ -171,7 +136,7 @@ def _concept_index(concept: str) -> int:
 def build_trials(
     *,
     store: Any,
-    split: Mapping[str, Mapping[str, str]],
+    split: Mapping[str, Any],
     concept: str,
     n_trials: int = 1000,
     n_negatives: int = 4,
@@ -183,7 +148,8 @@ def build_trials(
     Parameters
     ----------
     store : a :class:`musicrep.store.FeatureStore` (``catalog``, ``n_frames``)
-    split : ``{"artist": {track_id: part}, "album": {...}}`` (see :func:`load_split`)
+    split : ``{"artist": Split, "album": Split}`` (see :func:`load_split`); plain
+        ``{track_id: part}`` mappings work too
     concept : "artist", "album" or "track"
     n_trials : number of trials; anchors cycle over the eligible test songs in a
         seeded order, so each is used about equally often
@@ -201,11 +167,16 @@ def build_trials(
     split_name = SPLIT_OF_CONCEPT[concept]
     if split_name not in split:
         raise SplitError(f"no {split_name} split given; the {concept} concept needs it")
-    parts = split[split_name]
+    parts, split_labels = split_parts(split[split_name])
     length = {t: int(store.n_frames(t)) for t in parts if t in store.catalog}
     label: dict[str, str] = {}
     for tid in length:
-        lab = concept_label(store.catalog.by_id(tid), concept)
+        if concept == "track":
+            lab = tid
+        elif split_labels is not None and concept == split_name:
+            lab = split_labels[tid]
+        else:
+            lab = concept_label(store.catalog.by_id(tid), concept)
         if lab and length[tid] >= segment_frames:
             label[tid] = lab
     test = sorted(t for t in label if parts[t] == "test")
@@ -376,7 +347,7 @@ def holdout(
     models: Mapping[str, Any],
     *,
     store: Any,
-    split: Mapping[str, Mapping[str, str]],
+    split: Mapping[str, Any],
     concepts: Iterable[str] = CONCEPTS,
     n_trials: int = 1000,
     n_negatives: int = 4,
@@ -389,7 +360,7 @@ def holdout(
     ----------
     models : ``{name: Encoder or callable crops [B, T, n_mels] -> [B, D]}``
     store : the feature store the split refers to
-    split : ``{"artist": {track_id: part}, "album": {...}}``
+    split : ``{"artist": Split, "album": Split}`` or ``{track_id: part}`` mappings
     concepts : which of artist / album / track to evaluate (a concept whose split
         is missing is skipped with a warning)
     n_trials, n_negatives, seed : see :func:`build_trials`
@@ -427,11 +398,9 @@ def holdout(
 
 
 def load_run_model(run: str | Path, *, which: str = "best") -> tuple[torch.nn.Module, Any]:
-    """``(Encoder in eval mode, info)`` of a run, through :mod:`musicrep.checkpoint`."""
-    try:
-        from .checkpoint import load_encoder
-    except ImportError as exc:  # pragma: no cover - only before checkpoint.py lands
-        raise CheckpointError(f"{run}: cannot load models: musicrep.checkpoint is unavailable ({exc})") from None
+    """``(Encoder in eval mode, CheckpointInfo)`` of a run folder or checkpoint file."""
+    from .checkpoint import load_encoder
+
     return load_encoder(run, which=which)
 
 
@@ -479,7 +448,7 @@ def holdout_runs(
             other = load_split(run_dir)
         except SplitError:
             continue
-        if other != split:
+        if {k: split_parts(v)[0] for k, v in other.items()} != {k: split_parts(v)[0] for k, v in split.items()}:
             log.warning("%s was trained on a different split than the trials come from", run_dir)
     names = model_names([(r, i) for r, _m, i in loaded])
     result = holdout(

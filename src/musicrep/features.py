@@ -128,7 +128,7 @@ def log_mel_stream(blocks: Iterable[np.ndarray], *, config: FeatureConfig | None
 
     Memory stays bounded by ``frames_per_chunk`` frames plus one block, whatever
     the length of the stream. Concatenating the yielded arrays equals
-    ``log_mel(np.concatenate(blocks))`` exactly.
+    ``log_mel(np.concatenate(blocks))`` up to float32 rounding (< 1e-6).
 
     Yields
     ------

@@ -139,20 +139,17 @@ def _stratified(ids: Sequence[str], labels: Mapping[str, str], rng: np.random.Ge
 def song_embeddings(model: Any, *, store: Any, track_ids: Sequence[str], cache: bool = True) -> np.ndarray:
     """Song embeddings float32 [n, D], in the order of ``track_ids``.
 
-    A run folder goes through :func:`musicrep.embed.embed_store` (cached); an
-    in-memory Encoder is embedded segment by segment with
-    :func:`musicrep.model.song_embedding`.
+    Computed by :func:`musicrep.embed.embed_store` (mean of the non-overlapping
+    segments' embeddings); a run folder's vectors are cached under the run, an
+    in-memory Encoder's are not.
     """
-    if isinstance(model, (str, Path)):
-        from .embed import embed_store
+    from .embed import EmbeddingModel, embed_store
 
-        ids, vectors = embed_store(model, store, track_ids=list(track_ids), cache=cache)
-        pos = {t: i for i, t in enumerate(ids)}
-        return np.asarray(vectors, dtype=np.float32)[[pos[t] for t in track_ids]]
-    from .model import song_embedding
-
-    seg = store.feature_config.segment_frames
-    return np.stack([song_embedding(model, store.frames(t), segment_frames=seg) for t in track_ids]).astype(np.float32)
+    if not isinstance(model, (str, Path, EmbeddingModel)):
+        model = EmbeddingModel(model, feature_config=store.feature_config)  # in memory: never cached
+    ids, vectors = embed_store(model, store, track_ids=list(track_ids), cache=cache)
+    pos = {t: i for i, t in enumerate(ids)}
+    return np.asarray(vectors, dtype=np.float32)[[pos[t] for t in track_ids]]
 
 
 def summary_features(frames: np.ndarray, *, kind: str, n_mfcc: int = 20) -> np.ndarray:

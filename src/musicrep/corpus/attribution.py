@@ -26,19 +26,26 @@ from pathlib import Path
 #: Reviewed spellings -> canonical name. Keys are compared case- and accent-folded.
 #: Each entry was checked against the package's copyright file or the module text.
 ALIASES: dict[str, str] = {
-    "zhaytee": "Joseph Toscano",  # pingus tracker credits, same person as below
+    "zhaytee": "Joseph Toscano",  # wesnoth tags "Joseph G. Toscano (Zhaytee)"; pingus modules
     "joseph toscano": "Joseph Toscano",
+    "joseph g. toscano": "Joseph Toscano",
+    "joseph g. toscano (zhaytee)": "Joseph Toscano",
     "scarjt": "Joseph Toscano",
     "mordred": "Jordan Tuzsuzov",  # biniax: "MANIA by Mordred", (C) Jordan Tuzsuzov, mordred.dir.bg
     "|mordred|": "Jordan Tuzsuzov",
+    "jordan tuzsuzo": "Jordan Tuzsuzov",  # a module title cut at 25 characters
     "thomas a. drexl": "Thomas Drexl",  # gl-117 module texts vs debian/copyright
     "thomas a drexl": "Thomas Drexl",
     "alexel": "Alexandre Liverneaux",  # heroes: "Alexel / alex.livernaux@", copyright lists him
+    "tnk": "ToalNkor",  # heroes: "by TNK / Rlt^Dz^Caf." and "ToalNkor of Realtech^Dzone^Caffein"
+    "crystan": "Christian Hoffmann",  # ufoai tags: Christian "Crystan" Hoffmann
+    'christian "crystan" hoffmann': "Christian Hoffmann",
     "reg & zbb": "Reg & Zbb",
     "reg": "Reg & Zbb",  # tecnoballz: "music from reg", "MUSIC BY REG & ZBB"
     "h. matthew smith": "H. Matthew Smith",
     "manuel marino": "Manuel Marino",
     'manuel "vanethian" marino': "Manuel Marino",
+    "manuel 'vanethian' marino": "Manuel Marino",
     "vanethian": "Manuel Marino",
 }
 
@@ -46,7 +53,7 @@ ALIASES: dict[str, str] = {
 #: Names are those the package's debian/copyright gives for the files.
 FILENAME_PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
     "ufoai-music": (
-        ("Crystan-", "Crystan"),
+        ("Crystan-", "Christian Hoffmann"),
         ("David0", "David Reeves"),
         ("van_", "Manuel Marino"),
         ("karlmacklin_", "Karl Macklin"),
@@ -66,6 +73,9 @@ PACKAGE_COMPOSER: dict[str, str] = {
     "biniax2-data": "Jordan Tuzsuzov",
     "singularity-music": "Maxstack",
 }
+
+#: Names found in module texts that credit a tool or converter, not the music.
+NOT_COMPOSERS: frozenset[str] = frozenset({"gryzor", "pro-wizard", "modplug tracker", "fasttracker"})
 
 SOURCES: tuple[str, ...] = ("tag", "metadata", "module", "filename", "copyright", "unknown")
 
@@ -93,12 +103,14 @@ def normalize_artist(name: str | None) -> str:
     text = re.sub(r"\(c\)|©|copyright|\b(19|20)\d\d\b", " ", text, flags=re.I)
     text = re.sub(r"[<>*_#~\[\]{}]+|\(\s*\)", " ", text)
     text = re.sub(r"\s+", " ", text).strip(" -,.;:'\"/!")
+    text = re.sub(r"\s+\d+$", "", text)  # "Reg & Zbb 01": a line counter, not part of the name
     if not text:
         return ""
     folded = _fold(text)
     if folded in ALIASES:
         return ALIASES[folded]
-    if _NOT_A_NAME.match(folded) or len(folded) < 2 or len(folded) > 40 or not re.search(r"[a-z]", folded):
+    if (_NOT_A_NAME.match(folded) or folded in NOT_COMPOSERS or len(folded) < 2 or len(folded) > 40
+            or not re.search(r"[a-z]{2}", folded)):
         return ""
     if text.islower() or text.isupper():
         text = " ".join(w.capitalize() for w in text.split())
@@ -142,9 +154,8 @@ def read_album_json(path: Path) -> dict[str, tuple[str, str, str]]:
 # --- 3. tracker module texts ---------------------------------------------------------
 
 _MODULE_PATTERNS: tuple[re.Pattern, ...] = (
-    re.compile(r"(?:written|tracked|composed|made|music|musik)(?: and tracked)?\s+by\s*[:\n]?\s*([^\n]+)", re.I),
+    re.compile(r"(?:written|tracked|composed|made|music|musik)(?: and tracked)?\s+(?:by|from)\s*[:\n]?\s*([^\n]+)", re.I),
     re.compile(r"\bby\s+([^\n]+)", re.I),
-    re.compile(r"music from\s+(\w+)", re.I),
     re.compile(r"(?:\(c\)|©|copyright)\s*(?:(?:19|20)\d\d[\s,]*)?\n?\s*([A-Za-z][^\n]+)", re.I),
     re.compile(r"^[^\n]+ -\n\s*([A-Z][^\n]+)", re.M),  # "Mission failed -\nThomas A. Drexl"
 )
@@ -152,16 +163,17 @@ _MODULE_PATTERNS: tuple[re.Pattern, ...] = (
 
 def from_module_text(title: str, message: str) -> str:
     """Composer named in a tracker module's title or message ("" if none)."""
-    for text in (title or "", message or ""):
-        for pattern in _MODULE_PATTERNS:
-            match = pattern.search(text)
-            if not match:
-                continue
-            raw = re.split(r"\s+(?:of|for|from)\s+|\s/\s|\s{2,}|\t", match.group(1).strip())[0]
-            name = normalize_artist(raw)
-            if name:
-                return name
-    return ""
+    for pattern in _MODULE_PATTERNS:
+        for text in (title or "", message or ""):
+            for match in pattern.finditer(text):
+                raw = re.split(r"\s+(?:of|for|from)\s+|/|\^|\s{2,}|\t", match.group(1).strip())[0]
+                name = normalize_artist(raw)
+                if name:
+                    return name
+    # a bare signature on the first line ("Alexel / RealTech", "alexel.rt"): aliases only
+    first = next((ln.strip() for ln in (message or "").splitlines() if ln.strip()), "")
+    key = _fold(re.split(r"[/.^]", first)[0]) if first else ""
+    return ALIASES.get(key, "")
 
 
 # --- 4. file-name prefixes -------------------------------------------------------------

@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..catalog import Catalog, slugify
 from ..errors import CatalogError
@@ -83,16 +83,17 @@ def clean_text(value) -> str:
     return _BREAKS.sub(" ", text).strip()
 
 
-def stable_ids(keys: Iterable[str]) -> list[str]:
+def stable_ids(keys: Iterable[str], *, slug_of: Callable[[str], str] | None = None) -> list[str]:
     """Readable, unique ids for ``keys`` (e.g. relative paths), stable between runs.
 
-    The id is the slug of the key; keys whose slugs collide (``"a b"`` and
-    ``"a-b"``, or names in a non-Latin script that slug to the same text) get
-    the first 8 hex digits of the key's SHA-1 appended, so each id depends only
-    on its own key and on which keys share its slug.
+    The id is the slug of ``slug_of(key)`` (of the key itself by default); keys
+    whose slugs collide (``"a b.wav"`` and ``"a-b.flac"``, or names in a
+    non-Latin script that slug to the same text) get the first 8 hex digits of
+    the key's SHA-1 appended, so each id depends only on its own key and on
+    which keys share its slug.
     """
     keys = list(keys)
-    slugs = [slugify(k, max_len=80) for k in keys]
+    slugs = [slugify(slug_of(k) if slug_of else k, max_len=80) for k in keys]
     counts = Counter(slugs)
     out = []
     for key, slug in zip(keys, slugs):
@@ -121,7 +122,8 @@ def summary_line(catalog: Catalog, skipped: Iterable[Skipped] = ()) -> str:
         f"{len(s['genres'])} genres, {s['hours']:.2f} h; skipped {sum(counts.values())}"
     )
     if counts:
-        line += " (" + ", ".join(f"{r}: {n}" for r, n in counts.most_common()) + ")"
+        ordered = sorted(counts.items(), key=lambda rn: (-rn[1], rn[0]))
+        line += " (" + ", ".join(f"{r}: {n}" for r, n in ordered) + ")"
     return line
 
 

@@ -269,7 +269,8 @@ def from_folder(
                 extra={"albumartist": tags["albumartist"], "album_id": f"{owner}/{album}" if album else ""},
             )
         )
-    ids = stable_ids(r["rel"] for r in rows)
+    # the id leaves out the file ending; 'song.mp3' and 'song.flac' differ by their hash suffix
+    ids = stable_ids((r["rel"] for r in rows), slug_of=lambda rel: rel[: -len(Path(rel).suffix) or None])
     catalog = Catalog(
         (
             Track(track_id=tid, path=r["path"], artist=r["artist"], album=r["album"], title=r["title"],

@@ -1,0 +1,54 @@
+"""``musicrep embed --run RUN PATH... (-o OUT | --table T.npz|T.csv)``."""
+
+from __future__ import annotations
+
+import sys
+
+
+def _run(args) -> int:
+    from ..catalog import read_csv
+    from ..embed import embed_to_files, load
+
+    model = load(args.run, which=args.which, batch_size=args.batch_size)
+    report = embed_to_files(
+        model=model,
+        inputs=args.paths,
+        out=args.output,
+        table=args.table,
+        catalog=read_csv(args.catalog) if args.catalog else None,
+        overwrite=args.overwrite,
+        segments=args.segments,
+        recursive=not args.no_recursive,
+        workers=args.workers,
+    )
+    for err in report.errors:
+        print(f"skipped {err}", file=sys.stderr)
+    where = args.table or args.output
+    print(
+        f"{where}: embedded {len(report.embedded)} file(s) ({report.seconds_of_audio / 60:.1f} min of audio), "
+        f"{len(report.already_done)} already done, {len(report.errors)} unusable"
+    )
+    return 0 if report.embedded or report.already_done else 1
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "embed",
+        help="song embeddings of audio files and folders",
+        description="Embed audio files and folders (recursively) with a trained run: one .npz per file "
+        "(the folder tree mirrored under -o) or one table for all (--table). Unusable files are "
+        "reported by name and skipped. Exit status 1 when nothing could be embedded.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    p.add_argument("--run", required=True, metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint of a run folder (default: best)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", metavar="OUT", help="folder for one .npz per audio file")
+    out.add_argument("--table", metavar="TABLE", help="one table for all files: .npz or .csv")
+    p.add_argument("--catalog", metavar="CSV", help="catalog whose metadata (track_id, artist, album, title, genre) goes in the table")
+    p.add_argument("--segments", action="store_true", help="also store per-segment vectors and their times (s) in each .npz")
+    p.add_argument("--overwrite", action="store_true", help="embed again files whose output exists")
+    p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="decoding threads (default: 1)")
+    p.add_argument("--batch-size", type=int, default=128, metavar="N", help="segments per forward pass (default: 128)")
+    p.set_defaults(func=_run)

@@ -1,0 +1,30 @@
+"""``musicrep export --run RUN -o model.onnx``."""
+
+from __future__ import annotations
+
+
+def _run(args) -> int:
+    from ..embed import load
+    from ..export import export_onnx
+
+    model = load(args.run, which=args.which)
+    path = export_onnx(model_or_run=model, out=args.output, opset=args.opset, check=not args.no_check)
+    check = "" if args.no_check else ", matches PyTorch on random input"
+    print(f"{path}: ONNX opset {args.opset}, input logmel [batch, frames, {model.encoder.n_mels}] -> "
+          f"embedding [batch, {model.dim}]{check}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained encoder to ONNX",
+        description="Write the encoder (with its input normalisation) as ONNX with dynamic batch and frame "
+        "axes. Input: raw log-mel [batch, frames >= 129, n_mels]; output: segment embeddings.",
+    )
+    p.add_argument("--run", required=True, metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint of a run folder (default: best)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_ONNX", help="ONNX file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+    p.set_defaults(func=_run)

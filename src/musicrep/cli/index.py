@@ -1,0 +1,70 @@
+"""``musicrep index build --run [CONCEPT=]RUN ... --catalog C -o INDEX`` and
+``musicrep search INDEX --query FILE_OR_TRACK_ID -k 10 [--by artist|album|track|joint]``."""
+
+from __future__ import annotations
+
+
+def _build(args) -> int:
+    from ..index import build_from_runs, parse_runs
+
+    index = build_from_runs(
+        runs=parse_runs(args.run),
+        catalog=args.catalog,
+        out=args.output,
+        store=args.store,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        kind=args.kind,
+        exact_max=args.exact_max,
+        target_recall=args.target_recall,
+    )
+    m = index.manifest
+    print(f"{index.path}: {m['n_tracks']} tracks indexed, {m['n_skipped']} skipped (see skipped.csv)")
+    for concept, meta in m["concepts"].items():
+        params = " ".join(f"{k}={v}" for k, v in meta["params"].items())
+        star = " (default)" if concept == m["default_concept"] else ""
+        print(f"  {concept}{star}: {meta['kind']} {params} dim={meta['dim']} recall@10={meta['recall_at_10']:.3f}")
+    return 0
+
+
+def _search(args) -> int:
+    from ..index import SearchIndex
+
+    index = SearchIndex.load(args.index)
+    hits = index.query(args.query, k=args.k, by=args.by)
+    by = args.by or index.default_concept
+    print(f"nearest to {args.query} by {by}:")
+    print(f"{'rank':>4}  {'sim':>6}  {'artist':<24} {'album':<24} {'title':<28} track_id")
+    for h in hits:
+        print(f"{h.rank:>4}  {h.similarity:6.3f}  {h.artist[:24]:<24} {h.album[:24]:<24} {h.title[:28]:<28} {h.track_id}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    from ..index import EXACT_MAX, VALID_CONCEPTS, VALID_KINDS
+
+    p = subparsers.add_parser("index", help="build a similarity-search index over song embeddings")
+    verbs = p.add_subparsers(dest="index_verb", metavar="VERB", required=True)
+    b = verbs.add_parser(
+        "build",
+        help="embed a catalog with one or more runs and index it",
+        description="Embed the catalog's songs with each run and build a faiss index per concept. "
+        "Give one run, or several as CONCEPT=RUN (artist, album, track, joint) for search --by CONCEPT.",
+    )
+    b.add_argument("--run", action="append", required=True, metavar="[CONCEPT=]RUN", help="run folder or checkpoint (repeatable)")
+    b.add_argument("--catalog", required=True, metavar="CSV", help="the songs to index")
+    b.add_argument("-o", "--output", required=True, metavar="INDEX", help="index folder to write")
+    b.add_argument("--store", metavar="STORE", help="feature store to embed from instead of decoding the audio")
+    b.add_argument("--kind", choices=VALID_KINDS, default="auto", help=f"auto: exact up to --exact-max tracks, HNSW above")
+    b.add_argument("--exact-max", type=int, default=EXACT_MAX, metavar="N", help=f"largest exact index with --kind auto (default {EXACT_MAX})")
+    b.add_argument("--target-recall", type=float, default=0.95, metavar="R", help="recall@10 the HNSW efSearch is tuned to (default 0.95)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    b.add_argument("--workers", type=int, default=1, metavar="N", help="decoding threads (default 1)")
+    b.set_defaults(func=_build)
+
+    s = subparsers.add_parser("search", help="songs most like a file or an indexed track")
+    s.add_argument("index", metavar="INDEX", help="index folder from `musicrep index build`")
+    s.add_argument("--query", required=True, metavar="FILE_OR_TRACK_ID", help="an indexed track id or an audio file")
+    s.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    s.add_argument("--by", choices=VALID_CONCEPTS, help="similarity by artist, album, track or joint (default: joint if indexed, else the first run)")
+    s.set_defaults(func=_search)

@@ -1,0 +1,445 @@
+"""The training loop: artist, album, track or joint Siamese models with N negatives.
+
+Read top to bottom: settings -> splits -> normalisation -> model and optimizer ->
+for each epoch: training steps, validation, metrics, checkpoints, early stopping.
+The same function runs on one CPU, on a GPU, and under ``torchrun
+--nproc_per_node K`` with DistributedDataParallel (gloo on CPU, nccl on GPU):
+each rank samples its own batches (the rank is part of every batch's seed), DDP
+averages the gradients, and rank 0 writes every file.
+
+Resuming is exact: a batch is a pure function of (seed, rank, concept, mode,
+step) (see :mod:`musicrep.sampling`), so a resumed run sees the very batches
+the uninterrupted run would have seen, whatever the data loader; ``last.pt``
+holds the weights, optimizer state, step, epoch, early-stopping state and the
+torch RNG state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from . import progress
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import save_config, to_dict
+from .errors import ConfigError
+from .io import atomic_write_csv, atomic_write_json, atomic_write_text
+from .losses import accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
+from .model import Encoder
+from .sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
+from .splits import Split, album_split, artist_split, check_in_catalog, load_splits, write_splits
+
+log = logging.getLogger(__name__)
+
+CONCEPT_CHOICES: tuple[str, ...] = ("artist", "album", "track", "joint")
+# Settings that may change when resuming: they do not change the numbers.
+RESUMABLE: frozenset[str] = frozenset({"epochs", "patience", "num_workers", "prefetch", "threads", "tensorboard"})
+
+
+def _f(default, **meta):
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (defaults: the paper's and the 2018 code's)."""
+
+    concept: str = _f("artist", choices=CONCEPT_CHOICES)
+    negatives: int = _f(4, min=1)
+    width: int = _f(256, min=1)
+    batch_size: int = _f(64, min=2)  # anchors per concept per step (per process under DDP)
+    optimizer: str = _f("sgd", choices=("sgd", "adam"))
+    lr: float = _f(0.1, min=0.0, min_exclusive=True)
+    momentum: float = _f(0.9, min=0.0, max=1.0)  # SGD only, with Nesterov as in the 2018 code
+    nesterov: bool = True
+    weight_decay: float = _f(0.0, min=0.0)
+    epochs: int = _f(100, min=1)
+    steps_per_epoch: int = _f(500, min=1)
+    valid_batches: int = _f(20, min=1)  # per concept, the same batches every epoch
+    patience: int = _f(10, min=1)  # epochs without improvement before stopping
+    monitor: str = _f("valid_loss", choices=("valid_loss", "valid_acc"))
+    seed: int = 0
+    n_artists: int | None = _f(None, min=2)  # None: every qualifying artist
+    songs_per_artist: int = _f(20, min=3)
+    artist_valid: int = _f(2, min=1)
+    artist_test: int = _f(2, min=1)
+    n_albums: int | None = _f(None, min=2)  # None: 2 x n_artists, or every qualifying album
+    songs_per_album: int = _f(10, min=3)
+    album_valid: int = _f(1, min=1)
+    album_test: int = _f(1, min=1)
+    margin_artist: float = _f(0.4, min=0.0)
+    margin_album: float = _f(0.25, min=0.0)
+    margin_track: float = _f(0.1, min=0.0)
+    amp: bool = False  # bf16 autocast for the encoder's forward pass
+    num_workers: int = _f(0, min=0)  # 0: a prefetch thread; K: K DataLoader worker processes
+    prefetch: int = _f(2, min=0)  # batches made ahead of the model
+    threads: int = _f(0, min=0)  # torch CPU threads; 0 leaves torch's choice (cores / processes under DDP)
+    tensorboard: bool = True  # also log to RUN/tb when tensorboard is installed
+
+    @property
+    def concepts(self) -> tuple[str, ...]:
+        return ("artist", "album", "track") if self.concept == "joint" else (self.concept,)
+
+    def margin(self, concept: str) -> float:
+        return {"artist": self.margin_artist, "album": self.margin_album, "track": self.margin_track}[concept]
+
+
+# ---------------------------------------------------------------- distributed
+
+@dataclasses.dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_dist() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world <= 1:
+        return _Dist(device=torch.device("cuda" if cuda else "cpu"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return _Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local, device=device)
+
+
+def _all_sum(values: list[float], d: _Dist) -> list[float]:
+    if d.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _sync_buffers(model: torch.nn.Module, d: _Dist) -> None:
+    """BatchNorm running stats from rank 0: DDP syncs them before a forward, not after it."""
+    if d.world > 1:
+        for b in model.buffers():
+            dist.broadcast(b.data, src=0)
+
+
+def _weight_spread(model: torch.nn.Module, d: _Dist) -> float:
+    """Largest difference of any weight or buffer between rank 0 and the other ranks."""
+    flat = torch.cat([t.detach().double().reshape(-1) for t in model.state_dict().values()])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = torch.tensor([float((flat - ref).abs().max())], dtype=torch.float64, device=flat.device)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
+
+
+# ---------------------------------------------------------------- pieces
+
+def make_run_splits(*, catalog, config: TrainConfig) -> dict[str, Split]:
+    """The splits a run needs: artist (artist and track concepts) and album."""
+    out: dict[str, Split] = {}
+    if set(config.concepts) & {"artist", "track"}:
+        out["artist"] = artist_split(catalog=catalog, n_artists=config.n_artists,
+                                     songs_per_artist=config.songs_per_artist, n_valid=config.artist_valid,
+                                     n_test=config.artist_test, seed=config.seed)
+    if "album" in config.concepts:
+        n_albums = config.n_albums
+        if n_albums is None and config.n_artists is not None:
+            n_albums = 2 * config.n_artists
+        out["album"] = album_split(catalog=catalog, n_albums=n_albums, songs_per_album=config.songs_per_album,
+                                   n_valid=config.album_valid, n_test=config.album_test, seed=config.seed)
+    return out
+
+
+def concept_split(splits: dict[str, Split], concept: str) -> Split:
+    """The split a concept samples from (the track concept uses the artist split)."""
+    return splits["artist" if concept == "track" else concept]
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
+
+
+def step_losses(
+    model: torch.nn.Module, batches: dict[str, torch.Tensor], *, config: TrainConfig, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Loss of one step: every concept's batch through the encoder in one forward pass.
+
+    Parameters
+    ----------
+    batches : concept -> [B, 2 + N, T, n_mels] (anchor, positive, negatives)
+
+    Returns
+    -------
+    (total loss, concept -> loss, concept -> accuracy), scalars
+    """
+    shapes = {c: tuple(b.shape) for c, b in batches.items()}
+    x = torch.cat([torch.as_tensor(b).reshape(-1, *b.shape[2:]) for b in batches.values()])
+    x = x.to(device, non_blocking=True)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp):
+        emb = model(x)
+    emb = emb.float()  # cosine and hinge in float32 whatever the forward precision
+    losses, accs, offset = {}, {}, 0
+    for c, (B, K, *_rest) in shapes.items():
+        e = emb[offset : offset + B * K].reshape(B, K, -1)
+        offset += B * K
+        sims = similarities(e[:, 0], e[:, 1], e[:, 2:])
+        losses[c] = hinge_from_similarities(sims, margin=config.margin(c))
+        accs[c] = accuracy_from_similarities(sims.detach())
+    return joint_loss(losses), losses, accs
+
+
+@torch.no_grad()
+def validate(
+    model: torch.nn.Module, samplers: dict[str, ConceptSampler], *, config: TrainConfig, d: _Dist
+) -> dict[str, float]:
+    """Validation loss and accuracy per concept, on the same batches every epoch (averaged over ranks)."""
+    model.eval()
+    sums: list[float] = []
+    for c, sampler in samplers.items():
+        loss = acc = 0.0
+        for i in range(config.valid_batches):
+            b = make_batches({c: sampler}, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i)
+            _, ls, ac = step_losses(model, {c: torch.from_numpy(b[c])}, config=config, device=d.device)
+            loss, acc = loss + float(ls[c]), acc + float(ac[c])
+        sums += [loss, acc]
+    sums = _all_sum(sums, d)
+    model.train()
+    n = config.valid_batches * d.world
+    out: dict[str, float] = {}
+    for k, c in enumerate(samplers):
+        out[f"valid_loss_{c}"], out[f"valid_acc_{c}"] = sums[2 * k] / n, sums[2 * k + 1] / n
+    out["valid_loss"] = sum(out[f"valid_loss_{c}"] for c in samplers)
+    out["valid_acc"] = sum(out[f"valid_acc_{c}"] for c in samplers) / len(samplers)
+    return out
+
+
+def _metric_columns(concepts: tuple[str, ...]) -> list[str]:
+    cols = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_acc"]
+    for c in concepts:
+        cols += [f"train_loss_{c}", f"train_acc_{c}", f"valid_loss_{c}", f"valid_acc_{c}"]
+    return cols + ["seconds", "segments_per_s"]
+
+
+def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [r for r in csv.DictReader(fh) if int(r["epoch"]) <= upto_epoch]
+
+
+def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
+    now = to_dict(config)
+    changed = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"{path}: cannot resume with {k}={now[k]!r}; the run was started with "
+                          f"{k}={saved.get(k)!r}. Only {sorted(RESUMABLE)} may change on resume")
+
+
+def _tensorboard(out_dir: Path, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out_dir / "tb"))
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, resume: bool = False) -> Path:
+    """Train an encoder on a feature store; write the run folder.
+
+    Parameters
+    ----------
+    store_path : a finished feature store (``STORE/``)
+    out_dir : the run folder ``RUN/``: config.yaml, split/, metrics.csv, last.pt, best.pt, DONE
+    config : the settings
+    resume : continue the run in ``out_dir`` from ``last.pt`` (same settings, except
+        those in ``RESUMABLE``, e.g. more epochs)
+
+    Returns
+    -------
+    Path of the run folder
+    """
+    from .store import FeatureStore
+
+    out_dir = Path(out_dir)
+    d = _setup_dist()
+    try:
+        return _train(FeatureStore(Path(store_path)), Path(store_path), out_dir, config, resume=resume, d=d)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resume: bool, d: _Dist) -> Path:
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    elif d.world > 1 and d.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", d.world))))
+    ckpt = None
+    if resume:
+        ckpt = read_checkpoint(last_path) if last_path.is_file() else None
+        if ckpt is None:
+            log.warning("%s: no last.pt to resume from; starting the run from the beginning", out_dir)
+        else:
+            _check_resumable(ckpt["config"], config, last_path)
+    elif last_path.is_file():
+        raise ConfigError(f"{out_dir} already holds a run (last.pt); pass --resume to continue it "
+                          "or choose another output folder")
+
+    # Splits: made once and written beside the run; a resumed run reads them back.
+    if ckpt is not None:
+        splits = load_splits(out_dir / "split")
+    else:
+        splits = make_run_splits(catalog=store.catalog, config=config)
+    for s in splits.values():
+        check_in_catalog(s, store.catalog)
+    seg = store.feature_config.segment_frames
+    train_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="train",
+                                 negatives=config.negatives, segment_frames=seg) for c in config.concepts}
+    valid_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="valid",
+                                 negatives=config.negatives, segment_frames=seg) for c in config.concepts}
+    specs = [SamplerSpec(store_path=str(store_path), split=concept_split(splits, c), concept=c, mode="train",
+                         negatives=config.negatives, segment_frames=seg) for c in config.concepts]
+    for s in list(train_s.values()) + list(valid_s.values()):
+        log.info("%r", s)
+
+    torch.manual_seed(config.seed)
+    model = Encoder(width=config.width, n_mels=store.feature_config.n_mels)
+    train_ids = sorted({t for s in splits.values() for t in s.track_ids("train")})
+    mean, std = store.stats(train_ids)
+    model.set_normalization(mean, std)  # training-split statistics travel with the weights
+    model.to(d.device)
+    optimizer = _make_optimizer(model, config)
+    epoch = step = bad_epochs = 0
+    best = math.inf
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        epoch, step, best, bad_epochs = ckpt["epoch"], ckpt["step"], ckpt["best_metric"], ckpt["bad_epochs"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        log.info("resuming %s at epoch %d, step %d", out_dir, epoch, step)
+    net = model
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+
+    if d.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:
+            (out_dir / "DONE").unlink(missing_ok=True)
+            write_splits(splits, out_dir / "split")
+        save_config(config, out_dir / "config.yaml")
+        atomic_write_json(out_dir / "run.json", {"store": str(Path(store_path).resolve()), "world_size": d.world,
+                                                 "feature_hash": store.feature_config.hash(),
+                                                 "normalization": {"mean": mean, "std": std}})
+    metrics_path = out_dir / "metrics.csv"
+    rows = _read_metrics(metrics_path, epoch) if ckpt is not None else []
+    columns = _metric_columns(config.concepts)
+    tb = _tensorboard(out_dir, config.tensorboard) if d.main else None
+    sign = 1.0 if config.monitor == "valid_loss" else -1.0  # the monitor is minimised as sign * value
+
+    def payload() -> dict:
+        return {"model": model.state_dict(), "model_config": {"width": config.width, "n_mels": model.n_mels},
+                "feature_config": to_dict(store.feature_config), "optimizer": optimizer.state_dict(),
+                "step": step, "epoch": epoch, "best_metric": best, "bad_epochs": bad_epochs,
+                "monitor": config.monitor, "config": to_dict(config), "concept": config.concept,
+                "rng": {"torch": torch.get_rng_state()}}
+
+    segs_per_step = config.batch_size * (2 + config.negatives) * len(config.concepts)
+    total = config.epochs * config.steps_per_epoch
+    done = epoch >= config.epochs or bad_epochs >= config.patience
+    stream = None if done else batch_stream(
+        samplers=train_s, specs=specs, batch_size=config.batch_size, seed=config.seed, rank=d.rank,
+        start_step=step, num_workers=config.num_workers, prefetch=config.prefetch)
+    bar = progress.bar(total=total, initial=step, unit="step", desc=f"train {config.concept}") \
+        if d.main else contextlib.nullcontext()
+    model.train()
+    try:
+        with bar:
+            while not done:
+                t0 = time.perf_counter()
+                sums = {c: [0.0, 0.0] for c in config.concepts}
+                total_loss = 0.0
+                for _ in range(config.steps_per_epoch):
+                    batches = next(stream)
+                    loss, losses, accs = step_losses(net, batches, config=config, device=d.device)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    total_loss += float(loss)
+                    for c in config.concepts:
+                        sums[c][0] += float(losses[c])
+                        sums[c][1] += float(accs[c])
+                    if d.main:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+                seconds = time.perf_counter() - t0
+                epoch += 1
+                _sync_buffers(model, d)
+                v = validate(model, valid_s, config=config, d=d)
+                n = config.steps_per_epoch
+                row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                       "train_loss": total_loss / n, "seconds": round(seconds, 3),
+                       "segments_per_s": round(segs_per_step * n * d.world / seconds, 1), **v}
+                for c in config.concepts:
+                    row[f"train_loss_{c}"], row[f"train_acc_{c}"] = sums[c][0] / n, sums[c][1] / n
+                rows.append(row)
+                improved = sign * v[config.monitor] < sign * best if math.isfinite(best) else True
+                if improved:
+                    best, bad_epochs = v[config.monitor], 0
+                else:
+                    bad_epochs += 1
+                done = epoch >= config.epochs or bad_epochs >= config.patience
+                log.info("epoch %d: train_loss %.4f valid_loss %.4f valid_acc %.3f%s", epoch, row["train_loss"],
+                         v["valid_loss"], v["valid_acc"], " (best)" if improved else "")
+                if d.main:
+                    atomic_write_csv(metrics_path, rows, columns)
+                    if tb is not None:
+                        for k, val in row.items():
+                            if k not in ("epoch", "step"):
+                                tb.add_scalar(k, float(val), step)
+                    state = payload()
+                    if improved:
+                        save_checkpoint(state, best_path)
+                    save_checkpoint(state, last_path)  # last: after best, so resume never skips a best
+                if bad_epochs >= config.patience:
+                    log.info("early stop: %s did not improve for %d epochs", config.monitor, bad_epochs)
+    finally:
+        if stream is not None:
+            stream.close()
+        if tb is not None:
+            tb.close()
+    if d.world > 1:
+        spread = _weight_spread(model, d)
+        if spread > 0:
+            log.warning("ranks ended with different weights (max difference %.3g)", spread)
+        if d.main:
+            info = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
+            atomic_write_json(out_dir / "run.json", {**info, "ddp_max_weight_diff": spread})
+    if d.main:
+        atomic_write_text(out_dir / "DONE", f"epoch {epoch} step {step} best {config.monitor} {best:.6g}\n")
+    return out_dir
