@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -21,11 +20,6 @@ from musicrep.datasets.folder import layout_fields
 from musicrep.errors import CatalogError, ConfigError
 
 SR = 8000
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
 
 
 def write_audio(path: Path, seconds: float = 1.0, **kwargs) -> Path:
@@ -202,6 +196,49 @@ def test_folder_bad_files_are_skipped_not_fatal(tmp_path, caplog):
     assert (inside.artist, inside.album) == ("Art", "folder.wav")
 
 
+def test_folder_same_album_name_by_two_artists_is_two_albums(tmp_path):
+    for artist in ("Queen", "ABBA"):
+        for i in (1, 2):
+            write_audio(tmp_path / artist / "Greatest Hits" / f"0{i} Song.wav", seconds=0.1)
+    for i, artist in enumerate(["Ana", "Bo"]):
+        f = write_audio(tmp_path / "Various" / "Hits 2020" / f"0{i} x.flac", seconds=0.1)
+        tag_vorbis(f, artist=artist, albumartist="Various Artists", album="Hits 2020")
+    for i, artist in enumerate(["Cy", "Di", "Di"]):  # a compilation without album artist tags
+        f = write_audio(tmp_path / "Comp" / "Summer" / f"CD{i}" / f"0{i} x.flac", seconds=0.1)
+        tag_vorbis(f, artist=artist, album="Summer")
+    write_audio(tmp_path / "Eve" / "Summer" / "01 y.wav", seconds=0.1)
+    cat = from_folder(tmp_path, with_duration=False)
+    assert Counter(t.album for t in cat) == Counter({"Greatest Hits [ABBA]": 2, "Greatest Hits [Queen]": 2,
+                                                     "Hits 2020": 2, "Summer [Various Artists]": 3,
+                                                     "Summer [Eve]": 1})
+    assert {t.artist for t in cat if t.album == "Hits 2020"} == {"Ana", "Bo"}
+    assert {t.extra["album_id"] for t in cat if t.artist == "Di"} == {"Various Artists/Summer"}
+
+
+def test_folder_undecodable_tag_bytes_and_ffmpeg_only_formats(tmp_path):
+    import mutagen
+
+    f = write_audio(tmp_path / "A" / "B" / "01 bad bytes.flac")
+    tags = mutagen.File(f)
+    tags["artist"], tags["title"] = "ZZZZ", "שלום עולם"
+    tags.save()
+    f.write_bytes(f.read_bytes().replace(b"ZZZZ", b"\xff\xfe\xc3("))  # invalid UTF-8 in a Vorbis comment
+    cat = from_folder(tmp_path)
+    t = cat[0]
+    assert t.title == "שלום עולם" and t.artist.endswith("(") and t.album == "B"
+    if not __import__("shutil").which("ffmpeg"):
+        return
+    import subprocess
+
+    webm = tmp_path / "A" / "B" / "02 only ffmpeg.webm"  # neither mutagen nor soundfile reads WebM
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=0.5",
+                    "-c:a", "libopus", str(webm)], check=True)
+    skipped = []
+    cat = from_folder(tmp_path, skipped=skipped)
+    assert skipped == [] and len(cat) == 2
+    assert cat.by_id("a-b-02-only-ffmpeg").duration == pytest.approx(0.5, abs=0.05)
+
+
 def test_folder_extensions_filter(tmp_path):
     write_audio(tmp_path / "a.WAV")
     write_audio(tmp_path / "b.flac")
@@ -260,6 +297,15 @@ def test_from_csv_checks_files_and_keeps_extras(tmp_path):
     assert cat[0].extra == {"split": "train"} and cat[0].duration == 1.0
     assert reasons(skipped) == Counter({"no audio file": 1, "empty file": 1})
     assert len(from_csv(path, check_files=False)) == 3
+
+
+def test_from_csv_keeps_line_separators_inside_quoted_values(tmp_path):
+    from musicrep.catalog import Catalog, Track
+
+    write_audio(tmp_path / "a.wav", seconds=0.1)
+    Catalog([Track("t1", str(tmp_path / "a.wav"), title="one\ntwo", album="p\u2028q\x85r")]).write_csv(tmp_path / "c.csv")
+    t = from_csv(tmp_path / "c.csv")[0]
+    assert (t.title, t.album) == ("one\ntwo", "p\u2028q\x85r")
 
 
 def test_from_csv_missing_columns(tmp_path):
@@ -353,6 +399,18 @@ def test_fma_all_tracks_with_audio(fma):
     assert Path(u.path).parts[-2:] == ("001", "001234.mp3")
     assert sorted((s.reason, Path(s.item).name) for s in skipped) == [("empty file", "000134.mp3"),
                                                                          ("no audio file", "000020.mp3")]
+
+
+def test_fma_same_album_title_two_albums(tmp_path):
+    rows = [fma_row(1, "A", "Demo", "x", "Rock", "small", "training", album_id=7, artist_id=1),
+            fma_row(2, "B", "Demo", "y", "Rock", "small", "training", album_id=8, artist_id=2),
+            fma_row(3, "B", "Demo", "z", "Rock", "small", "training", album_id=9, artist_id=2),
+            fma_row(4, "C", "Solo", "w", "Rock", "small", "training", album_id=10, artist_id=3)]
+    tracks_csv = write_fma_tracks_csv(tmp_path / "tracks.csv", rows)
+    for tid in (1, 2, 3, 4):
+        write_audio(tmp_path / "audio" / "000" / f"{tid:06d}.mp3", seconds=0.1)
+    cat = from_fma(tracks_csv, tmp_path / "audio")
+    assert [t.album for t in cat] == ["Demo [A]", "Demo [8]", "Demo [9]", "Solo"]
 
 
 @pytest.mark.parametrize("subset, ids", [("small", ["2", "5", "1234"]), ("medium", ["2", "3", "5", "1234"]),
@@ -485,9 +543,9 @@ def test_msd_join(msd):
     cat = from_msd(*msd, skipped=skipped)
     assert cat.track_ids == ["TRAAAAW128F429D538", "TRAAABD128F429CF47", "TRAAAFD128F92F423A"]
     a, b, c = cat
-    assert (a.artist, a.album, a.title, a.genre) == ("Casual", "Greatest Hits", "I Didn't Mean To", "")
+    assert (a.artist, a.album, a.title, a.genre) == ("Casual", "Greatest Hits [Casual]", "I Didn't Mean To", "")
     assert a.duration == pytest.approx(218.93179)
-    assert b.album == a.album and b.extra["album_id"] != a.extra["album_id"]
+    assert b.album == "Greatest Hits [The Box Tops]"  # two artists' "Greatest Hits" are two albums
     assert a.extra == {"artist_id": "ARD7TVE1187B99BFB1", "album_id": "ARD7TVE1187B99BFB1/Greatest Hits",
                        "song_id": "SOMZWCG12A8C13C480", "year": "0", "track_7digitalid": "3401791"}
     assert c.album == "Musée — מוזיאון"  # NFC-normalised, RTL text kept
@@ -541,6 +599,13 @@ def test_cli_catalog_each_source(tagged_dir, fma, gtzan, msd, tmp_path, capsys):
     assert "skipped 3 (empty file: 1, no audio file: 1, not in track_metadata.db: 1)" in printed  # msd
     gt = read_csv(out / "gtzan.csv")
     assert Counter(t.extra["split"] for t in gt)["train"] == 4
+    fm = read_csv(out / "fma.csv").by_id("5")
+    assert (fm.artist, fm.extra["split"], fm.extra["subset"], fm.extra["album_id"]) == ("AWOL", "test", "small", "1")
+    assert main(["-q", "catalog", "folder", str(tagged_dir), "--ext", "flac", "--no-tags", "--no-duration",
+                 "-o", str(out / "flac.csv")]) == 0
+    capsys.readouterr()
+    only = read_csv(out / "flac.csv")
+    assert [(t.track_id, t.artist, t.title, t.duration) for t in only] == [("x-a", "x", "a", None)]
     # csv: the folder catalog read back, checked and rewritten
     assert main(["-q", "catalog", "csv", str(out / "folder.csv"), "-o", str(out / "again.csv")]) == 0
     assert capsys.readouterr().out.strip().endswith("skipped 0")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import re
 import unicodedata
 from collections import Counter
@@ -189,7 +190,8 @@ def read_csv(path: str | Path, *, resolve_paths: bool = True) -> Catalog:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    reader = csv.DictReader(text.splitlines())
+    # not text.splitlines(): it also splits on U+2028, U+0085, \x1c.. inside quoted values
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     missing = [c for c in REQUIRED if c not in header]
     if missing:

@@ -7,24 +7,20 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections import Counter
-from pathlib import Path
-from typing import Callable, Iterable
+from collections import Counter, defaultdict
+from typing import Callable, Iterable, Sequence
 
-from ..catalog import Catalog, slugify
+from ..catalog import Catalog, Track, slugify
+from ..audio import AUDIO_EXTENSIONS as _AUDIO_EXTENSIONS
 from ..errors import CatalogError
 
 log = logging.getLogger(__name__)
 
-#: File name endings treated as audio (lower case). Everything that
-#: :func:`musicrep.audio.load_audio` decodes through soundfile or ffmpeg.
-AUDIO_EXTENSIONS: tuple[str, ...] = (
-    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac",
-    ".aif", ".aiff", ".au", ".wma", ".wv", ".ape", ".mpc",
-)
+#: File name endings taken as audio (lower case): those :mod:`musicrep.audio` decodes.
+AUDIO_EXTENSIONS: tuple[str, ...] = _AUDIO_EXTENSIONS
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # slots: the MSD can skip a million rows
 class Skipped:
     """One input a builder left out of the catalog.
 
@@ -54,8 +50,8 @@ class SkipLog:
     def add(self, item, reason: str, detail: str = "", *, level: int = logging.WARNING) -> None:
         rec = Skipped(str(item), reason, detail)
         self.records.append(rec)
-        msg = f"skipped {rec.item}: {reason}" + (f" ({detail})" if detail else "")
-        self.logger.log(level, msg)
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, "skipped %s: %s%s", rec.item, reason, f" ({detail})" if detail else "")
 
     def counts(self) -> Counter:
         return Counter(r.reason for r in self.records)
@@ -105,6 +101,39 @@ def stable_ids(keys: Iterable[str], *, slug_of: Callable[[str], str] | None = No
     return out
 
 
+def unique_album_names(tracks: Sequence[Track], owners: Sequence[str]) -> list[Track]:
+    """Make each album name name one album: ``"Greatest Hits [Queen]"``.
+
+    :mod:`musicrep.splits` groups songs into albums by the ``album`` column, so
+    two artists' "Greatest Hits" must not share a name. Tracks are told apart
+    by their ``album_id`` extra; where one album name has more than one
+    ``album_id``, each such album gets its owner (album artist) appended, or
+    its ``album_id`` where the owner does not tell them apart. Names used by
+    one album only are left exactly as they are.
+    """
+    ids_of: dict[str, set[str]] = defaultdict(set)
+    for t in tracks:
+        if t.album:
+            ids_of[t.album].add(t.extra.get("album_id", ""))
+    clashing = {name for name, ids in ids_of.items() if len(ids) > 1}
+    if not clashing:
+        return list(tracks)
+    owner_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for t, owner in zip(tracks, owners):
+        if t.album in clashing:
+            owner_of[(t.album, owner)].add(t.extra.get("album_id", ""))
+    out = []
+    for t, owner in zip(tracks, owners):
+        if t.album in clashing:
+            key = t.extra.get("album_id", "")
+            tag = owner if owner and len(owner_of[(t.album, owner)]) == 1 else key
+            t = dataclasses.replace(t, album=f"{t.album} [{tag}]")
+        out.append(t)
+    log.info("%d album names are shared by several albums; the artist was appended to tell them apart: %s",
+             len(clashing), ", ".join(sorted(clashing)[:5]))
+    return out
+
+
 def check_not_empty(catalog: Catalog, skipped: SkipLog, *, where: str, what: str) -> Catalog:
     """Raise :class:`CatalogError` when a builder found nothing usable."""
     if len(catalog):
@@ -125,10 +154,6 @@ def summary_line(catalog: Catalog, skipped: Iterable[Skipped] = ()) -> str:
         ordered = sorted(counts.items(), key=lambda rn: (-rn[1], rn[0]))
         line += " (" + ", ".join(f"{r}: {n}" for r, n in ordered) + ")"
     return line
-
-
-def is_audio_name(name: str, extensions: Iterable[str]) -> bool:
-    return Path(name).suffix.lower() in extensions
 
 
 def normalize_extensions(extensions: Iterable[str]) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..catalog import Catalog, Track
 from ..errors import CatalogError, ConfigError
 from .. import progress
-from ._common import SkipLog, Skipped, check_not_empty, clean_text
+from ._common import SkipLog, Skipped, check_not_empty, clean_text, unique_album_names
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def from_fma(
     -------
     Catalog
         ``track_id`` is FMA's id (``"2"``); artist = ``artist.name``, album =
-        ``album.title``, title = ``track.title``, genre = ``track.genre_top``,
+        ``album.title`` (with `` [artist]`` appended where two FMA albums
+        share a title, see :func:`unique_album_names`), title = ``track.title``, genre = ``track.genre_top``,
         duration = ``track.duration`` (seconds of the full track: the clips of
         fma_small/medium/large are 30 s). Extra columns: ``album_id``,
         ``artist_id``, ``subset``, ``split`` (train/valid/test).
@@ -101,10 +102,12 @@ def from_fma(
     old_limit = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)  # artist bios can exceed csv's 128 kB default
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = csv.reader(fh)
             names, col = _header(rows, path)
             n_cols = len(names)
+            if keep is not None and "set.subset" not in col:
+                raise CatalogError(f"{path}: no set.subset column, so subset={subset!r} cannot be applied")
 
             def get(row: list[str], name: str) -> str:
                 i = col.get(name)
@@ -122,12 +125,9 @@ def from_fma(
                     raise CatalogError(f"{where}: track id {row[0]!r} is not a number") from None
                 n_rows += 1
                 subset_value = get(row, "set.subset")
-                if keep is not None:
-                    if "set.subset" not in col:
-                        raise CatalogError(f"{path}: no set.subset column, so subset={subset!r} cannot be applied")
-                    if subset_value not in keep:
-                        n_other_subset += 1
-                        continue
+                if keep is not None and subset_value not in keep:
+                    n_other_subset += 1
+                    continue
                 mp3 = audio_path(audio_dir, tid)
                 if not mp3.is_file():
                     skips.add(mp3, "no audio file", f"FMA track {tid}", level=logging.DEBUG)
@@ -165,7 +165,7 @@ def from_fma(
         raise CatalogError(f"{path}: malformed CSV ({exc})") from None
     finally:
         csv.field_size_limit(old_limit)
-    catalog = Catalog(tracks, source=str(path))
+    catalog = Catalog(unique_album_names(tracks, [t.artist for t in tracks]), source=str(path))
     n_missing = skips.counts().get("no audio file", 0)
     # Without a subset, most of the 106,574 rows have no audio in a subset's folder: routine.
     level = logging.WARNING if subset is not None and n_missing else logging.INFO

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Iterable
 
@@ -26,6 +28,7 @@ from ._common import (
     clean_text,
     normalize_extensions,
     stable_ids,
+    unique_album_names,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ _ASF_KEYS = {"artist": "Author", "albumartist": "WM/AlbumArtist", "album": "WM/A
 # Other key spellings (APEv2, MP4 without easy, some Vorbis writers).
 _ALIASES = {"albumartist": ("albumartist", "album artist", "album_artist", "aart")}
 
+VARIOUS_ARTISTS = "Various Artists"
 _DISC_DIR = re.compile(r"^(cd|disc|disk)[\s_-]*\d+$", re.IGNORECASE)
 _TRACK_NUMBER = re.compile(r"^(?:\d{1,2}[-.])?\d{1,3}(?:\s*[-._)]\s*|\s+)(?=\S)")
 
@@ -122,8 +126,28 @@ def _tag_fields(tags) -> dict[str, str]:
     return out
 
 
+def _ffprobe_duration(path: Path) -> float | None:
+    """Duration in seconds by ``ffprobe``; None when it is missing or cannot read the file."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return None
+    cmd = [exe, "-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", str(path)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    try:
+        seconds = float(out.stdout.strip().splitlines()[0]) if out.returncode == 0 and out.stdout.strip() else None
+    except ValueError:  # 'N/A'
+        seconds = None
+    return seconds if seconds and seconds > 0 else None
+
+
 def _probe(path: Path, *, read_tags: bool, with_duration: bool) -> tuple[dict[str, str], float | None]:
-    """Tags and duration of one file; raises ``ValueError`` when neither mutagen nor soundfile reads it."""
+    """Tags and duration of one file.
+
+    Raises ``ValueError`` when none of mutagen, soundfile and ffprobe reads it.
+    """
     fields = dict.fromkeys(FIELDS, "")
     if not (read_tags or with_duration):
         return fields, None
@@ -147,14 +171,48 @@ def _probe(path: Path, *, read_tags: bool, with_duration: bool) -> tuple[dict[st
         import soundfile as sf
 
         try:
+            if mutagen_error and path.suffix.lower() == ".mp3":
+                # a broken MP3: libsndfile's mpg123 would only repeat it, noisily on stderr
+                raise ValueError(mutagen_error)
             info = sf.info(str(path))
         except Exception as exc:
             if parsed is None:
-                raise ValueError(mutagen_error or f"{type(exc).__name__}: {exc}") from None
+                # last resort: what only ffmpeg decodes (tracker modules, some AAC/WebM)
+                seconds = _ffprobe_duration(path)
+                if seconds is None:
+                    raise ValueError(mutagen_error or f"{type(exc).__name__}: {exc}") from None
+                duration = seconds
         else:
             if info.frames > 0 and info.samplerate > 0:
                 duration = info.frames / info.samplerate
     return fields, (duration if with_duration else None)
+
+
+def _album_folder(rel: Path) -> str:
+    """The album's folder: the file's folder, or its parent for ``CD1``/``Disc 2`` folders."""
+    parts = list(rel.parts[:-1])
+    if len(parts) >= 2 and _DISC_DIR.match(parts[-1]):
+        parts = parts[:-1]
+    return "/".join(parts)
+
+
+def _set_album_owners(rows: list[dict]) -> None:
+    """Set ``row["owner"]``, the artist an album belongs to.
+
+    The album artist tag when there is one; otherwise the one artist of all
+    tracks with the same album name in the same folder, or ``Various Artists``
+    when they have several (a compilation without album artist tags).
+    """
+    artists: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        if not r["albumartist"] and r["album"]:
+            artists.setdefault((r["album"], r["folder"]), set()).add(r["artist"])
+    for r in rows:
+        if r["albumartist"] or not r["album"]:
+            r["owner"] = r["albumartist"] or r["artist"]
+        else:
+            names = artists[(r["album"], r["folder"])]
+            r["owner"] = next(iter(names)) if len(names) == 1 else VARIOUS_ARTISTS
 
 
 def _walk(root: Path, extensions: tuple[str, ...], skipped: SkipLog) -> list[Path]:
@@ -215,7 +273,10 @@ def from_folder(
         One track per readable file, sorted by relative path. ``track_id`` is
         the slug of the relative path (see :func:`stable_ids`); ``path`` is
         absolute. Extra columns: ``albumartist`` (tag, may be empty) and
-        ``album_id`` (``albumartist-or-artist/album``, unique per artist).
+        ``album_id`` (``owner/album``; the owner is the album artist tag, else
+        the album's one artist, else ``Various Artists``). An album name that
+        several artists use gets the album artist appended
+        (``"Greatest Hits [Queen]"``, see :func:`unique_album_names`).
 
     Raises
     ------
@@ -254,30 +315,29 @@ def from_folder(
             skips.add(path, "cannot read file", exc.strerror or str(exc))
             continue
         layout = layout_fields(rel)
-        artist = tags["artist"] or tags["albumartist"] or layout["artist"]
-        album = tags["album"] or layout["album"]
-        owner = tags["albumartist"] or artist
         rows.append(
             dict(
                 rel=rel.as_posix(),
+                folder=_album_folder(rel),
                 path=str(path),
-                artist=artist,
-                album=album,
+                artist=tags["artist"] or tags["albumartist"] or layout["artist"],
+                album=tags["album"] or layout["album"],
+                albumartist=tags["albumartist"],
                 title=tags["title"] or layout["title"],
                 genre=tags["genre"],
                 duration=duration,
-                extra={"albumartist": tags["albumartist"], "album_id": f"{owner}/{album}" if album else ""},
             )
         )
+    _set_album_owners(rows)
     # the id leaves out the file ending; 'song.mp3' and 'song.flac' differ by their hash suffix
     ids = stable_ids((r["rel"] for r in rows), slug_of=lambda rel: rel[: -len(Path(rel).suffix) or None])
-    catalog = Catalog(
-        (
-            Track(track_id=tid, path=r["path"], artist=r["artist"], album=r["album"], title=r["title"],
-                  genre=r["genre"], duration=r["duration"], extra=r["extra"])
-            for tid, r in zip(ids, rows)
-        ),
-        source=str(root),
-    )
+    tracks = [
+        Track(track_id=tid, path=r["path"], artist=r["artist"], album=r["album"], title=r["title"],
+              genre=r["genre"], duration=r["duration"],
+              extra={"albumartist": r["albumartist"], "album_id": f"{r['owner']}/{r['album']}" if r["album"] else ""})
+        for tid, r in zip(ids, rows)
+    ]
+    tracks = unique_album_names(tracks, [r["owner"] for r in rows])
+    catalog = Catalog(tracks, source=str(root))
     log.info("%s: %d tracks, %d files skipped", root, len(catalog), len(skips.records))
     return check_not_empty(catalog, skips, where=str(root), what=f"audio files ending in {', '.join(exts)}")

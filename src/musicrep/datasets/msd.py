@@ -18,7 +18,7 @@ from pathlib import Path
 from ..catalog import Catalog, Track
 from ..errors import CatalogError
 from .. import progress
-from ._common import AUDIO_EXTENSIONS, SkipLog, Skipped, check_not_empty, clean_text
+from ._common import AUDIO_EXTENSIONS, SkipLog, Skipped, check_not_empty, clean_text, unique_album_names
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ OPTIONAL: tuple[str, ...] = ("song_id", "year", "track_7digitalid")
 _TRACK_ID = re.compile(r"^(TR[A-Z0-9]{16})\.", re.IGNORECASE)
 
 
-def index_audio(audio_dir: str | Path, *, extensions=AUDIO_EXTENSIONS) -> dict[str, Path]:
+def index_audio(audio_dir: str | Path, *, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> dict[str, Path]:
     """``{track_id: path}`` for every audio file under ``audio_dir`` named after an MSD track id.
 
     When one id has several files, the first in sorted path order wins (logged).
@@ -85,8 +85,9 @@ def from_msd(
     Returns
     -------
     Catalog
-        ``track_id`` = MSD id, artist = ``artist_name``, album = ``release``,
-        title, duration (seconds); genre empty (the MSD has none here). Extra
+        ``track_id`` = MSD id, artist = ``artist_name``, album = ``release``
+        (``"Greatest Hits [Casual]"`` where artists share a release name, see
+        :func:`unique_album_names`), title, duration (seconds); genre empty (the MSD has none here). Extra
         columns: ``artist_id``, ``album_id`` = ``artist_id/release`` (so two
         artists' "Greatest Hits" are two albums), ``song_id``, ``year``,
         ``track_7digitalid``. Sorted by track id.
@@ -106,8 +107,7 @@ def from_msd(
     try:
         query = f"SELECT {', '.join(wanted)} FROM songs ORDER BY track_id"
         for values in progress.bar(con.execute(query), desc="reading track_metadata.db", unit="row"):
-            row = dict(zip(wanted, values))
-            tid = str(row["track_id"] or "").strip().upper()
+            tid = str(values[0] or "").strip().upper()  # track_id is the first column selected
             if not tid or tid in seen:
                 continue
             seen.add(tid)
@@ -115,12 +115,16 @@ def from_msd(
             if path is None:
                 skips.add(tid, "no audio file", level=logging.DEBUG)
                 continue
+            row = dict(zip(wanted, values))
             if path.stat().st_size == 0:
                 skips.add(path, "empty file", f"MSD track {tid}")
                 continue
             artist_id = clean_text(row["artist_id"])
             release = clean_text(row["release"])
-            duration = row["duration"]
+            try:
+                duration = float(row["duration"]) if row["duration"] not in (None, "") else None
+            except (TypeError, ValueError):
+                raise CatalogError(f"{db_path}: track {tid} has duration {row['duration']!r}, not seconds") from None
             extra = {
                 "artist_id": artist_id,
                 "album_id": f"{artist_id}/{release}" if release else "",
@@ -135,7 +139,7 @@ def from_msd(
                     artist=clean_text(row["artist_name"]),
                     album=release,
                     title=clean_text(row["title"]),
-                    duration=float(duration) if duration not in (None, "") and float(duration) > 0 else None,
+                    duration=duration if duration and duration > 0 else None,
                     extra=extra,
                 )
             )
@@ -147,5 +151,5 @@ def from_msd(
         skips.add(audio[tid], "not in track_metadata.db", f"track {tid}")
     n_missing = skips.counts().get("no audio file", 0)
     log.info("%s: %d tracks with audio, %d rows without audio", db_path, len(tracks), n_missing)
-    catalog = Catalog(tracks, source=str(db_path))
+    catalog = Catalog(unique_album_names(tracks, [t.artist for t in tracks]), source=str(db_path))
     return check_not_empty(catalog, skips, where=str(db_path), what=f"no track has audio under {audio_dir}")
