@@ -81,6 +81,12 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
         return _from_dict(tp, value, prefix=f"{key}.")
+    if tp is dict or origin is dict:
+        # A free-form group (e.g. settings handed on to another dataclass, which
+        # validates them itself).
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping of settings, got {value!r}")
+        return dict(value)
     if origin in (tuple, list):
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")

@@ -1,0 +1,204 @@
+"""The main job: from nothing to the paper's tables on the built-in real corpus.
+
+``musicrep run --profile default -o WORK`` runs these stages, each skipped when
+its marker says it finished (so a rerun resumes after the last finished stage,
+and the stages themselves resume inside: prepare per track, training per epoch)::
+
+    corpus    build the metadata-training corpus (game soundtracks) and the
+              transfer corpus (folk tunes, label = tune type)       -> WORK/corpus/
+    prepare   log-mel feature stores for both                       -> WORK/stores/
+    train     artist, album, track and joint models                 -> WORK/runs/
+    report    hold-out table (Table 1), transfer table with
+              baselines (Table 2), maps, curves                     -> WORK/report/
+
+Wall time per stage goes to ``WORK/timings.json`` and into the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from .config import load_config, save_config, to_dict
+from .errors import ConfigError
+from .io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+CONCEPTS = ("artist", "album", "track", "joint")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of the main job. ``train`` and ``transfer`` are ``--set``-able groups."""
+
+    train_corpus: str = "games"
+    transfer_corpus: str = "folk"
+    concepts: tuple[str, ...] = CONCEPTS
+    workers: int = dataclasses.field(default=2, metadata={"min": 1})
+    seed: int = 0
+    n_trials: int = dataclasses.field(default=1000, metadata={"min": 1})
+    map_points: int = dataclasses.field(default=1500, metadata={"min": 0})
+    # TrainConfig settings applied to every model (key -> value), e.g. epochs.
+    train: dict = dataclasses.field(default_factory=dict)
+    # TransferConfig settings for Table 2.
+    transfer: dict = dataclasses.field(default_factory=dict)
+
+
+#: CPU-sized settings. The paper's are in TrainConfig's defaults (5000 artists,
+#: 20 songs per artist, 100s of epochs on a GPU); these fit 2 cores.
+PROFILES: dict[str, dict] = {
+    "default": {
+        "train_corpus": "games",
+        "transfer_corpus": "folk",
+        "train": {
+            "width": 128, "batch_size": 32, "epochs": 12, "steps_per_epoch": 60, "valid_batches": 8,
+            "patience": 6, "songs_per_artist": 10, "artist_valid": 1, "artist_test": 1,
+            "songs_per_album": 10, "album_valid": 1, "album_test": 1,
+        },
+        "transfer": {"seeds": [0, 1, 2], "cnn_steps": 600},
+    },
+    "quick": {
+        "train_corpus": "games-mini",
+        "transfer_corpus": "folk-mini",
+        "n_trials": 300,
+        "map_points": 400,
+        "train": {
+            "width": 64, "batch_size": 16, "epochs": 3, "steps_per_epoch": 25, "valid_batches": 4,
+            "patience": 3, "songs_per_artist": 5, "artist_valid": 1, "artist_test": 1,
+            "songs_per_album": 5, "album_valid": 1, "album_test": 1,
+        },
+        "transfer": {"seeds": [0, 1], "cnn_steps": 150, "probe_epochs": 150},
+    },
+}
+
+
+def profile_config(profile: str, *, config_file: str | Path | None = None, overrides: tuple[str, ...] = ()) -> PipelineConfig:
+    """The settings of a named profile, then a YAML file, then ``key=value`` overrides."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    base = load_config(PipelineConfig, None, [], base=None)
+    base = dataclasses.replace(base, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in PROFILES[profile].items()})
+    config = load_config(PipelineConfig, config_file, overrides, base=base)
+    for c in config.concepts:
+        if c not in CONCEPTS:
+            raise ConfigError(f"concepts: {c!r} is not one of {list(CONCEPTS)}")
+    # Validate the nested groups now rather than an hour into the job.
+    _train_config("artist", config)
+    _transfer_config(config)
+    return config
+
+
+def _train_config(concept: str, config: PipelineConfig):
+    from .train import TrainConfig
+
+    settings = {**config.train, "concept": concept, "seed": config.seed}
+    try:
+        return load_config(TrainConfig, None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
+    except ConfigError as exc:
+        raise ConfigError(f"train.*: {exc}") from None
+
+
+def _transfer_config(config: PipelineConfig):
+    from .transfer import TransferConfig
+
+    try:
+        return load_config(TransferConfig, None, [f"{k}={json.dumps(v)}" for k, v in config.transfer.items()])
+    except ConfigError as exc:
+        raise ConfigError(f"transfer.*: {exc}") from None
+
+
+class Stages:
+    """Markers and wall times of the pipeline's stages under ``WORK/``."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.marks = work / ".stages"
+        self.marks.mkdir(parents=True, exist_ok=True)
+        self.timings_path = work / "timings.json"
+        self.timings: dict[str, float] = json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
+
+    def run(self, name: str, fn: Callable[[], object]) -> None:
+        mark = self.marks / f"{name}.done"
+        if mark.exists():
+            log.info("stage %s: done earlier (%.0f s); skipped", name, self.timings.get(name, float("nan")))
+            return
+        log.info("stage %s: starting", name)
+        t0 = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - t0
+        self.timings[name] = round(self.timings.get(f"{name}:partial", 0.0) + elapsed, 1)
+        self.timings.pop(f"{name}:partial", None)
+        atomic_write_json(self.timings_path, self.timings)
+        atomic_write_json(mark, {"seconds": self.timings[name]})
+        log.info("stage %s: finished in %.0f s", name, elapsed)
+
+
+def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
+    """Run (or resume) the main job into ``out_dir``; return the report folder."""
+    from .catalog import read_csv
+    from .corpus import build_corpus
+    from .store import prepare
+    from .train import train
+
+    work = Path(out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(config, work / "pipeline.yaml")
+    stages = Stages(work)
+    cache = work / "cache" / "debs"
+    corpora = {"train": config.train_corpus, "transfer": config.transfer_corpus}
+    catalogs = {role: work / "corpus" / name / "catalog.csv" for role, name in corpora.items()}
+    stores = {role: work / "stores" / name for role, name in corpora.items()}
+
+    for role, name in corpora.items():
+        stages.run(
+            f"corpus-{name}",
+            lambda name=name: build_corpus(name, work / "corpus" / name, workers=config.workers, cache_dir=cache, seed=config.seed),
+        )
+    for role, name in corpora.items():
+        stages.run(
+            f"prepare-{name}",
+            lambda role=role: prepare(read_csv(catalogs[role]), stores[role], workers=config.workers),
+        )
+    runs = []
+    for concept in config.concepts:
+        run_dir = work / "runs" / concept
+        runs.append(run_dir)
+        stages.run(
+            f"train-{concept}",
+            lambda concept=concept, run_dir=run_dir: train(
+                stores["train"], run_dir, _train_config(concept, config), resume=(run_dir / "last.pt").exists()
+            ),
+        )
+    report_dir = work / "report"
+    stages.run("report", lambda: _report(runs, report_dir, stores, config, stages))
+    return report_dir
+
+
+def _report(runs, report_dir: Path, stores: dict, config: PipelineConfig, stages: Stages) -> None:
+    from .report import build_report
+
+    build_report(
+        runs,
+        out_dir=report_dir,
+        store=stores["train"],
+        transfer_stores=[stores["transfer"]],
+        n_trials=config.n_trials,
+        transfer_config=_transfer_config(config),
+        map_points=config.map_points,
+        seed=config.seed,
+        notes=_notes(config, stages),
+    )
+
+
+def _notes(config: PipelineConfig, stages: Stages) -> list[str]:
+    lines = [
+        f"Produced by `musicrep run` with settings {json.dumps(to_dict(config), sort_keys=True)}.",
+        "Wall time per stage (s, 2 CPU cores unless stated): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in stages.timings.items()),
+    ]
+    return lines
