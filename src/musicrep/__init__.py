@@ -4,14 +4,20 @@ Implements Lee, Park & Nam, "Representation Learning of Music Using Artist, Albu
 and Track Information" (2019), on top of Park et al. (ISMIR 2018).
 """
 
+import os
+from typing import TYPE_CHECKING
+
 from .errors import MusicrepError
+
+if TYPE_CHECKING:
+    from .embed import EmbeddingModel
 
 __version__ = "0.1.0"
 
 __all__ = ["MusicrepError", "__version__", "load"]
 
 
-def load(run_or_checkpoint, **kwargs):
+def load(run_or_checkpoint: "str | os.PathLike", **kwargs) -> "EmbeddingModel":
     """Load a trained run or checkpoint as an :class:`~musicrep.embed.EmbeddingModel`.
 
     Imported lazily so that ``import musicrep`` stays light; see

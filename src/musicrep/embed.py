@@ -54,6 +54,8 @@ from .model import Encoder, split_segments
 log = logging.getLogger(__name__)
 
 ARRAY_SOURCE = "<array>"
+#: Catalog columns copied next to the vectors by :func:`embed_to_files`.
+META_COLUMNS: tuple[str, ...] = ("track_id", "artist", "album", "title", "genre")
 CACHE_VERSION = 1
 
 
@@ -84,6 +86,10 @@ class Embedding:
     @property
     def n_segments(self) -> int:
         return 0 if self.segments is None else int(self.segments.shape[0])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(embedding)`` is the song vector [D]."""
+        return self.vector if dtype is None else self.vector.astype(dtype)
 
 
 def _to_mono(audio: np.ndarray, *, source: str) -> np.ndarray:
@@ -135,7 +141,7 @@ class EmbeddingModel:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
         self.device = torch.device(device)
-        self.encoder = encoder.to(self.device).eval()
+        self.encoder = encoder.to(self.device)
         self.feature_config = feature_config or FeatureConfig()
         if self.feature_config.n_mels != encoder.n_mels:
             raise ConfigError(
@@ -204,10 +210,17 @@ class EmbeddingModel:
         """
         t0 = time.perf_counter()
         out = []
-        with torch.inference_mode():
-            for i in range(0, len(segments), self.batch_size):
-                batch = np.ascontiguousarray(segments[i : i + self.batch_size], dtype=np.float32)
-                out.append(self.encoder(torch.from_numpy(batch).to(self.device)).float().cpu().numpy())
+        # Eval mode (BatchNorm running statistics) for the call only: an encoder
+        # lent by a training loop goes back in the mode it came in.
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(segments), self.batch_size):
+                    batch = np.ascontiguousarray(segments[i : i + self.batch_size], dtype=np.float32)
+                    out.append(self.encoder(torch.from_numpy(batch).to(self.device)).float().cpu().numpy())
+        finally:
+            self.encoder.train(was_training)
         self.timings["forward"] += time.perf_counter() - t0
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -653,11 +666,15 @@ def _table_rows(path: Path) -> dict[str, np.ndarray]:
     return {r["path"]: np.array([float(r[c]) for c in cols], dtype=np.float32) for r in rows}
 
 
+def key_of(path: str | Path) -> str:
+    """How files are matched to catalog rows and table rows: the resolved path."""
+    return str(Path(path).resolve())
+
+
 def _write_table(path: Path, vectors: dict[str, np.ndarray], catalog) -> None:
     paths = sorted(vectors)
-    meta_cols = ("track_id", "artist", "album", "title", "genre")
-    by_path = {str(Path(t.path).resolve()): t for t in catalog} if catalog is not None else {}
-    meta = {c: [by_path[p].get(c) if p in by_path else "" for p in paths] for c in meta_cols} if catalog is not None else {}
+    by_path = {key_of(t.path): t for t in catalog} if catalog is not None else {}
+    meta = {c: [by_path[p].get(c) if p in by_path else "" for p in paths] for c in META_COLUMNS} if catalog is not None else {}
     if path.suffix == ".npz":
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
@@ -700,7 +717,7 @@ def embed_to_files(
     table : instead, one ``.npz`` (``path`` [n], ``vector`` [n, D], metadata
         columns) or ``.csv`` (``path``, metadata, ``e0`` .. ``e{D-1}``) for all files
     catalog : Catalog whose rows (matched by resolved path) add ``track_id``,
-        ``artist``, ``album``, ``title``, ``genre`` to the table
+        ``artist``, ``album``, ``title``, ``genre`` to the table or each ``.npz``
     overwrite : embed again files whose output exists (default: skip them)
     workers : decoding threads
 
@@ -721,27 +738,31 @@ def embed_to_files(
     done_vectors = {} if (table is None or overwrite) else _table_rows(Path(table))
     todo = []
     for src, dst in mapping.items():
-        key = str(src.resolve())
+        key = key_of(src)
         done = (dst.is_file() if table is None else key in done_vectors) and not overwrite
         (report.already_done if done else todo).append(src)
     if report.already_done:
         log.info("%d file(s) already embedded; skipped (use --overwrite to redo)", len(report.already_done))
     vectors = dict(done_vectors)
+    by_path = {key_of(t.path): t for t in catalog} if catalog is not None else {}
     results = model.iter_files(todo, segments=segments, workers=workers)
     for src, res in progress.bar(results, total=len(todo), desc="embed", unit="file"):
         if isinstance(res, AudioError):
-            log.warning("skipped %s", res)
+            log.debug("skipped %s", res)  # the caller reports report.errors
             report.errors.append(res)
             continue
         report.embedded.append(src)
         report.seconds_of_audio += res.duration
         if table is not None:
-            vectors[str(src.resolve())] = res.vector
+            vectors[key_of(src)] = res.vector
             continue
         arrays = {"vector": res.vector, "duration": np.float64(res.duration), "source": np.array(str(src)),
                   "checkpoint_sha256": np.array(sha)}
         if segments:
             arrays.update(segments=res.segments, times=res.times)
+        track = by_path.get(key_of(src))
+        if track is not None:
+            arrays.update({c: np.array(track.get(c)) for c in META_COLUMNS})
         dst = mapping[src]
         with atomic_path(dst, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:

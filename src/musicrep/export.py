@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,23 +66,35 @@ def export_onnx(
     from .embed import EmbeddingModel, load
 
     model = model_or_run if isinstance(model_or_run, EmbeddingModel) else load(model_or_run)
-    encoder = model.encoder.to("cpu").eval()
-    out = Path(out)
+    encoder = model.encoder.to("cpu")
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        return _export(model, encoder, Path(out), opset=opset, check=check, atol=atol)
+    finally:
+        encoder.train(was_training)
+
+
+def _export(model, encoder: torch.nn.Module, out: Path, *, opset: int, check: bool, atol: float) -> Path:
     example = torch.zeros(2, 2 * model.segment_frames, encoder.n_mels)
     with atomic_path(out, suffix=".onnx") as tmp:
-        try:
-            torch.onnx.export(
-                encoder,
-                (example,),
-                str(tmp),
-                dynamo=False,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch", 1: "frames"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=opset,
-            )
-        except Exception as exc:  # torch raises many kinds here
-            raise ExportError(f"{out}: torch.onnx.export failed ({exc})") from exc
+        with warnings.catch_warnings():
+            # The tracer warns about the input-shape check in Encoder.forward and
+            # about constant folding of slices; neither changes the graph's output.
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(
+                    encoder,
+                    (example,),
+                    str(tmp),
+                    dynamo=False,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch", 1: "frames"}, OUTPUT_NAME: {0: "batch"}},
+                    opset_version=opset,
+                )
+            except Exception as exc:  # torch raises many kinds here
+                raise ExportError(f"{out}: torch.onnx.export failed ({exc})") from exc
         _add_metadata(tmp, model)
         if check:
             diff = check_parity(onnx_path=tmp, encoder=encoder, segment_frames=model.segment_frames)

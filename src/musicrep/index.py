@@ -7,15 +7,19 @@ index (``IndexFlatIP``). Above ``exact_max`` vectors an HNSW graph
 against exact search is *measured* on a sample of the collection's own vectors
 (each query's own id removed from both answers), ``efSearch`` is raised until
 the target recall is met, and the whole recall curve is stored in the manifest.
+If no ``efSearch`` reaches the target, the exact index is kept instead (with
+the curve and the reason recorded): slow and right rather than fast and wrong.
 
 Concept-aware search
 --------------------
 What "similar" means depends on the concept a model was trained on (Lee, Park &
 Nam 2019): an artist model puts songs of one artist together, an album model
 songs of one album (production, mix), a track model segments of one song (local
-timbre and texture). Rather than guessing at heads inside a joint model, an
-index may hold one *sub-index per concept*, each built from the song
-embeddings of the run trained on that concept::
+timbre and texture). The paper's joint model has no per-concept heads: its
+three losses share one encoder and one embedding, so there is nothing inside
+it to pick a concept with. An index may therefore hold one *sub-index per
+concept*, each built from the song embeddings of the run trained on that
+concept::
 
     musicrep index build --catalog C -o INDEX \\
         --run artist=RUN_A --run album=RUN_B --run track=RUN_C --run joint=RUN_J
@@ -95,8 +99,16 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(v / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int):
+def _faiss():
+    """faiss, imported quietly (its loader logs each CPU variant it tries at INFO)."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import faiss
+
+    return faiss
+
+
+def _exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int):
+    faiss = _faiss()
 
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
@@ -137,7 +149,8 @@ def build_faiss(
     vectors : np.ndarray [shape=(n, D)], L2-normalised
     kind : "exact" (IndexFlatIP), "hnsw" (IndexHNSWFlat) or "auto" (exact up to ``exact_max``)
     hnsw_m, ef_construction : HNSW graph degree and build beam
-    target_recall : ``efSearch`` is the smallest of :data:`EF_SEARCH_GRID` reaching it
+    target_recall : ``efSearch`` is the smallest of :data:`EF_SEARCH_GRID` reaching it;
+        when none does, the exact index is returned (``fallback`` says why)
     n_queries : collection vectors used as queries to measure recall@k
     seed : picks the query sample
 
@@ -146,8 +159,7 @@ def build_faiss(
     (faiss.Index, dict)
         The dict holds ``kind``, ``params``, ``recall_at_10`` and ``recall_curve``.
     """
-    import faiss
-
+    faiss = _faiss()
     if kind not in VALID_KINDS:
         raise SearchIndexError(f"index kind {kind!r} is not one of {VALID_KINDS}")
     n, d = vectors.shape
@@ -190,8 +202,13 @@ def build_faiss(
         "build_seconds": round(build_s, 3),
     }
     if curve[str(chosen)] < target_recall:
-        log.warning("HNSW recall@%d %.3f is below the target %.2f even at efSearch=%d", kk, curve[str(chosen)],
-                    target_recall, chosen)
+        # Better slow than wrong: keep exact search, and the evidence of why.
+        log.warning("HNSW recall@%d %.3f is below the target %.2f even at efSearch=%d; using exact search",
+                    kk, curve[str(chosen)], target_recall, chosen)
+        exact = faiss.IndexFlatIP(d)
+        exact.add(vectors)
+        return exact, {**info, "kind": "exact", "params": {}, "recall_at_10": 1.0,
+                       "fallback": f"HNSW {info['params']} reached recall@10 {curve[str(chosen)]} < {target_recall}"}
     return index, info
 
 
@@ -209,10 +226,11 @@ class SearchIndex:
         self._row_of = {t: i for i, t in enumerate(self.track_ids)}
         self._indexes = indexes
         self._models: dict = {}
+        self._by_path: dict[str, str] | None = None
 
     @property
     def concepts(self) -> list[str]:
-        return list(self.manifest["concepts"])
+        return list(self.manifest.get("order") or self.manifest["concepts"])
 
     @property
     def default_concept(self) -> str:
@@ -229,8 +247,7 @@ class SearchIndex:
         """Open an index folder; raises :class:`SearchIndexError` if it is incomplete."""
         import csv
 
-        import faiss
-
+        faiss = _faiss()
         path = Path(path)
         mpath = path / MANIFEST
         if not mpath.is_file():
@@ -324,9 +341,15 @@ class SearchIndex:
         return self._models[concept]
 
     def search_file(self, path: str | Path, *, k: int = 10, by: str | None = None) -> list[Hit]:
-        """Neighbours of an audio file, embedded with the run of the concept asked for."""
+        """Neighbours of an audio file, embedded with the run of the concept asked for.
+
+        When the file itself is indexed (same resolved path), it is left out.
+        """
         vector = self.model(by).embed_file(path).vector
-        return self.search(vector, k=k, by=by)[0]
+        if self._by_path is None:
+            self._by_path = {str(Path(r.get("path", "")).resolve()): r["track_id"] for r in self.rows if r.get("path")}
+        me = self._by_path.get(str(Path(path).resolve()))
+        return self.search(vector, k=k, by=by, exclude=[me])[0]
 
     def query(self, query: str, *, k: int = 10, by: str | None = None) -> list[Hit]:
         """``query`` is an indexed track id, or else an audio file path."""
@@ -380,7 +403,7 @@ def build_index(
         raise SearchIndexError(f"{out}: no track could be embedded; nothing to index")
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # the marker goes first, comes back last
-    import faiss
+    faiss = _faiss()
 
     concepts = {}
     for concept, v in vectors.items():
@@ -403,7 +426,7 @@ def build_index(
     atomic_write_json(
         out / MANIFEST,
         {"version": VERSION, "n_tracks": n, "n_skipped": len(skipped), "default_concept": default_concept,
-         "concepts": concepts, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+         "order": list(concepts), "concepts": concepts, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     )
     return SearchIndex.load(out)
 

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", metavar="OUT", help="folder for one .npz per audio file")
     out.add_argument("--table", metavar="TABLE", help="one table for all files: .npz or .csv")
-    p.add_argument("--catalog", metavar="CSV", help="catalog whose metadata (track_id, artist, album, title, genre) goes in the table")
+    p.add_argument("--catalog", metavar="CSV", help="catalog whose metadata (track_id, artist, album, title, genre) goes with the vectors")
     p.add_argument("--segments", action="store_true", help="also store per-segment vectors and their times (s) in each .npz")
     p.add_argument("--overwrite", action="store_true", help="embed again files whose output exists")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")

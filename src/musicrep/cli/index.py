@@ -24,6 +24,8 @@ def _build(args) -> int:
         params = " ".join(f"{k}={v}" for k, v in meta["params"].items())
         star = " (default)" if concept == m["default_concept"] else ""
         print(f"  {concept}{star}: {meta['kind']} {params} dim={meta['dim']} recall@10={meta['recall_at_10']:.3f}")
+        if meta.get("fallback"):
+            print(f"    exact search kept: {meta['fallback']}")
     return 0
 
 
@@ -55,7 +57,7 @@ def add_parser(subparsers) -> None:
     b.add_argument("--catalog", required=True, metavar="CSV", help="the songs to index")
     b.add_argument("-o", "--output", required=True, metavar="INDEX", help="index folder to write")
     b.add_argument("--store", metavar="STORE", help="feature store to embed from instead of decoding the audio")
-    b.add_argument("--kind", choices=VALID_KINDS, default="auto", help=f"auto: exact up to --exact-max tracks, HNSW above")
+    b.add_argument("--kind", choices=VALID_KINDS, default="auto", help="auto: exact up to --exact-max tracks, HNSW above")
     b.add_argument("--exact-max", type=int, default=EXACT_MAX, metavar="N", help=f"largest exact index with --kind auto (default {EXACT_MAX})")
     b.add_argument("--target-recall", type=float, default=0.95, metavar="R", help="recall@10 the HNSW efSearch is tuned to (default 0.95)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index")
