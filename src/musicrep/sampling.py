@@ -307,20 +307,22 @@ def batch_stream(
     q: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
 
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def fill() -> None:
         step = start_step
         try:
             while not stop.is_set():
-                item = make_batches(samplers, batch_size=batch_size, seed=seed, rank=rank, step=step)
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                put(make_batches(samplers, batch_size=batch_size, seed=seed, rank=rank, step=step))
                 step += 1
         except BaseException as exc:  # hand the error to the consumer
-            q.put(exc)
+            put(exc)
 
     thread = threading.Thread(target=fill, name="musicrep-batches", daemon=True)
     thread.start()

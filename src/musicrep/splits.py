@@ -13,6 +13,8 @@ A split is a table ``track_id, concept_label, split`` (split in ``train``,
   qualifies with at least ``songs_per_artist`` qualifying songs. ``n_artists``
   of them are drawn at random, and for each exactly ``songs_per_artist`` songs,
   the first ``n_train`` of which train, then ``n_valid`` valid, then ``n_test``.
+* Track split: the artist split, plus the songs without an artist dealt in
+  the same proportions (:func:`track_split`); the label is the song.
 * Album split: the same with albums (a track with an empty album does not
   qualify; an empty artist does not matter). Albums are keyed by their album
   name as the catalog gives it, so catalog builders should make album names
@@ -198,6 +200,35 @@ def album_split(
         groups=groups, n_groups=n_albums, songs_per_group=songs_per_album, n_valid=n_valid, n_test=n_test,
         seed=seed + 1_000_003, concept="album", what="album", total_candidates=len(groups),
     )
+
+
+def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0) -> Split:
+    """The track concept's split: the artist split, plus the songs without an artist.
+
+    The artist split's songs keep their part. A song whose artist is unknown
+    cannot join the artist split but still has a track identity (DESIGN: such a
+    track serves the album and track concepts), so those songs are dealt to
+    train/valid/test in the artist split's proportions. The label is the track id.
+
+    Parameters
+    ----------
+    catalog : the tracks (as given to :func:`artist_split`)
+    artist : the artist split
+    seed : seed of ``np.random.default_rng``
+    """
+    rows = [(tid, tid, part) for tid, _, part in artist.rows]
+    unknown = sorted(t.track_id for t in catalog if not (t.artist or "").strip())
+    if unknown:
+        parts = [part for _, _, part in artist.rows]
+        n = len(unknown)
+        n_valid = int(round(n * parts.count("valid") / len(parts)))
+        n_test = int(round(n * parts.count("test") / len(parts)))
+        names = ["valid"] * n_valid + ["test"] * n_test
+        names += ["train"] * (n - len(names))
+        order = np.random.default_rng(seed + 2_000_003).permutation(n)
+        rows += [(unknown[i], unknown[i], names[k]) for k, i in enumerate(order)]
+        log.info("track split: the artist split plus %d song(s) without an artist", n)
+    return Split(concept="track", rows=tuple(rows))
 
 
 def write_splits(splits: dict[str, Split], folder: str | Path) -> Path:

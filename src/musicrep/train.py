@@ -37,7 +37,7 @@ from .io import atomic_write_csv, atomic_write_json, atomic_write_text
 from .losses import accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
 from .model import Encoder
 from .sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
-from .splits import Split, album_split, artist_split, check_in_catalog, load_splits, write_splits
+from .splits import Split, album_split, artist_split, check_in_catalog, load_splits, track_split, write_splits
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class TrainConfig:
     margin_album: float = _f(0.25, min=0.0)
     margin_track: float = _f(0.1, min=0.0)
     amp: bool = False  # bf16 autocast for the encoder's forward pass
+    compile: bool = False  # torch.compile the training forward (faster steps after a minute of compiling)
     num_workers: int = _f(0, min=0)  # 0: a prefetch thread; K: K DataLoader worker processes
     prefetch: int = _f(2, min=0)  # batches made ahead of the model
     threads: int = _f(0, min=0)  # torch CPU threads; 0 leaves torch's choice (cores / processes under DDP)
@@ -150,12 +151,14 @@ def _weight_spread(model: torch.nn.Module, d: _Dist) -> float:
 # ---------------------------------------------------------------- pieces
 
 def make_run_splits(*, catalog, config: TrainConfig) -> dict[str, Split]:
-    """The splits a run needs: artist (artist and track concepts) and album."""
+    """The splits a run needs: artist (artist and track concepts), track, album."""
     out: dict[str, Split] = {}
     if set(config.concepts) & {"artist", "track"}:
         out["artist"] = artist_split(catalog=catalog, n_artists=config.n_artists,
                                      songs_per_artist=config.songs_per_artist, n_valid=config.artist_valid,
                                      n_test=config.artist_test, seed=config.seed)
+    if "track" in config.concepts:
+        out["track"] = track_split(catalog=catalog, artist=out["artist"], seed=config.seed)
     if "album" in config.concepts:
         n_albums = config.n_albums
         if n_albums is None and config.n_artists is not None:
@@ -166,8 +169,8 @@ def make_run_splits(*, catalog, config: TrainConfig) -> dict[str, Split]:
 
 
 def concept_split(splits: dict[str, Split], concept: str) -> Split:
-    """The split a concept samples from (the track concept uses the artist split)."""
-    return splits["artist" if concept == "track" else concept]
+    """The split a concept samples from (the track concept: the artist split plus songs without an artist)."""
+    return splits[concept] if concept in splits else splits["artist"]
 
 
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -285,9 +288,11 @@ def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, r
 
     out_dir = Path(out_dir)
     d = _setup_dist()
+    threads = torch.get_num_threads()
     try:
         return _train(FeatureStore(Path(store_path)), Path(store_path), out_dir, config, resume=resume, d=d)
     finally:
+        torch.set_num_threads(threads)  # the setting is for this run, not for the caller's process
         if d.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -305,6 +310,9 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
             log.warning("%s: no last.pt to resume from; starting the run from the beginning", out_dir)
         else:
             _check_resumable(ckpt["config"], config, last_path)
+            if ckpt["feature_config"] != to_dict(store.feature_config):
+                raise ConfigError(f"{last_path}: the run was trained on features with other settings than "
+                                  f"{store_path}'s; resume with the store it was started on")
     elif last_path.is_file():
         raise ConfigError(f"{out_dir} already holds a run (last.pt); pass --resume to continue it "
                           "or choose another output folder")
@@ -345,6 +353,8 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     if d.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)  # the checkpoints keep saving the plain module's state_dict
 
     if d.main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -390,13 +400,14 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
                     loss.backward()
                     optimizer.step()
                     step += 1
-                    total_loss += float(loss)
+                    loss_value = loss.item()
+                    total_loss += loss_value
                     for c in config.concepts:
-                        sums[c][0] += float(losses[c])
-                        sums[c][1] += float(accs[c])
+                        sums[c][0] += losses[c].item()
+                        sums[c][1] += accs[c].item()
                     if d.main:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+                        bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
                 seconds = time.perf_counter() - t0
                 epoch += 1
                 _sync_buffers(model, d)
