@@ -149,3 +149,24 @@ def test_index_holds_catalog_extras(tmp_path, tone_file):
     assert meta["total_frames"] == store.n_frames("t1") == 1 + 4 * 22050 // 512
     with open(tmp_path / "s" / "index.csv", newline="") as fh:
         assert list(csv.DictReader(fh))[0]["offset"] == "0"
+
+
+def test_in_process_mode_equals_pool(collection, tmp_path):
+    prepare(collection[:3], tmp_path / "a", workers=0)
+    prepare(collection[:3], tmp_path / "b", workers=2)
+    a, b = _store_contents(tmp_path / "a"), _store_contents(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for tid in a:
+        np.testing.assert_array_equal(a[tid], b[tid])
+
+
+def test_workers_that_cannot_start_give_a_clear_error(tmp_path):
+    # spawn re-imports __main__; a script read from stdin cannot be re-imported
+    script = (
+        "from musicrep.catalog import Catalog, Track\n"
+        "from musicrep.store import prepare\n"
+        f"prepare(Catalog([Track('a', {str(tmp_path / 'x.wav')!r})]), {str(tmp_path / 's')!r}, workers=1)\n"
+    )
+    proc = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "could not start worker processes" in proc.stderr

@@ -128,16 +128,39 @@ def _check_settings(store: Path, config: FeatureConfig) -> None:
         )
 
 
+def _ping() -> bool:
+    return True
+
+
 def _run_pool(todo: list[Track], parts: Path, config: FeatureConfig, workers: int) -> None:
-    """Process ``todo`` on a process pool; a crashed worker is retried once, then the track is an error."""
-    crashes: dict[str, int] = {}
-    pending = list(todo)
+    """Process ``todo`` on a process pool; a crashed worker is retried once, then the track is an error.
+
+    ``workers=0`` processes the tracks in this process (no isolation from a
+    crashing decoder, but no process start-up either).
+    """
     progress = bar(total=len(todo), desc="prepare", unit="track")
     cfg = to_dict(config)
+    if workers == 0:
+        for t in todo:
+            _, n, reason, detail = _work(t.track_id, t.path, str(parts), cfg)
+            if n is None:
+                log.warning("skipped %s: %s%s", t.path, reason, f" ({detail})" if detail else "")
+            progress.update(1)
+        progress.close()
+        return
+    crashes: dict[str, int] = {}
+    pending = list(todo)
     while pending:
         retry: list[Track] = []
         ctx = mp.get_context("spawn")  # no fork: the parent may hold torch/OpenMP threads
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+            try:
+                pool.submit(_ping).result()
+            except cf.process.BrokenProcessPool:
+                raise StoreError(
+                    "could not start worker processes (a script read from stdin or an unguarded "
+                    "__main__ cannot be re-imported by them); pass workers=0 to prepare in this process"
+                ) from None
             futures = {pool.submit(_work, t.track_id, t.path, str(parts), cfg): t for t in pending}
             for fut in cf.as_completed(futures):
                 track = futures[fut]
@@ -216,7 +239,7 @@ def prepare(
     catalog : the tracks to store (their ``path`` must be readable audio)
     out_dir : the store folder (created)
     config : front-end settings; the paper's by default
-    workers : processes; all cores by default
+    workers : processes; all cores by default; 0 prepares in this process
     overwrite : delete a store made with other settings instead of refusing
     retry_errors : try again the tracks an earlier run could not use
 
@@ -257,7 +280,7 @@ def prepare(
     atomic_write_json(store / "store.json", _meta(config, None))
     (store / "DONE").unlink(missing_ok=True)
     if todo:
-        _run_pool(todo, parts, config, workers or os.cpu_count() or 1)
+        _run_pool(todo, parts, config, (os.cpu_count() or 1) if workers is None else workers)
     rows, new_errors = _append(store, catalog, old_rows, config)
     errors = old_errors + new_errors
     atomic_write_csv(store / "errors.csv", errors, ERROR_COLUMNS)

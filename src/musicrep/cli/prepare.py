@@ -9,7 +9,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="compute log-mel features for a catalog into a feature store")
     p.add_argument("catalog", help="catalog CSV (musicrep catalog ... -o catalog.csv)")
     p.add_argument("-o", "--out", required=True, help="store folder")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0: in this process)")
     p.add_argument("--overwrite", action="store_true", help="replace a store made with other settings")
     p.add_argument("--retry-errors", action="store_true", help="try again the files an earlier run skipped")
     p.add_argument("--config", help="YAML file with feature settings (sample_rate, n_fft, hop_length, n_mels, ...)")
