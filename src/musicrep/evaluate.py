@@ -309,7 +309,7 @@ class HoldoutResult:
     """Hold-out accuracy of models x concepts (Table 1).
 
     ``accuracy[model][concept]`` in [0, 1]; ``stderr`` the binomial standard error;
-    ``chance`` = 1 / (N + 1).
+    ``chance`` = 1 / (N + 1); ``skipped[concept]`` says why a concept was not evaluated.
     """
 
     models: list[str]
@@ -321,6 +321,7 @@ class HoldoutResult:
     seed: int
     chance: float
     runs: dict[str, str] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -340,6 +341,7 @@ class HoldoutResult:
             lines.append(m.ljust(w) + row)
         lines.append("chance".ljust(w) + "".join(f"{self.chance:.3f}".rjust(10) for _ in self.concepts))
         lines.append(f"({self.n_trials} trials per concept, {self.n_negatives} negatives, seed {self.seed})")
+        lines += [f"{c}: not evaluated ({why})" for c, why in self.skipped.items()]
         return "\n".join(lines)
 
 
@@ -373,14 +375,21 @@ def holdout(
     acc: dict[str, dict[str, float]] = {name: {} for name in models}
     err: dict[str, dict[str, float]] = {name: {} for name in models}
     done: list[str] = []
+    skipped: dict[str, str] = {}
     for concept in concepts:
         if SPLIT_OF_CONCEPT.get(concept, concept) not in split:
             log.warning("skipping the %s concept: the run has no %s split", concept, SPLIT_OF_CONCEPT[concept])
+            skipped[concept] = f"no {SPLIT_OF_CONCEPT[concept]} split in the runs"
             continue
-        trials = build_trials(
-            store=store, split=split, concept=concept, n_trials=n_trials,
-            n_negatives=n_negatives, seed=seed, segment_frames=segment_frames,
-        )
+        try:
+            trials = build_trials(
+                store=store, split=split, concept=concept, n_trials=n_trials,
+                n_negatives=n_negatives, seed=seed, segment_frames=segment_frames,
+            )
+        except EvaluationError as exc:  # one concept the collection cannot test does not sink the others
+            log.warning("skipping the %s concept: %s", concept, exc)
+            skipped[concept] = str(exc)
+            continue
         done.append(concept)
         for name, embed in embedders.items():
             credit = score_trials(trials, embed=embed, store=store, segment_frames=segment_frames)
@@ -390,7 +399,7 @@ def holdout(
             log.info("hold-out %s on %s: %.3f (%d trials)", name, concept, a, len(credit))
     return HoldoutResult(
         models=list(models), concepts=done, accuracy=acc, stderr=err, n_trials=n_trials,
-        n_negatives=n_negatives, seed=seed, chance=1.0 / (n_negatives + 1),
+        n_negatives=n_negatives, seed=seed, chance=1.0 / (n_negatives + 1), skipped=skipped,
     )
 
 
@@ -429,9 +438,10 @@ def holdout_runs(
     ----------
     runs : run folders (or checkpoint files inside them)
     store : FeatureStore, or a path to one
-    split_from : the run (or split folder) whose split defines the trials; the
-        first run by default. Runs trained on a different split get a warning:
-        their test songs may overlap the trials' training songs.
+    split_from : the run (or split folder) whose split defines the trials; by
+        default each split (artist, album) comes from the first run that has it.
+        Runs trained on a different split get a warning: the trials' test songs
+        may be among their training songs.
     which : "best" or "last" checkpoint
     """
     if not runs:
@@ -442,14 +452,22 @@ def holdout_runs(
         model, info = load_run_model(run, which=which)
         run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
         loaded.append((run_dir, model, info))
-    split = load_split(split_from if split_from is not None else loaded[0][0])
-    for run_dir, _m, _i in loaded[1:]:
+    if split_from is not None:
+        split = load_split(split_from)
+    else:
+        # each split from the first run that has it (an artist run has no album split)
+        split = {}
+        for run_dir, _m, _i in loaded:
+            for name, entry in load_split(run_dir).items():
+                split.setdefault(name, entry)
+    for run_dir, _m, _i in loaded:
         try:
             other = load_split(run_dir)
         except SplitError:
             continue
-        if {k: split_parts(v)[0] for k, v in other.items()} != {k: split_parts(v)[0] for k, v in split.items()}:
-            log.warning("%s was trained on a different split than the trials come from", run_dir)
+        if any(split_parts(other[k])[0] != split_parts(split[k])[0] for k in set(other) & set(split)):
+            log.warning("%s was trained on a different split than the trials come from: its scores "
+                        "may include songs it trained on", run_dir)
     names = model_names([(r, i) for r, _m, i in loaded])
     result = holdout(
         {n: m for n, (_r, m, _i) in zip(names, loaded)},
@@ -470,18 +488,14 @@ def open_store(store: Any) -> Any:
 
 
 def run_store_path(run: str | Path) -> Path | None:
-    """The store a run was trained on, when its ``config.yaml`` names one."""
-    cfg = Path(run) / "config.yaml"
-    if not cfg.is_file():
-        return None
-    import yaml
+    """The store a run was trained on, as its ``run.json`` records it (None if unknown)."""
+    import json
 
-    try:
-        data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
+    meta = Path(run) / "run.json"
+    if not meta.is_file():
         return None
-    for key in ("store", "store_path", "data"):
-        value = data.get(key) if isinstance(data, dict) else None
-        if isinstance(value, str) and value:
-            return Path(value)
-    return None
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8")).get("store")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(value) if isinstance(value, str) and value else None

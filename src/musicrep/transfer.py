@@ -21,11 +21,12 @@ lists), otherwise a seeded stratified split. Baselines on the same split:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -206,6 +207,18 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.nda
     return m
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run small dense ops on one thread: a linear probe is far too small to gain
+    from more, and on a busy machine extra threads only wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _fit_softmax(
     x_tr: torch.Tensor, y_tr: torch.Tensor, x_va: torch.Tensor, y_va: torch.Tensor, *,
     n_classes: int, lr: float, l2: float, epochs: int, eval_every: int, seed: int,
@@ -266,8 +279,8 @@ def linear_probe(
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     for seed in config.seeds:
         best = None
-        for l2 in config.l2_grid:
-            for lr in config.lr_grid:
+        for l2, lr in ((l2, lr) for l2 in config.l2_grid for lr in config.lr_grid):
+            with _one_thread():
                 layer, vacc, vloss, epoch = _fit_softmax(
                     xtr, ytr, xva, yva, n_classes=n_classes, lr=lr, l2=l2,
                     epochs=config.probe_epochs, eval_every=config.probe_eval_every, seed=seed,
@@ -409,7 +422,7 @@ class TransferResult:
 
     def table(self) -> str:
         """Plain-text table: one row per method, accuracy mean +- std."""
-        w = max([len("method"), *(len(DISPLAY.get(m, m)) for m in self.methods)]) + 2
+        w = max([len("chance (majority class)"), *(len(DISPLAY.get(m, m)) for m in self.methods)]) + 2
         lines = [f"{self.dataset}: {len(self.classes)} classes, " + ", ".join(f"{k} {v}" for k, v in self.counts.items())
                  + f" ({self.split_source} split)", "method".ljust(w) + "accuracy".rjust(18)]
         for name, res in self.methods.items():
@@ -537,3 +550,33 @@ def transfer_runs(
     infos = [(Path(r), load_run_model(r)[1]) for r in runs]
     names = model_names(infos)
     return transfer({n: Path(r) for n, r in zip(names, runs)}, store=store, config=config, baselines=baselines, dataset=dataset)
+
+
+def transfer_store(
+    *,
+    store: str | Path | None = None,
+    catalog: str | Path | None = None,
+    store_dir: str | Path | None = None,
+    feature_config: Any = None,
+) -> Any:
+    """The FeatureStore of a transfer collection, preparing it from a catalog if needed.
+
+    Parameters
+    ----------
+    store : an existing store folder, or
+    catalog : a catalog CSV with a genre column; its store is prepared (resumably)
+        in ``store_dir`` (default ``<catalog folder>/<catalog stem>.store``)
+    feature_config : front-end settings for preparing (the model's)
+    """
+    from .store import FeatureStore, prepare
+
+    if (store is None) == (catalog is None):
+        raise ConfigError("give exactly one of --store STORE or --catalog CATALOG for the transfer collection")
+    if store is not None:
+        return FeatureStore(store)
+    from .catalog import read_csv
+
+    catalog = Path(catalog)
+    target = Path(store_dir) if store_dir is not None else catalog.with_suffix(".store")
+    prepare(read_csv(catalog), target, config=feature_config)
+    return FeatureStore(target)

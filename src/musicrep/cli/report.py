@@ -1,0 +1,43 @@
+"""``musicrep report RUN... -o REPORT``: the paper's Tables 1-4, results.json and figures."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write report.md, results.json and figures for trained runs and sweeps")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run folders (e.g. artist, album, track and joint runs)")
+    p.add_argument("-o", "--out", required=True, help="report folder")
+    p.add_argument("--store", help="store the runs trained on (default: the one in the first run's run.json)")
+    p.add_argument("--transfer", action="append", default=[], metavar="STORE",
+                   help="genre-labelled store for Table 2 (repeat for several datasets)")
+    p.add_argument("--sweep", action="append", default=[], metavar="SWEEP", help="sweep folder for Tables 3/4 (repeatable)")
+    p.add_argument("--trials", type=int, default=1000, help="hold-out trials per concept (default 1000)")
+    p.add_argument("--negatives", type=int, default=4, help="hold-out negatives per trial (default 4)")
+    p.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
+                   help="Table 2 baselines among genres random mfcc logmel (default: all)")
+    p.add_argument("--transfer-config", help="YAML file with transfer settings")
+    p.add_argument("--transfer-set", action="append", default=[], metavar="KEY=VALUE", help="override one transfer setting")
+    p.add_argument("--map-points", type=int, default=1500, help="songs per t-SNE map (0: no maps)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the hold-out trials and the maps")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..report import build_report
+    from ..transfer import TransferConfig
+
+    if not (args.runs or args.sweep):
+        raise ConfigError("nothing to report: give run folders and/or --sweep SWEEP")
+    path = build_report(
+        args.runs, out_dir=args.out, store=args.store, transfer_stores=args.transfer, sweep_dirs=args.sweep,
+        n_trials=args.trials, n_negatives=args.negatives, baselines=args.baselines,
+        transfer_config=load_config(TransferConfig, args.transfer_config, args.transfer_set),
+        map_points=args.map_points, seed=args.seed,
+    )
+    print(path.read_text(encoding="utf-8"))
+    print(f"written: {path} (figures in {path.parent / 'figures'})")
+    return 0

@@ -1,0 +1,445 @@
+"""The report: the paper's Tables 1-4 as markdown, ``results.json`` and PNG figures.
+
+:func:`write_report` takes results already computed (a pipeline calls it
+directly); :func:`build_report` computes what is missing from run folders and
+stores, then calls it. Published numbers (Lee, Park & Nam 2019, as quoted in
+shared/DESIGN.md) are shown beside ours only as clearly labelled references: they
+come from models trained on the Million Song Dataset, not on our collection.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .evaluate import CONCEPTS, HoldoutResult
+from .io import atomic_path, atomic_write_json, atomic_write_text
+from .sweep import SweepResult
+from .transfer import DISPLAY, TransferResult
+
+log = logging.getLogger(__name__)
+
+PUBLISHED: dict[str, Any] = {
+    "source": "Lee, Park & Nam 2019, published; MSD-trained, 5000 artists, 4 negatives",
+    "holdout": {"joint": {"artist": 0.686, "album": 0.763, "track": 0.945}},
+    "transfer": {"gtzan": {"joint": 0.745}, "fma_small": {"joint": 0.593}},
+}
+MODEL_ORDER: tuple[str, ...] = ("artist", "album", "track", "joint")
+TABLE2_BASELINES: tuple[str, ...] = ("genres", "random", "mfcc", "logmel")
+
+
+@dataclasses.dataclass
+class EmbeddingMap:
+    """A 2-D map of song embeddings: ``xy`` float [n, 2], ``labels[column]`` list[str] [n]."""
+
+    name: str
+    xy: np.ndarray
+    labels: dict[str, list[str]]
+
+
+def embedding_map(
+    vectors: np.ndarray, *, labels: Mapping[str, Sequence[str]], name: str, max_points: int = 1500, seed: int = 0
+) -> EmbeddingMap:
+    """t-SNE (scikit-learn) of song embeddings [n, D] to 2-D, on at most ``max_points`` songs."""
+    from sklearn.manifold import TSNE
+
+    vectors = np.asarray(vectors, dtype=np.float64)
+    n = len(vectors)
+    if n < 3:
+        raise ConfigError(f"an embedding map needs at least 3 songs, got {n}")
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(n)[:max_points])
+    x = vectors[keep]
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    return EmbeddingMap(name=name, xy=xy, labels={k: [str(v[i]) for i in keep] for k, v in labels.items()})
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _fmt(x: float | None, std: float | None = None) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    return f"{x:.3f}" if std is None else f"{x:.3f} ± {std:.3f}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _ordered(names: Sequence[str]) -> list[str]:
+    known = [m for m in MODEL_ORDER if m in names]
+    return known + [m for m in names if m not in known]
+
+
+def table1(holdout: HoldoutResult) -> str:
+    """Table 1: rows = models (artist/album/track/joint), columns = concepts."""
+    concepts = [c for c in CONCEPTS if c in holdout.concepts]
+    rows = [[f"{m}"] + [_fmt(holdout.accuracy[m].get(c)) for c in concepts] for m in _ordered(holdout.models)]
+    rows.append(["chance (random guess)"] + [_fmt(holdout.chance) for _ in concepts])
+    pub = PUBLISHED["holdout"]
+    for m, vals in pub.items():
+        rows.append([f"*{m}: {PUBLISHED['source']}*"] + [f"*{_fmt(vals.get(c))}*" for c in concepts])
+    text = _md_table(["model \\ concept"] + concepts, rows)
+    note = (f"\n\n{holdout.n_trials} fixed trials per concept (seed {holdout.seed}), the same for every model; "
+            f"{holdout.n_negatives} negatives per trial, so chance is {holdout.chance:.3f}. Binomial standard "
+            f"error at most {max([v for m in holdout.stderr.values() for v in m.values()] or [0]):.3f}.")
+    for c, why in holdout.skipped.items():
+        note += f" The {c} concept was not evaluated: {why}."
+    if holdout.n_negatives != 4:
+        note += " The published row used 4 negatives: not the same setting."
+    return text + note
+
+
+def _published_transfer(dataset: str) -> dict | None:
+    key = dataset.lower()
+    if "gtzan" in key:
+        return PUBLISHED["transfer"]["gtzan"]
+    if "fma" in key:
+        return PUBLISHED["transfer"]["fma_small"]
+    return None
+
+
+def table2(results: Sequence[TransferResult]) -> str:
+    """Table 2: rows = datasets, columns = models then baselines (accuracy mean ± std)."""
+    models = _ordered([m for r in results for m in r.methods if m not in TABLE2_BASELINES])
+    models = list(dict.fromkeys(models))
+    bases = [b for b in TABLE2_BASELINES if any(b in r.methods for r in results)]
+    header = ["dataset"] + models + [DISPLAY[b] for b in bases] + ["majority class"]
+    rows = []
+    for r in results:
+        cells = [f"{r.dataset} ({len(r.classes)} classes, test {r.counts.get('test', 0)})"]
+        for m in models + bases:
+            res = r.methods.get(m)
+            cells.append(_fmt(res.accuracy_mean, res.accuracy_std) if res else "–")
+        cells.append(_fmt(r.majority))
+        rows.append(cells)
+        pub = _published_transfer(r.dataset)
+        if pub:
+            rows.append([f"*{r.dataset}: {PUBLISHED['source']}*"] + [f"*{_fmt(pub.get(m))}*" if m in pub else "–" for m in models + bases] + ["–"])
+    return _md_table(header, rows)
+
+
+def table_sweep(result: SweepResult) -> str:
+    """Tables 3/4: one row per swept value: transfer accuracy and hold-out accuracies."""
+    concepts = [c for c in CONCEPTS if any(c in p.holdout for p in result.points)]
+    label = {"negatives": "negatives N", "artists": "artists"}.get(result.kind, result.kind)
+    header = [label, f"transfer ({result.dataset})"] + [f"hold-out {c}" for c in concepts]
+    rows = []
+    for p in sorted(result.points, key=lambda p: p.value):
+        if p.status != "done":
+            rows.append([str(p.value), f"failed: {p.error}"] + ["–" for _ in concepts])
+            continue
+        rows.append([str(p.value), _fmt(p.transfer.get("mean"), p.transfer.get("std"))]
+                    + [_fmt(p.holdout.get(c)) for c in concepts])
+    return _md_table(header, rows)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _savefig(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
+    """Numeric columns of a ``metrics.csv`` (non-numeric cells become NaN)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    cols: dict[str, np.ndarray] = {}
+    for key in (rows[0].keys() if rows else []):
+        vals = []
+        for r in rows:
+            try:
+                vals.append(float(r[key]))
+            except (TypeError, ValueError):
+                vals.append(np.nan)
+        arr = np.asarray(vals)
+        if np.isfinite(arr).any():
+            cols[key] = arr
+    return cols
+
+
+def plot_curves(run: str | Path, path: Path) -> Path | None:
+    """Training / validation curves of a run's ``metrics.csv`` (one panel per kind of metric)."""
+    mfile = Path(run) / "metrics.csv"
+    if not mfile.is_file():
+        log.warning("%s has no metrics.csv; no training curves", run)
+        return None
+    cols = read_metrics(mfile)
+    xkey = next((k for k in ("step", "epoch") if k in cols), None)
+    if xkey is None or not cols:
+        return None
+    groups: dict[str, list[str]] = {}
+    for k in cols:
+        kind = "accuracy" if "acc" in k else "loss" if "loss" in k else None
+        if kind is not None:
+            groups.setdefault(kind, []).append(k)
+    if not groups:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.6), squeeze=False)
+    for ax, (kind, keys) in zip(axes[0], groups.items()):
+        for k in keys:
+            ok = np.isfinite(cols[k])
+            # one colour per concept (or the total), solid for training, dashed for validation
+            suffix = next((c for c in CONCEPTS if k.endswith("_" + c)), "all")
+            color = f"C{(['all', *CONCEPTS]).index(suffix)}"
+            style = "--" if k.startswith("valid") else "-"
+            ax.plot(cols[xkey][ok], cols[k][ok], style, color=color, marker="." if ok.sum() < 30 else None, label=k)
+        ax.set_xlabel(xkey)
+        ax.set_title(kind)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"training curves: {Path(run).name}")
+    return _savefig(fig, path)
+
+
+def plot_map(m: EmbeddingMap, column: str, path: Path, *, max_legend: int = 12) -> Path:
+    """The t-SNE map coloured by one label column (the most frequent labels get colours)."""
+    plt = _plt()
+    labels = np.asarray(m.labels[column])
+    known = labels[labels != ""]
+    names, counts = np.unique(known, return_counts=True)
+    top = list(names[np.argsort(-counts, kind="stable")][:max_legend])
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    unknown = labels == ""
+    if unknown.any():
+        ax.scatter(m.xy[unknown, 0], m.xy[unknown, 1], s=6, c="black", marker="x", alpha=0.4, label=f"unknown {column}")
+    other = ~np.isin(labels, top) & ~unknown
+    if other.any():
+        ax.scatter(m.xy[other, 0], m.xy[other, 1], s=6, c="lightgrey", label=f"other ({len(names) - len(top)})")
+    cmap = plt.get_cmap("tab20" if len(top) > 10 else "tab10")
+    for i, name in enumerate(top):
+        sel = labels == name
+        ax.scatter(m.xy[sel, 0], m.xy[sel, 1], s=10, color=cmap(i % cmap.N), label=name)
+    ax.legend(fontsize=6, markerscale=1.5, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"t-SNE of song embeddings: {m.name}, by {column}")
+    return _savefig(fig, path)
+
+
+def plot_confusion(result: TransferResult, method: str, path: Path) -> Path:
+    """Row-normalised confusion matrix of one method (summed over seeds)."""
+    plt = _plt()
+    res = result.methods[method]
+    cm = np.asarray(res.confusion, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    k = len(res.classes)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * k, 1.0 + 0.5 * k))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), res.classes, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(k), res.classes, fontsize=7)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result.dataset}: {DISPLAY.get(method, method)} ({res.accuracy_mean:.3f})", fontsize=9)
+    return _savefig(fig, path)
+
+
+def plot_sweep(result: SweepResult, path: Path) -> Path:
+    """Transfer accuracy (± std) and hold-out accuracies against the swept value (log x)."""
+    plt = _plt()
+    pts = sorted((p for p in result.points if p.status == "done"), key=lambda p: p.value)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if pts:
+        x = [p.value for p in pts]
+        ax.errorbar(x, [p.transfer["mean"] for p in pts], yerr=[p.transfer["std"] for p in pts],
+                    marker="o", capsize=3, label=f"transfer ({result.dataset})")
+        for c in CONCEPTS:
+            if all(c in p.holdout for p in pts):
+                ax.plot(x, [p.holdout[c] for p in pts], marker=".", linestyle="--", label=f"hold-out {c}")
+        if len(set(x)) > 1 and min(x) > 0:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(v) for v in x])
+    ax.set_xlabel({"negatives": "negatives N", "artists": "artists"}.get(result.kind, result.kind))
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"sweep: {result.kind}")
+    return _savefig(fig, path)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    holdout: HoldoutResult | None = None,
+    transfer: Sequence[TransferResult] | TransferResult | None = None,
+    sweeps: Sequence[SweepResult] = (),
+    runs: Sequence[str | Path] = (),
+    maps: Sequence[EmbeddingMap] = (),
+    title: str = "musicrep report",
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write ``report.md``, ``results.json`` and ``figures/*.png`` from computed results.
+
+    Parameters
+    ----------
+    out_dir : the report folder (created)
+    holdout : Table 1 (:func:`musicrep.evaluate.holdout_runs`)
+    transfer : Table 2, one result per dataset (:func:`musicrep.transfer.transfer_runs`)
+    sweeps : Tables 3 and 4 (:func:`musicrep.sweep.run_sweep` / ``load_sweep``)
+    runs : run folders whose ``metrics.csv`` give the training curves
+    maps : 2-D embedding maps (:func:`embedding_map`), drawn once per label column
+    notes : extra paragraphs for the end of the report
+
+    Returns
+    -------
+    Path of ``report.md``
+    """
+    out = Path(out_dir)
+    figs = out / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    transfers = [transfer] if isinstance(transfer, TransferResult) else list(transfer or [])
+    md = [f"# {title}", ""]
+    md.append(f"Published numbers appear in *italic* rows, labelled “{PUBLISHED['source']}”: they are "
+              "references from a different training collection, not results of this code.")
+    figures: dict[str, str] = {}
+
+    def fig(key: str, path: Path | None) -> None:
+        if path is not None:
+            figures[key] = str(path.relative_to(out))
+
+    if holdout is not None:
+        md += ["", "## Table 1: hold-out positive/negative prediction", "", table1(holdout)]
+    if transfers:
+        md += ["", "## Table 2: transfer to genre classification (linear probe, test accuracy)", "", table2(transfers)]
+        for r in transfers:
+            md.append(f"\n{r.dataset}: split {r.split_source}; " + ", ".join(f"{k} {v}" for k, v in r.counts.items())
+                      + f"; classes {', '.join(r.classes)}.")
+            models = [m for m in _ordered(list(r.methods)) if m not in TABLE2_BASELINES]
+            for method in ([models[-1]] if models else []) + [b for b in ("genres",) if b in r.methods]:
+                name = f"confusion-{_slug(r.dataset)}-{_slug(method)}"
+                fig(name, plot_confusion(r, method, figs / f"{name}.png"))
+        md.append("\nMFCCs here are the type-II DCT of the stored log-mel (log10(1 + 10·mel)), first coefficients; "
+                  "'random encoder' is the same CNN with untrained weights and the same probe.")
+    for s in sweeps:
+        number = {"negatives": 3, "artists": 4}.get(s.kind)
+        head = f"Table {number}: " if number else ""
+        md += ["", f"## {head}sweep over {s.kind} (joint model)", "", table_sweep(s)]
+        fig(f"sweep-{s.kind}", plot_sweep(s, figs / f"sweep-{_slug(s.kind)}.png"))
+    for run in runs:
+        fig(f"curves-{Path(run).name}", plot_curves(run, figs / f"curves-{_slug(Path(run).name)}.png"))
+    for m in maps:
+        for column in m.labels:
+            fig(f"map-{m.name}-{column}", plot_map(m, column, figs / f"map-{_slug(m.name)}-{_slug(column)}.png"))
+    if figures:
+        md += ["", "## Figures", ""]
+        md += [f"![{key}]({rel})" for key, rel in figures.items()]
+    if notes:
+        md += ["", "## Notes", ""] + list(notes)
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    atomic_write_json(out / "results.json", {
+        "holdout": holdout.to_dict() if holdout is not None else None,
+        "transfer": [r.to_dict() for r in transfers],
+        "sweeps": [s.to_dict() for s in sweeps],
+        "runs": [str(r) for r in runs],
+        "figures": figures,
+        "published": PUBLISHED,
+    })
+    log.info("report written to %s", out / "report.md")
+    return out / "report.md"
+
+
+def _slug(text: str) -> str:
+    from .catalog import slugify
+
+    return slugify(text)
+
+
+def build_report(
+    runs: Sequence[str | Path],
+    *,
+    out_dir: str | Path,
+    store: str | Path | None = None,
+    transfer_stores: Sequence[str | Path] = (),
+    sweep_dirs: Sequence[str | Path] = (),
+    n_trials: int = 1000,
+    n_negatives: int = 4,
+    transfer_config: Any = None,
+    baselines: Sequence[str] | None = None,
+    map_points: int = 1500,
+    seed: int = 0,
+    notes: Sequence[str] = (),
+    title: str = "musicrep report",
+) -> Path:
+    """Compute hold-out, transfer and maps for ``runs`` and write the report.
+
+    Parameters
+    ----------
+    runs : run folders; the first joint run (else the first run) draws the maps
+    store : the store the runs trained on (for hold-out and the artist map); by
+        default the one named in the first run's config
+    transfer_stores : genre-labelled stores for Table 2
+    sweep_dirs : sweep folders for Tables 3 and 4 (finished points only)
+    n_trials, n_negatives : hold-out settings
+    baselines : Table 2 baselines (all by default)
+    map_points : songs in each t-SNE map (0: no maps)
+    seed : seed of the hold-out trials and the maps
+    notes, title : passed on to :func:`write_report`
+    """
+    from .evaluate import holdout_runs, load_run_model, open_store, run_store_path
+    from .sweep import load_sweep
+    from .transfer import BASELINES, TransferConfig, song_embeddings, transfer_runs
+
+    runs = [Path(r) for r in runs]
+    if store is None and runs:
+        store = run_store_path(runs[0])
+    holdout = None
+    fs = None
+    if runs:
+        if store is None:
+            raise ConfigError(f"{runs[0]}: its config names no store; pass --store STORE")
+        fs = open_store(store)
+        holdout = holdout_runs(runs, store=fs, n_trials=n_trials, n_negatives=n_negatives, seed=seed)
+    tcfg = transfer_config or TransferConfig()
+    transfers = [
+        transfer_runs(runs, store=t, config=tcfg, baselines=BASELINES if baselines is None else baselines)
+        for t in transfer_stores
+    ]
+    sweeps = [load_sweep(d) for d in sweep_dirs]
+    maps = []
+    if runs and map_points > 0:
+        concepts = {r: str(getattr(load_run_model(r)[1], "concept", "")) for r in runs}
+        chosen = next((r for r in runs if concepts[r] == "joint"), runs[0])
+        for s in [fs] + [open_store(t) for t in transfer_stores]:
+            cols = {c: [t.get(c) for t in s.catalog] for c in ("artist", "genre")}
+            cols = {c: v for c, v in cols.items() if any(v) and len(set(v)) > 1}
+            if not cols:
+                continue
+            vec = song_embeddings(chosen, store=s, track_ids=s.track_ids)
+            maps.append(embedding_map(vec, labels=cols, name=f"{chosen.name} on {Path(s.path).name}",
+                                      max_points=map_points, seed=seed))
+    return write_report(out_dir, holdout=holdout, transfer=transfers, sweeps=sweeps, runs=runs, maps=maps,
+                        notes=notes, title=title)
