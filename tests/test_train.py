@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -110,8 +111,16 @@ def test_two_process_ddp_ends_with_identical_weights(store, tmp_path):
            "-o", str(run)] + [f"--set={s}" for s in SMALL[:2]] + [
            "--set=width=8", "--set=epochs=2", "--set=steps_per_epoch=3", "--set=batch_size=4",
            "--set=valid_batches=1", "--set=tensorboard=false"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Own session: on a timeout, kill torchrun *and* its worker processes, so a
+    # hung rendezvous never leaves orphans behind.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
     info = json.loads((run / "run.json").read_text())
     assert info["world_size"] == 2 and info["ddp_max_weight_diff"] == 0.0
     assert (run / "DONE").is_file() and read_checkpoint(run / "last.pt")["step"] == 6
