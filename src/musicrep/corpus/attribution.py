@@ -86,7 +86,8 @@ _NOT_A_NAME = re.compile(
 )
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
+    """Accent- and case-folded, space-normalised form of ``text`` (for comparisons)."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"\s+", " ", text).strip().lower()
 
@@ -106,7 +107,7 @@ def normalize_artist(name: str | None) -> str:
     text = re.sub(r"\s+\d+$", "", text)  # "Reg & Zbb 01": a line counter, not part of the name
     if not text:
         return ""
-    folded = _fold(text)
+    folded = fold(text)
     if folded in ALIASES:
         return ALIASES[folded]
     if (_NOT_A_NAME.match(folded) or folded in NOT_COMPOSERS or len(folded) < 2 or len(folded) > 40
@@ -172,7 +173,7 @@ def from_module_text(title: str, message: str) -> str:
                     return name
     # a bare signature on the first line ("Alexel / RealTech", "alexel.rt"): aliases only
     first = next((ln.strip() for ln in (message or "").splitlines() if ln.strip()), "")
-    key = _fold(re.split(r"[/.^]", first)[0]) if first else ""
+    key = fold(re.split(r"[/.^]", first)[0]) if first else ""
     return ALIASES.get(key, "")
 
 

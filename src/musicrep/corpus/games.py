@@ -9,14 +9,18 @@ to 22,050 Hz mono FLAC, which :mod:`soundfile` reads.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import re
 import zipfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import soundfile
 
 from ..catalog import Track, slugify
 from ..io import atomic_path
@@ -185,13 +189,10 @@ def process(cand: Candidate, *, audio_dir: Path, copyright_text: str, stanzas) -
         module_message=(tags.get("comment", "") or tags.get("message", "")) if is_module else "",
         stanzas=stanzas,
     )
-    stem = Path(cand.relpath).with_suffix("").as_posix()
-    track_id = f"{slugify(cand.package, 30)}--{slugify(stem.split('/music/')[-1].split('/')[-1], 50)}"
+    track_id = f"{slugify(cand.package, 30)}--{slugify(Path(cand.relpath).stem, 50)}"
     dest = audio_dir / slugify(cand.package, 40) / f"{track_id}.flac"
     if not dest.is_file():
         transcode(cand.file, dest)
-    import soundfile
-
     info = soundfile.info(str(dest))
     title = (("" if is_module else tags.get("title", "")) or cand.meta.get("title", "")
              or (_clean_title(tags.get("title", "")) if is_module else "") or Path(cand.relpath).stem)
@@ -231,7 +232,8 @@ def build_from_trees(
     skipped : ``{"source", "reason"}`` for each file left out
     """
     out_dir = Path(out_dir)
-    tools.ffmpeg(), tools.ffprobe()
+    tools.ffmpeg()  # fail early, naming the package to install
+    tools.ffprobe()
     jobs = []
     for package, root in sorted(trees.items()):
         text = debian.copyright_text(root, package)
@@ -267,7 +269,18 @@ def build_from_trees(
                 skipped.append({"source": cand.source, "reason": f"track id clash with {tracks[track.track_id].extra['source']}"})
             else:
                 tracks[track.track_id] = track
-    return [tracks[k] for k in sorted(tracks)], skipped
+    return _merge_album_spellings([tracks[k] for k in sorted(tracks)]), skipped
+
+
+def _merge_album_spellings(tracks: list[Track]) -> list[Track]:
+    """One spelling per album: "Ufo: Alien Invasion" joins "UFO: Alien Invasion"
+    (the most common spelling wins, ties to the first in sort order)."""
+    spellings: dict[str, Counter] = {}
+    for t in tracks:
+        spellings.setdefault(attribution.fold(t.album), Counter())[t.album] += 1
+    best = {k: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, c in spellings.items()}
+    return [t if best[attribution.fold(t.album)] == t.album
+            else dataclasses.replace(t, album=best[attribution.fold(t.album)]) for t in tracks]
 
 
 def build(
