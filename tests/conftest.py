@@ -48,3 +48,18 @@ def synth_store(tmp_path_factory):
     catalog = synth_collection(root / "audio", n_artists=6, albums_per_artist=2, songs_per_album=5, seconds=8.0)
     prepare(read_csv(catalog), root / "store", workers=2)
     return FeatureStore(root / "store")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One BLAS/OpenMP/torch thread per test: the suite runs on 2 cores, often next
+    to subprocess tests, where nested threads mostly wait on each other (measured:
+    t-SNE and training tests 3 s -> 25 s with default threads on a busy machine)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -18,45 +17,15 @@ from musicrep.evaluate import (
     load_split,
     trial_scores,
 )
-from musicrep.io import atomic_write_csv
 from musicrep.splits import album_split, artist_split, write_splits
-from musicrep.store import FeatureStore
+from musicrep.store import from_arrays as write_store
 
 SEG = 129
 N_ART, N_ALB, N_SONG = 5, 2, 4  # 5 artists x 2 albums x 4 songs = 8 songs per artist
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread per test: the suite runs on 2 busy cores, where OpenMP / torch
-    threads mostly wait on each other."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
 
 
-def write_store(path, tracks, frames):
-    """A FeatureStore written by hand in the documented on-disk format."""
-    path.mkdir(parents=True)
-    cfg = FeatureConfig()
-    rows, off = [], 0
-    for t, f in zip(tracks, frames):
-        rows.append({**t.as_row(), "offset": off, "n_frames": len(f)})
-        off += len(f)
-    np.concatenate(frames).astype(np.float16).tofile(path / "frames.f16")
-    cols = ["track_id", "path", "artist", "album", "title", "genre", "duration"]
-    extra = sorted({k for t in tracks for k in t.extra})
-    atomic_write_csv(path / "index.csv", rows, cols + extra + ["offset", "n_frames"])
-    (path / "store.json").write_text(json.dumps({
-        "version": 1, "feature_config": to_dict(cfg), "feature_hash": cfg.hash(),
-        "n_mels": 128, "total_frames": off,
-    }))
-    (path / "DONE").write_text("done\n")
-    return FeatureStore(path)
 
 
 def coded_store(path, *, n_frames=400):

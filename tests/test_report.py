@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from musicrep.evaluate import HoldoutResult
 from musicrep.report import EmbeddingMap, PUBLISHED, embedding_map, table1, table2, write_report
@@ -16,17 +15,6 @@ from musicrep.sweep import SweepPoint, SweepResult
 from musicrep.transfer import ProbeResult, TransferResult
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread per test: the suite runs on 2 busy cores, where OpenMP / torch
-    threads mostly wait on each other."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
 
 
 def _probe(method, acc):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from musicrep.catalog import Catalog, Track
 from musicrep.errors import SplitError

@@ -170,3 +170,18 @@ def test_workers_that_cannot_start_give_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True, cwd=tmp_path)
     assert proc.returncode != 0
     assert "could not start worker processes" in proc.stderr
+
+
+def test_from_arrays_round_trip(tmp_path, rng):
+    frames = [rng.standard_normal((200 + i, 128)).astype(np.float32) for i in range(3)]
+    tracks = [Track(f"t{i}", f"/x/{i}.wav", artist=f"A{i}", extra={"split": "train"}) for i in range(3)]
+    from musicrep.store import from_arrays
+
+    store = from_arrays(tmp_path / "s", tracks, frames)
+    assert store.track_ids == ["t0", "t1", "t2"]
+    np.testing.assert_allclose(store.frames("t2"), frames[2], rtol=2**-10, atol=1e-3)
+    assert store.catalog.by_id("t1").extra == {"split": "train"}
+    with pytest.raises(StoreError, match="already holds"):
+        from_arrays(tmp_path / "s", tracks, frames)
+    with pytest.raises(StoreError, match="must be"):
+        from_arrays(tmp_path / "t", tracks[:1], [np.zeros((10, 64))])

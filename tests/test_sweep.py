@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -11,12 +10,12 @@ import torch
 
 from musicrep.catalog import Track
 from musicrep.checkpoint import save_checkpoint
-from musicrep.config import FeatureConfig, to_dict
+from musicrep.config import to_dict
 from musicrep.errors import ConfigError, SplitError
-from musicrep.io import atomic_write_csv
 from musicrep.model import Encoder
 from musicrep.splits import artist_split, write_splits
 from musicrep.store import FeatureStore
+from musicrep.store import from_arrays as write_store
 from musicrep.sweep import load_sweep, point_config, run_sweep
 from musicrep.train import TrainConfig
 from musicrep.transfer import TransferConfig
@@ -24,34 +23,8 @@ from musicrep.transfer import TransferConfig
 FAST = TransferConfig(seeds=(0,), l2_grid=(1e-3,), lr_grid=(1e-2,), probe_epochs=20, probe_eval_every=10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread per test: the suite runs on 2 busy cores, where OpenMP / torch
-    threads mostly wait on each other."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
 
 
-def write_store(path, tracks, frames):
-    """A FeatureStore written by hand in the documented on-disk format."""
-    path.mkdir(parents=True)
-    cfg = FeatureConfig()
-    rows, off = [], 0
-    for t, f in zip(tracks, frames):
-        rows.append({**t.as_row(), "offset": off, "n_frames": len(f)})
-        off += len(f)
-    np.concatenate(frames).astype(np.float16).tofile(path / "frames.f16")
-    atomic_write_csv(path / "index.csv", rows,
-                     ["track_id", "path", "artist", "album", "title", "genre", "duration", "offset", "n_frames"])
-    (path / "store.json").write_text(json.dumps({"version": 1, "feature_config": to_dict(cfg),
-                                                 "feature_hash": cfg.hash(), "n_mels": 128, "total_frames": off}))
-    (path / "DONE").write_text("done\n")
-    return FeatureStore(path)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from musicrep.catalog import Track
-from musicrep.config import FeatureConfig, to_dict
 from musicrep.errors import ConfigError
 from musicrep.evaluate import EvaluationError
-from musicrep.io import atomic_write_csv
-from musicrep.store import FeatureStore
+from musicrep.store import from_arrays as write_store
 from musicrep.transfer import (
     TransferConfig,
     TransferResult,
@@ -27,35 +25,8 @@ FAST = TransferConfig(seeds=(0, 1), l2_grid=(0.0, 1e-2), lr_grid=(1e-2,), probe_
                       cnn_steps=6, cnn_eval_every=3, cnn_batch_size=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread per test: the suite runs on 2 busy cores, where OpenMP / torch
-    threads mostly wait on each other."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
 
 
-def write_store(path, tracks, frames):
-    """A FeatureStore written by hand in the documented on-disk format."""
-    path.mkdir(parents=True)
-    cfg = FeatureConfig()
-    rows, off = [], 0
-    for t, f in zip(tracks, frames):
-        rows.append({**t.as_row(), "offset": off, "n_frames": len(f)})
-        off += len(f)
-    np.concatenate(frames).astype(np.float16).tofile(path / "frames.f16")
-    extra = sorted({k for t in tracks for k in t.extra})
-    atomic_write_csv(path / "index.csv", rows,
-                     ["track_id", "path", "artist", "album", "title", "genre", "duration"] + extra + ["offset", "n_frames"])
-    (path / "store.json").write_text(json.dumps({"version": 1, "feature_config": to_dict(cfg),
-                                                 "feature_hash": cfg.hash(), "n_mels": 128, "total_frames": off}))
-    (path / "DONE").write_text("done\n")
-    return FeatureStore(path)
 
 
 def blobs(n, d, k, *, sep, seed):

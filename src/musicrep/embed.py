@@ -48,7 +48,7 @@ from .errors import (
     StoreError,
     TooShortAudioError,
 )
-from .io import atomic_path, atomic_write_json
+from .io import atomic_path, atomic_write_json, remove_stale_temps
 from .model import Encoder, split_segments
 
 log = logging.getLogger(__name__)
@@ -442,7 +442,8 @@ def find_audio(paths: Iterable[str | Path], *, recursive: bool = True) -> list[P
     """Expand files and folders into a sorted list of audio files.
 
     Files given by name are kept whatever their ending; folders contribute the
-    files whose ending is in :data:`AUDIO_EXTENSIONS` (hidden files skipped).
+    files whose ending is in :data:`AUDIO_EXTENSIONS` (hidden files skipped),
+    broken links included so that the caller reports them.
     A path that does not exist raises :class:`~musicrep.errors.MusicrepError`.
     """
     out: list[Path] = []
@@ -452,12 +453,16 @@ def find_audio(paths: Iterable[str | Path], *, recursive: bool = True) -> list[P
             out.append(p)
         elif p.is_dir():
             found = p.rglob("*") if recursive else p.glob("*")
+            # A broken link is kept so that it is reported (UnreadableAudioError), not silently passed over.
             out.extend(
                 sorted(
                     f for f in found
-                    if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS and not f.name.startswith(".")
+                    if (f.is_file() or (f.is_symlink() and not f.exists()))
+                    and f.suffix.lower() in AUDIO_EXTENSIONS and not f.name.startswith(".")
                 )
             )
+        elif p.is_symlink():  # a broken link: the caller reports it as unreadable and goes on
+            out.append(p)
         else:
             raise MusicrepError(f"{p}: no such file or folder")
     return out
@@ -732,6 +737,7 @@ def embed_to_files(
         raise ConfigError("give exactly one of an output folder (-o) or a table (--table)")
     if table is not None and Path(table).suffix not in (".npz", ".csv"):
         raise ConfigError(f"{table}: the table must end in .npz or .csv")
+    started = time.time()  # temp files older than this were left by a killed run
     mapping = output_paths(inputs, out if out is not None else ".", recursive=recursive)
     report = EmbedReport()
     sha = model.checkpoint_sha() if model.checkpoint is not None else ""
@@ -767,8 +773,10 @@ def embed_to_files(
         with atomic_path(dst, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
+        remove_stale_temps(dst, older_than=started)
         report.outputs.append(dst)
     if table is not None and vectors:
         _write_table(Path(table), vectors, catalog)
+        remove_stale_temps(Path(table), older_than=started)
         report.outputs.append(Path(table))
     return report

@@ -256,13 +256,22 @@ class SearchIndex:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise SearchIndexError(f"{mpath}: not valid JSON ({exc})") from None
-        if manifest.get("version") != VERSION:
-            raise SearchIndexError(f"{mpath}: index version {manifest.get('version')} is not {VERSION}; rebuild it")
-        with open(path / TRACKS, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        if not isinstance(manifest, dict) or manifest.get("version") != VERSION:
+            version = manifest.get("version") if isinstance(manifest, dict) else None
+            raise SearchIndexError(f"{mpath}: index version {version} is not {VERSION}; rebuild it")
+        try:
+            with open(path / TRACKS, encoding="utf-8", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            if rows and "track_id" not in rows[0]:
+                raise ValueError("no track_id column")
+            concepts = {c: (meta, path / meta["file"]) for c, meta in manifest["concepts"].items()}
+            if manifest.get("default_concept") not in concepts:
+                raise KeyError("default_concept")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # also UnicodeDecodeError
+            raise SearchIndexError(f"{path}: damaged index ({type(exc).__name__}: {exc}); "
+                                   "run `musicrep index build --overwrite` again") from None
         indexes = {}
-        for concept, meta in manifest["concepts"].items():
-            fpath = path / meta["file"]
+        for concept, (meta, fpath) in concepts.items():
             try:
                 index = faiss.read_index(str(fpath))
             except RuntimeError as exc:

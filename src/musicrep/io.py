@@ -6,6 +6,7 @@ A reader never sees a half-written file: it sees the old one or the new one.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
@@ -44,6 +45,25 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(path: str | Path, *, older_than: float) -> int:
+    """Delete the temp files :func:`atomic_path` left beside ``path`` when a run was killed.
+
+    Only files last modified before ``older_than`` (a ``time.time()`` value, e.g.
+    the start of the current job) go, so another process's write in progress
+    is left alone. Returns how many were removed.
+    """
+    path = Path(path)
+    removed = 0
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < older_than:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -33,8 +33,8 @@ import numpy as np
 
 from .audio import stream_audio
 from .catalog import COLUMNS, Catalog, Track, track_from_row
-from .config import FeatureConfig, to_dict
-from .errors import AudioError, StoreError
+from .config import FeatureConfig, _from_dict, to_dict
+from .errors import AudioError, ConfigError, StoreError
 from .features import log_mel_stream
 from .io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
 from .progress import bar
@@ -210,7 +210,10 @@ def _append(store: Path, catalog: Catalog, old_rows: list[dict], config: Feature
                 continue
             stem = parts / _part_name(t.track_id)
             if stem.with_suffix(".npy").exists():
-                arr = np.load(stem.with_suffix(".npy"))
+                try:  # never unpickle: a part holding objects is refused, not executed
+                    arr = np.load(stem.with_suffix(".npy"), allow_pickle=False)
+                except (OSError, ValueError, EOFError) as exc:
+                    raise StoreError(f"{stem.with_suffix('.npy')} is unreadable ({exc}); delete it and rerun") from None
                 if arr.dtype != DTYPE or arr.ndim != 2 or arr.shape[1] != config.n_mels:
                     raise StoreError(f"{stem.with_suffix('.npy')} is not a [frames, {config.n_mels}] float16 part; delete it and rerun")
                 fh.write(np.ascontiguousarray(arr).tobytes())
@@ -298,6 +301,41 @@ def prepare(
     return PrepareResult(store, len(rows), len(rows) - len(old_rows), errors)
 
 
+def from_arrays(out_dir: str | Path, tracks, frames, *, config: FeatureConfig | None = None) -> "FeatureStore":
+    """A store from log-mels already in memory (precomputed features, tests).
+
+    Parameters
+    ----------
+    out_dir : the store folder; must not hold a store yet
+    tracks : sequence of :class:`~musicrep.catalog.Track`
+    frames : matching sequence of np.ndarray [shape=(n_frames, n_mels)], not standardised
+    config : the front-end settings the frames were made with
+    """
+    config = config or FeatureConfig()
+    store = Path(out_dir)
+    if (store / "store.json").exists():
+        raise StoreError(f"{store} already holds a store; choose another folder")
+    tracks, frames = list(tracks), list(frames)
+    if len(tracks) != len(frames) or not tracks:
+        raise StoreError(f"need one frame array per track, got {len(tracks)} tracks and {len(frames)} arrays")
+    store.mkdir(parents=True, exist_ok=True)
+    rows, pos = [], 0
+    with atomic_path(store / "frames.f16") as tmp, open(tmp, "wb") as fh:
+        for t, f in zip(tracks, frames):
+            f = np.asarray(f)
+            if f.ndim != 2 or f.shape[1] != config.n_mels:
+                raise StoreError(f"track {t.track_id!r}: frames must be [n_frames, {config.n_mels}], got {f.shape}")
+            fh.write(np.ascontiguousarray(f, dtype=DTYPE).tobytes())
+            rows.append({**t.as_row(), "offset": pos, "n_frames": len(f)})
+            pos += len(f)
+    extra = [c for c in dict.fromkeys(k for t in tracks for k in t.extra) if c not in COLUMNS]
+    atomic_write_csv(store / "index.csv", rows, list(COLUMNS) + extra + ["offset", "n_frames"])
+    atomic_write_csv(store / "errors.csv", [], ERROR_COLUMNS)
+    atomic_write_json(store / "store.json", _meta(config, pos))
+    atomic_write_text(store / "DONE", f"{len(rows)} tracks, {pos} frames\n")
+    return FeatureStore(store)
+
+
 def _meta(config: FeatureConfig, total: int | None) -> dict:
     return {
         "version": VERSION,
@@ -324,21 +362,30 @@ class FeatureStore:
             raise StoreError(f"{self.path} {what}; run `musicrep prepare CATALOG -o {self.path}`")
         try:
             meta = json.loads((self.path / "store.json").read_text())
-            self.feature_config = FeatureConfig(**meta["feature_config"])
+            # validated like any settings: a tampered value is named, not used
+            self.feature_config = _from_dict(FeatureConfig, meta["feature_config"])
             self.total_frames = int(meta["total_frames"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
             raise StoreError(f"{self.path}/store.json is unreadable or malformed ({exc})") from None
         if meta.get("version") != VERSION:
             raise StoreError(f"{self.path} has store version {meta.get('version')}, this musicrep reads {VERSION}")
-        rows = _read_index(self.path)
+        index_path = self.path / "index.csv"
+        if not index_path.is_file():
+            raise StoreError(f"{index_path} is missing; prepare the store again")
         tracks, offsets, lengths = [], [], []
-        for i, r in enumerate(rows, start=2):
-            offsets.append(int(r.pop("offset")))
-            lengths.append(int(r.pop("n_frames")))
-            tracks.append(track_from_row(r, where=f"{self.path}/index.csv:{i}"))
-        self.catalog = Catalog(tracks, source=str(self.path / "index.csv"))
+        try:
+            for i, r in enumerate(_read_index(self.path), start=2):
+                offsets.append(int(r.pop("offset")))
+                lengths.append(int(r.pop("n_frames")))
+                tracks.append(track_from_row(r, where=f"{index_path}:{i}"))
+        except (KeyError, ValueError, TypeError) as exc:  # also UnicodeDecodeError
+            raise StoreError(f"{index_path} is malformed ({type(exc).__name__}: {exc}); prepare the store again") from None
+        self.catalog = Catalog(tracks, source=str(index_path))
         self._offsets = np.asarray(offsets, dtype=np.int64)
         self._lengths = np.asarray(lengths, dtype=np.int64)
+        if len(tracks) and ((self._offsets < 0).any() or (self._lengths < 0).any()
+                            or (self._offsets + self._lengths > self.total_frames).any()):
+            raise StoreError(f"{index_path} points outside frames.f16 ({self.total_frames} frames); prepare the store again")
         self._pos = {t.track_id: i for i, t in enumerate(tracks)}
         expected = self.total_frames * self.feature_config.n_mels * np.dtype(DTYPE).itemsize
         actual = (self.path / "frames.f16").stat().st_size if (self.path / "frames.f16").exists() else -1
@@ -424,4 +471,4 @@ def load_errors(path: str | Path) -> list[dict]:
     return _read_errors(Path(path))
 
 
-__all__ = ["FeatureStore", "prepare", "PrepareResult", "compute_track", "load_errors"]
+__all__ = ["FeatureStore", "prepare", "from_arrays", "PrepareResult", "compute_track", "load_errors"]
