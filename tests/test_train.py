@@ -146,3 +146,14 @@ def test_early_stopping_keeps_the_best_checkpoint(store, tmp_path, monkeypatch):
     train(store, run, _config("concept=artist", "width=8", "epochs=5", "steps_per_epoch=1", "batch_size=4",
                               "patience=2"), resume=True)
     assert read_checkpoint(run / "last.pt")["step"] == 4
+
+
+def test_stale_checkpoint_temps_are_removed_when_a_run_starts(store, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = run / ".last.pt.abc123.tmp"  # what a kill during a checkpoint write leaves
+    stale.write_bytes(b"partial")
+    os.utime(stale, (0, 0))
+    train(store, run, _config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1", "batch_size=4"))
+    assert not stale.exists()
+    assert not list(run.glob(".*.tmp"))

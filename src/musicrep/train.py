@@ -33,7 +33,7 @@ from . import progress
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import save_config, to_dict
 from .errors import ConfigError
-from .io import atomic_write_csv, atomic_write_json, atomic_write_text
+from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
 from .losses import accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
 from .model import Encoder
 from .sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
@@ -299,6 +299,12 @@ def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, r
 
 def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resume: bool, d: _Dist) -> Path:
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if d.rank == 0:
+        # A kill during a checkpoint write leaves a hidden temp file; only this
+        # job writes checkpoints here, so any temp older than now is stale.
+        started = time.time()
+        for path in (last_path, best_path):
+            remove_stale_temps(path, older_than=started)
     if config.threads:
         torch.set_num_threads(config.threads)
     elif d.world > 1 and d.device.type == "cpu":

@@ -47,7 +47,7 @@ def run_holdout(args: argparse.Namespace) -> int:
     print(result.table())
     if args.json:
         atomic_write_json(args.json, result.to_dict())
-    return 0
+    return 0 if result.concepts else 1  # every concept skipped: nothing was evaluated
 
 
 def run_transfer(args: argparse.Namespace) -> int:
