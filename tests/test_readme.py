@@ -1,0 +1,45 @@
+"""The README's Python API block runs as written, on a tiny trained collection."""
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from musicrep.catalog import read_csv
+from musicrep.config import load_config
+from musicrep.index import build_from_runs
+from musicrep.store import prepare
+from musicrep.testing import synth_collection, synth_song
+from musicrep.train import TrainConfig, train
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_api_block() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_python_api_runs(tmp_path, monkeypatch):
+    catalog = synth_collection(tmp_path / "lib", n_artists=4, albums_per_artist=2, songs_per_album=4, seconds=5.0)
+    prepare(read_csv(catalog), tmp_path / "store", workers=1)
+    config = load_config(TrainConfig, None, [
+        "concept=joint", "width=8", "epochs=1", "steps_per_epoch=2", "batch_size=4", "valid_batches=1",
+        "songs_per_artist=6", "songs_per_album=4", "n_albums=8", "negatives=2", "tensorboard=false", "threads=1",
+    ])
+    train(tmp_path / "store", tmp_path / "runs" / "joint", config)
+    sf.write(tmp_path / "song.ogg", synth_song(artist=1, album=0, song=9, seconds=7.0), 22050, subtype="VORBIS")
+    shutil.copytree(tmp_path / "lib" / "Artist 00" / "Album 00-00", tmp_path / "new-album")
+    build_from_runs(runs={"artist": tmp_path / "runs" / "joint"}, catalog=catalog, out=tmp_path / "index",
+                    store=tmp_path / "store")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(python_api_block(), str(README), "exec"), scope)
+    assert scope["S"].shape[1] == 128
+    assert scope["emb"].vector.shape == (16,)
+    np.testing.assert_allclose(scope["emb"].segments.mean(axis=0), scope["emb"].vector, rtol=1e-5, atol=1e-6)
+    assert len(scope["vectors"]) == 4 and not scope["errors"]
+    assert 0 < len(scope["hits"]) <= 10
