@@ -470,13 +470,14 @@ def transfer(
     if not config.seeds:
         raise ConfigError("transfer needs at least one seed (seeds=...)")
     store = open_store(store)
+    dataset = dataset or Path(getattr(store, "path", "dataset")).name
     labels, parts, source = dataset_split(store.catalog, config=config)
     classes = sorted(set(labels.values()))
     cls_index = {c: i for i, c in enumerate(classes)}
     ids = {p: [t for t in store.track_ids if parts.get(t) == p] for p in ("train", "valid", "test")}
     y = {p: np.array([cls_index[labels[t]] for t in ids[p]], dtype=np.int64) for p in ids}
     counts = {p: len(v) for p, v in ids.items()}
-    log.info("transfer on %s: %d classes, %s (%s split)", dataset or "?", len(classes), counts, source)
+    log.info("transfer on %s: %d classes, %s (%s split)", dataset, len(classes), counts, source)
 
     def probe(name: str, feats: Mapping[str, np.ndarray]) -> ProbeResult:
         res = linear_probe(
@@ -521,7 +522,7 @@ def transfer(
         elif base == "genres":
             methods["genres"] = genre_cnn_baseline(store=store, ids=ids, y=y, classes=classes, width=width, config=config)
     return TransferResult(
-        dataset=dataset or Path(getattr(store, "path", "dataset")).name, classes=classes,
+        dataset=dataset, classes=classes,
         counts=counts, split_source=source, methods=methods,
         runs={k: str(v) for k, v in models.items() if isinstance(v, (str, Path))},
     )
