@@ -161,8 +161,10 @@ def test_in_process_mode_equals_pool(collection, tmp_path):
 
 
 def test_workers_that_cannot_start_give_a_clear_error(tmp_path):
-    # spawn re-imports __main__; a script read from stdin cannot be re-imported
+    # With torch loaded, workers are spawned, and spawn re-imports __main__: a
+    # script read from stdin cannot be re-imported.
     script = (
+        "import torch\n"
         "from musicrep.catalog import Catalog, Track\n"
         "from musicrep.store import prepare\n"
         f"prepare(Catalog([Track('a', {str(tmp_path / 'x.wav')!r})]), {str(tmp_path / 's')!r}, workers=1)\n"
@@ -185,3 +187,15 @@ def test_from_arrays_round_trip(tmp_path, rng):
         from_arrays(tmp_path / "s", tracks, frames)
     with pytest.raises(StoreError, match="must be"):
         from_arrays(tmp_path / "t", tracks[:1], [np.zeros((10, 64))])
+
+
+def test_start_method_follows_torch(monkeypatch):
+    import multiprocessing as mp
+
+    from musicrep import store as store_module
+
+    monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch") or object())
+    assert store_module._start_method() == "spawn"
+    monkeypatch.delitem(sys.modules, "torch")
+    expected = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    assert store_module._start_method() == expected
