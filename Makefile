@@ -30,7 +30,7 @@ main: system-deps setup
 	$(BIN)/musicrep run --profile $(PROFILE) -o $(WORK)
 
 test: system-deps setup
-	$(BIN)/python -m pytest -q -x --durations=15
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: setup
 	$(BIN)/python benchmarks/bench_prepare.py

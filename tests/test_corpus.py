@@ -370,3 +370,14 @@ def test_album_spellings_merge():
     tracks = [Track("a", "p", album="UFO: Alien Invasion"), Track("b", "p", album="Ufo: Alien Invasion"),
               Track("c", "p", album="UFO: Alien Invasion"), Track("d", "p", album="Pingus")]
     assert [t.album for t in games._merge_album_spellings(tracks)] == ["UFO: Alien Invasion"] * 3 + ["Pingus"]
+
+
+def test_missing_pretty_midi_is_one_clear_error(monkeypatch):
+    import sys
+
+    from musicrep.corpus import tools
+    from musicrep.errors import CorpusError
+
+    monkeypatch.setitem(sys.modules, "pretty_midi", None)  # import now raises ImportError
+    with pytest.raises(CorpusError, match="pretty_midi.*musicrep\\[corpus\\]"):
+        tools.require_pretty_midi()

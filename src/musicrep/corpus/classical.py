@@ -171,6 +171,7 @@ def build(
 ) -> tuple[list[Track], list[dict], dict]:
     """Render the classical corpus into ``out_dir/audio``; return (tracks, skipped, info)."""
     tools.require_fluidsynth()
+    tools.require_pretty_midi()
     sf2 = tools.find_soundfont(soundfont)
     out_dir = Path(out_dir)
     all_pieces = find_pieces() if pieces is None else pieces

@@ -326,6 +326,7 @@ def build(
     """
     tools.abc2midi()
     tools.require_fluidsynth()
+    tools.require_pretty_midi()
     sf2 = tools.find_soundfont(soundfont)
     out_dir = Path(out_dir)
     all_tunes = load_tunes() if tunes is None else tunes

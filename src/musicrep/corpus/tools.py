@@ -91,6 +91,14 @@ def require_fluidsynth() -> None:
         ) from None
 
 
+def require_pretty_midi() -> None:
+    """Check that pretty_midi (MIDI parsing for the renderer) is installed."""
+    try:
+        import pretty_midi  # noqa: F401
+    except ImportError as exc:
+        raise CorpusError(f"cannot import pretty_midi ({exc}); install it with `pip install 'musicrep[corpus]'`") from None
+
+
 def run(cmd: list[str], *, timeout: float = 600.0) -> subprocess.CompletedProcess:
     """Run a command, capturing output; raise :class:`CorpusError` on failure."""
     try:
