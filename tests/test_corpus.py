@@ -381,3 +381,23 @@ def test_missing_pretty_midi_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pretty_midi", None)  # import now raises ImportError
     with pytest.raises(CorpusError, match="pretty_midi.*musicrep\\[corpus\\]"):
         tools.require_pretty_midi()
+
+
+@pytest.mark.skipif(shutil.which("abc2midi") is None, reason="needs the corpus tools")
+def test_classical_render_for_real(tmp_path):
+    pytest.importorskip("fluidsynth")
+    music21 = pytest.importorskip("music21")
+    from musicrep.corpus import classical
+
+    paths = sorted(Path(music21.__file__).parent.joinpath("corpus", "bach").glob("bwv1.6.mxl"))[:1]
+    paths += sorted(Path(music21.__file__).parent.joinpath("corpus", "bach").glob("bwv10.7.mxl"))[:1]
+    assert len(paths) == 2
+    pieces = [classical.Piece(piece_id=p.stem, composer="Johann Sebastian Bach", work="Chorales", title=p.stem, path=p)
+              for p in paths]
+    tracks, skipped, _ = classical.build(out_dir=tmp_path, pieces=pieces, min_seconds=5.0, workers=1)
+    assert not skipped, skipped
+    assert len(tracks) == 2
+    for t in tracks:
+        assert t.artist == "Johann Sebastian Bach" and t.duration > 5.0
+        audio, sr = sf.read(tmp_path / t.path if not Path(t.path).is_absolute() else t.path)
+        assert sr == 22050 and np.abs(audio).max() > 0.1

@@ -22,28 +22,25 @@ import scipy.fft
 from .config import FeatureConfig
 
 
+# Slaney's mel scale (Auditory Toolbox): linear below 1 kHz, logarithmic above.
+_F_SP = 200.0 / 3  # Hz per mel in the linear part
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
 def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
     freq = np.asarray(freq, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    mels = freq / f_sp
-    above = freq >= min_log_hz
-    return np.where(above, min_log_mel + np.log(np.maximum(freq, min_log_hz) / min_log_hz) / logstep, mels)
+    log_part = _MIN_LOG_MEL + np.log(np.maximum(freq, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(freq >= _MIN_LOG_HZ, log_part, freq / _F_SP)
 
 
 def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     mels = np.asarray(mels, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    freqs = f_sp * mels
-    above = mels >= min_log_mel
-    return np.where(above, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
+    log_part = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL))
+    return np.where(mels >= _MIN_LOG_MEL, log_part, _F_SP * mels)
 
 
 @lru_cache(maxsize=8)

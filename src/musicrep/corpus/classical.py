@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ import numpy as np
 
 from ..catalog import Track, slugify
 from ..errors import CorpusError
-from ..io import atomic_path
 from .. import progress
 from . import folk, tools
 
@@ -131,30 +129,20 @@ def _strip_repeats(score) -> bool:
 def render_one(job: tuple) -> tuple[str, float | None, str]:
     """Worker entry: parse with music21, write MIDI, synthesize. Skips finished files."""
     piece_id, path, dest, program, tempo = job
-    dest = Path(dest)
-    import soundfile
 
-    try:
-        if not dest.is_file():
-            import music21
+    def write_midi(midi: Path) -> None:
+        import music21
 
-            score = music21.converter.parse(str(path))
-            with tempfile.TemporaryDirectory(prefix="musicrep-m21-") as tmp:
-                midi = Path(tmp) / "piece.mid"
-                try:
-                    score.write("midi", fp=str(midi))
-                except Exception as exc:  # music21 cannot expand some scores' repeat marks
-                    if "repeat" not in str(exc).lower() or not _strip_repeats(score):
-                        raise
-                    log.debug("%s: %s; rendering the written notes once through", path, exc)
-                    score.write("midi", fp=str(midi))
-                y = folk.synthesize(midi, program=program, tempo=tempo)
-            with atomic_path(dest, suffix=".flac") as tmp_out:
-                soundfile.write(str(tmp_out), y, folk.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        info = soundfile.info(str(dest))
-        return piece_id, info.frames / info.samplerate, ""
-    except Exception as exc:  # one bad score is logged and skipped, never fatal
-        return piece_id, None, str(exc) or type(exc).__name__
+        score = music21.converter.parse(str(path))
+        try:
+            score.write("midi", fp=str(midi))
+        except Exception as exc:  # music21 cannot expand some scores' repeat marks
+            if "repeat" not in str(exc).lower() or not _strip_repeats(score):
+                raise
+            log.debug("%s: %s; rendering the written notes once through", path, exc)
+            score.write("midi", fp=str(midi))
+
+    return folk.render_to_flac(piece_id, Path(dest), write_midi, program=program, tempo=tempo)
 
 
 def build(

@@ -281,24 +281,32 @@ def synthesize(midi_path: Path, *, program: int, tempo: float, tail_s: float = 1
     return (0.9 * y / peak).astype(np.float32)
 
 
-def render_one(job: tuple) -> tuple[str, float | None, str]:
-    """Worker entry: (tune_id, duration or None, error). Skips finished files."""
-    tune_id, abc, dest, program, tempo = job
-    dest = Path(dest)
+def render_to_flac(item_id: str, dest: Path, write_midi, *, program: int, tempo: float) -> tuple[str, float | None, str]:
+    """Render one piece to ``dest`` (22,050 Hz FLAC), unless it is already there.
+
+    ``write_midi(path)`` writes the piece's MIDI file. Returns ``(item_id,
+    duration in s or None, error)``: one bad piece is reported, never fatal.
+    """
     import soundfile
 
     try:
         if not dest.is_file():
             with tempfile.TemporaryDirectory(prefix="musicrep-midi-") as tmp:
-                midi = Path(tmp) / "tune.mid"
-                abc_to_midi(abc, midi)
+                midi = Path(tmp) / "piece.mid"
+                write_midi(midi)
                 y = synthesize(midi, program=program, tempo=tempo)
             with atomic_path(dest, suffix=".flac") as tmp_out:
                 soundfile.write(str(tmp_out), y, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
         info = soundfile.info(str(dest))
-        return tune_id, info.frames / info.samplerate, ""
-    except Exception as exc:  # one bad tune is logged and skipped, never fatal
-        return tune_id, None, str(exc) or type(exc).__name__
+        return item_id, info.frames / info.samplerate, ""
+    except Exception as exc:  # one bad piece is logged and skipped, never fatal
+        return item_id, None, str(exc) or type(exc).__name__
+
+
+def render_one(job: tuple) -> tuple[str, float | None, str]:
+    """Worker entry: (tune_id, duration or None, error). Skips finished files."""
+    tune_id, abc, dest, program, tempo = job
+    return render_to_flac(tune_id, Path(dest), lambda midi: abc_to_midi(abc, midi), program=program, tempo=tempo)
 
 
 def build(
