@@ -411,7 +411,7 @@ def model(run):
 
 
 def test_embed_files_reports_each_bad_file_and_embeds_the_rest(zoo, model, tmp_path):
-    from musicrep.embed import embed_to_files
+    from musicrep.embed_job import embed_to_files
 
     bad_folder = zoo["bad"]["empty file"].parent
     odd = list(zoo["odd"].values())
@@ -453,7 +453,8 @@ def test_embed_arrays(model):
 
 @covers("file that vanishes mid-run")
 def test_embed_file_deleted_mid_run_is_reported_and_the_rest_finishes(zoo, model, tmp_path, monkeypatch):
-    from musicrep.embed import EmbeddingModel, embed_to_files
+    from musicrep.embed import EmbeddingModel
+    from musicrep.embed_job import embed_to_files
 
     files = []
     for i in range(3):
@@ -475,7 +476,7 @@ def test_embed_file_deleted_mid_run_is_reported_and_the_rest_finishes(zoo, model
 
 @covers("unreadable-permission file")
 def test_unreadable_file(model, tmp_path, monkeypatch):
-    from musicrep.embed import embed_to_files
+    from musicrep.embed_job import embed_to_files
 
     locked = _write(tmp_path / "locked.wav", tone(4.0))
     good = _write(tmp_path / "good.wav", tone(4.0, freq=500.0))

@@ -7,7 +7,8 @@ import sys
 
 def _run(args) -> int:
     from ..catalog import read_csv
-    from ..embed import embed_to_files, load
+    from ..embed import load
+    from ..embed_job import embed_to_files
 
     model = load(args.run, which=args.which, batch_size=args.batch_size)
     report = embed_to_files(
