@@ -43,3 +43,22 @@ def test_readme_python_api_runs(tmp_path, monkeypatch):
     np.testing.assert_allclose(scope["emb"].segments.mean(axis=0), scope["emb"].vector, rtol=1e-5, atol=1e-6)
     assert len(scope["vectors"]) == 4 and not scope["errors"]
     assert 0 < len(scope["hits"]) <= 10
+
+
+def test_readme_cli_tour_parses():
+    """Every ``musicrep ...`` line of the README's tour is accepted by the real parser."""
+    import shlex
+
+    from musicrep.cli import build_parser
+
+    text = README.read_text(encoding="utf-8")
+    tour = text.split("## Command-line tour", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    lines = [line.split("#", 1)[0].strip() for line in tour.splitlines()]
+    commands = [shlex.split(line) for line in lines if line.startswith(("musicrep ", "torchrun "))]
+    assert len(commands) >= 15
+    parser = build_parser()
+    for argv in commands:
+        if argv[0] == "torchrun":
+            argv = ["musicrep"] + argv[argv.index("musicrep") + 1 :]
+        args = parser.parse_args(argv[1:])
+        assert callable(args.func), argv
