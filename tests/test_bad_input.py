@@ -41,7 +41,7 @@ from musicrep.errors import (
 )
 from musicrep.features import log_mel_stream, n_frames_for
 from musicrep.store import FeatureStore, load_errors, prepare
-from musicrep.testing import synth_collection
+from musicrep.testing import synth_collection, tag_file
 
 BAD_INPUT_KINDS: tuple[str, ...] = (
     "empty file",
@@ -138,15 +138,6 @@ def _cut(path: Path, src: np.ndarray, fraction: float = 0.4, **kw) -> None:
     path.write_bytes(blob[: int(len(blob) * fraction)])
 
 
-def _tag(path: Path, **tags) -> None:
-    import mutagen
-
-    f = mutagen.File(path)
-    if f.tags is None:
-        f.add_tags()
-    for k, v in tags.items():
-        f.tags[k] = v
-    f.save()
 
 
 def _build_zoo(root: Path) -> dict:
@@ -159,13 +150,13 @@ def _build_zoo(root: Path) -> dict:
     _write(odd["multichannel audio"], tone(4.0, 44100, channels=6), 44100)
     _write(odd["missing tags"], tone(4.0, freq=330.0))
     _write(odd["empty tags"], tone(4.0, freq=550.0))
-    _tag(odd["empty tags"], artist="", album="", title="")
+    tag_file(odd["empty tags"], artist="", album="", title="")
     _write(odd["non-UTF-8 tag text"], tone(4.0, freq=660.0))
-    _tag(odd["non-UTF-8 tag text"], artist="ZZZZ", title="bad bytes")
+    tag_file(odd["non-UTF-8 tag text"], artist="ZZZZ", title="bad bytes")
     f = odd["non-UTF-8 tag text"]
     f.write_bytes(f.read_bytes().replace(b"ZZZZ", b"\xff\xfe\xc3("))  # invalid UTF-8 in a Vorbis comment
     _write(odd["right-to-left tag text"], tone(4.0, freq=770.0))
-    _tag(odd["right-to-left tag text"], artist="فيروز", album="שבע שנים", title="يا طير")
+    tag_file(odd["right-to-left tag text"], artist="فيروز", album="שבע שנים", title="يا طير")
     _write(odd["path with spaces and non-ASCII characters"], tone(4.0, freq=880.0))
     _write(odd["artist with one song"], tone(4.0, freq=990.0))
 

@@ -282,6 +282,11 @@ def test_folk_render_for_real(tmp_path):
         assert sr == 22050 and y.ndim == 1 and 1.0 < len(y) / sr < 20 and 0.5 < np.abs(y).max() <= 0.91
         assert t.artist in folk.COLLECTIONS.values() and t.extra["source"].startswith("music21:")
     assert all(len(s) == 1 for s in by_group.values())  # a tune never straddles splits
+    # two synthesizer processes render the same catalog and the same audio
+    pooled, _, _ = folk.build(out_dir=tmp_path / "pooled", tunes=_tunes(), min_class_count=2, min_seconds=1.0, workers=2)
+    assert [t.as_row() for t in pooled] == [t.as_row() for t in tracks]
+    for t in tracks:
+        np.testing.assert_array_equal(sf.read(str(tmp_path / "pooled" / t.path))[0], sf.read(str(tmp_path / t.path))[0])
     # a rerun renders nothing new
     stamp = {t.track_id: (tmp_path / t.path).stat().st_mtime_ns for t in tracks}
     again, _, _ = folk.build(out_dir=tmp_path, tunes=_tunes(), min_class_count=2, min_seconds=1.0, workers=1)

@@ -18,6 +18,7 @@ from musicrep.datasets import from_csv, from_fma, from_folder, from_gtzan, from_
 from musicrep.datasets._common import clean_text, stable_ids
 from musicrep.datasets.folder import layout_fields
 from musicrep.errors import CatalogError, ConfigError
+from musicrep.testing import tag_file
 
 SR = 8000
 
@@ -40,15 +41,6 @@ def reasons(skipped) -> Counter:
 # --------------------------------------------------------------------------- folder
 
 
-def tag_vorbis(path: Path, **tags) -> None:
-    import mutagen
-
-    f = mutagen.File(path)
-    if f.tags is None:
-        f.add_tags()
-    for k, v in tags.items():
-        f.tags[k] = v
-    f.save()
 
 
 def tag_id3(path: Path, frames) -> None:
@@ -75,10 +67,10 @@ def tagged_dir(tmp_path):
     root = tmp_path / "my music"
     # FLAC, Vorbis comments, Arabic artist (RTL) and a compilation album artist
     f = write_audio(root / "x" / "a.flac")
-    tag_vorbis(f, artist="فيروز", albumartist="Various Artists", album="Best of ٢٠٢٠", title="Ya Tayr", genre="Arabic")
+    tag_file(f, artist="فيروز", albumartist="Various Artists", album="Best of ٢٠٢٠", title="Ya Tayr", genre="Arabic")
     # Ogg Vorbis
     f = write_audio(root / "x" / "b.ogg")
-    tag_vorbis(f, artist="Sigur Rós", album="Ágætis byrjun", title="Svefn-g-englar", genre="Post-Rock")
+    tag_file(f, artist="Sigur Rós", album="Ágætis byrjun", title="Svefn-g-englar", genre="Post-Rock")
     # MP3: ID3v2 UTF-16 Hebrew, Latin-1 encoded 'Björk' album artist, numeric genre '(17)'
     f = write_audio(root / "x" / "c.mp3")
     tag_id3(f, [TPE1(encoding=1, text="אריק איינשטיין"), TPE2(encoding=0, text="Björk"),
@@ -131,7 +123,7 @@ def test_folder_layout_fallback(tmp_path):
     write_audio(root / "loose track.wav")
     write_audio(root / "Sigur Rós" / "( )" / "03 Untitled #3.wav")
     f = write_audio(root / "Tagged Folder" / "Some Album" / "07 file name.flac")
-    tag_vorbis(f, title="Real Title", genre="Jazz")
+    tag_file(f, title="Real Title", genre="Jazz")
     cat = from_folder(root, with_duration=False)
     got = {Path(t.path).relative_to(root).as_posix(): (t.artist, t.album, t.title, t.genre, t.duration) for t in cat}
     assert got == {
@@ -202,10 +194,10 @@ def test_folder_same_album_name_by_two_artists_is_two_albums(tmp_path):
             write_audio(tmp_path / artist / "Greatest Hits" / f"0{i} Song.wav", seconds=0.1)
     for i, artist in enumerate(["Ana", "Bo"]):
         f = write_audio(tmp_path / "Various" / "Hits 2020" / f"0{i} x.flac", seconds=0.1)
-        tag_vorbis(f, artist=artist, albumartist="Various Artists", album="Hits 2020")
+        tag_file(f, artist=artist, albumartist="Various Artists", album="Hits 2020")
     for i, artist in enumerate(["Cy", "Di", "Di"]):  # a compilation without album artist tags
         f = write_audio(tmp_path / "Comp" / "Summer" / f"CD{i}" / f"0{i} x.flac", seconds=0.1)
-        tag_vorbis(f, artist=artist, album="Summer")
+        tag_file(f, artist=artist, album="Summer")
     write_audio(tmp_path / "Eve" / "Summer" / "01 y.wav", seconds=0.1)
     cat = from_folder(tmp_path, with_duration=False)
     assert Counter(t.album for t in cat) == Counter({"Greatest Hits [ABBA]": 2, "Greatest Hits [Queen]": 2,

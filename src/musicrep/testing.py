@@ -101,3 +101,19 @@ def synth_collection(
                     )
                 )
     return Catalog(tracks, source="synth").write_csv(out / "catalog.csv")
+
+
+def tag_file(path: str | Path, **tags: str) -> None:
+    """Write tags into an audio file with mutagen (Vorbis comments, ID3, ...).
+
+    ``tag_file("a.flac", artist="X", album="Y")``; a file without a tag block
+    gets one first.
+    """
+    import mutagen
+
+    f = mutagen.File(path)
+    if f.tags is None:
+        f.add_tags()
+    for key, value in tags.items():
+        f.tags[key] = value
+    f.save()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,14 +174,7 @@ def build(
     if len(chosen) < len(all_pieces):
         skipped.append({"source": "over max_per_album / max_albums", "reason": "", "count": len(all_pieces) - len(chosen)})
     tracks = []
-    if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=folk._init_worker, initargs=(str(sf2),))
-        results = pool.map(render_one, jobs, chunksize=2)
-    else:
-        pool = None
-        folk._init_worker(str(sf2))
-        results = map(render_one, jobs)
-    try:
+    with folk.render_pool(render_one, jobs, soundfont=sf2, workers=workers, chunksize=2) as results:
         for piece_id, duration, error in progress.bar(results, total=len(jobs), desc="scores", unit="piece"):
             p, program, tempo, dest = meta[piece_id]
             source = f"music21:{p.path.parent.name}/{p.path.name}"
@@ -197,9 +189,6 @@ def build(
                     album=p.work, title=p.title, genre="", duration=round(duration, 3),
                     extra={"license": LICENSE, "source": source, "gm_program": str(program),
                            "tempo_factor": f"{tempo:.3f}"}))
-    finally:
-        if pool is not None:
-            pool.shutdown()
     info = {"soundfont": str(sf2), "seed": seed, "max_per_album": max_per_album, "max_albums": max_albums,
             "pieces_considered": len(all_pieces)}
     return tracks, skipped, info

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import contextlib
 import logging
 import re
 import subprocess
@@ -303,6 +304,23 @@ def render_to_flac(item_id: str, dest: Path, write_midi, *, program: int, tempo:
         return item_id, None, str(exc) or type(exc).__name__
 
 
+@contextlib.contextmanager
+def render_pool(render, jobs: list, *, soundfont: Path, workers: int, chunksize: int):
+    """``render(job)`` for each job, in order, each process with one synthesizer.
+
+    ``workers > 1`` renders on that many processes; otherwise in this process.
+    """
+    if workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(soundfont),))
+        try:
+            yield pool.map(render, jobs, chunksize=chunksize)
+        finally:
+            pool.shutdown()
+    else:
+        _init_worker(str(soundfont))
+        yield map(render, jobs)
+
+
 def render_one(job: tuple) -> tuple[str, float | None, str]:
     """Worker entry: (tune_id, duration or None, error). Skips finished files."""
     tune_id, abc, dest, program, tempo = job
@@ -348,14 +366,7 @@ def build(
         meta[t.tune_id] = (t, program, tempo, dest)
     skipped = [{"source": k, "reason": "", "count": n} for k, n in dropped.items() if n]
     tracks = []
-    if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(sf2),))
-        results = pool.map(render_one, jobs, chunksize=4)
-    else:
-        pool = None
-        _init_worker(str(sf2))
-        results = map(render_one, jobs)
-    try:
+    with render_pool(render_one, jobs, soundfont=sf2, workers=workers, chunksize=4) as results:
         for tune_id, duration, error in progress.bar(results, total=len(jobs), desc="folk tunes", unit="tune"):
             t, program, tempo, dest = meta[tune_id]
             source = f"music21:{t.collection}/{t.book}#X:{t.number}"
@@ -385,9 +396,6 @@ def build(
                     "tempo_factor": f"{tempo:.3f}",
                 },
             ))
-    finally:
-        if pool is not None:
-            pool.shutdown()
     info = {"soundfont": str(sf2), "seed": seed, "max_per_class": max_per_class,
             "min_class_count": min_class_count, "tempo_jitter": tempo_jitter,
             "tunes_considered": len(all_tunes)}
