@@ -199,3 +199,23 @@ def test_start_method_follows_torch(monkeypatch):
     monkeypatch.delitem(sys.modules, "torch")
     expected = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     assert store_module._start_method() == expected
+
+
+def test_a_worker_that_dies_costs_only_its_track(collection, tmp_path, monkeypatch):
+    import musicrep.store as store_module
+
+    real = store_module.compute_track
+    victim = collection[1].path
+
+    def dies_on_victim(path, config):
+        if path == victim:
+            os._exit(1)  # a decoder crash takes the whole worker process down
+        return real(path, config)
+
+    # fork, so the workers inherit the patched function
+    monkeypatch.setattr(store_module, "_start_method", lambda: "fork")
+    monkeypatch.setattr(store_module, "compute_track", dies_on_victim)
+    result = prepare(collection[:4], tmp_path / "s", workers=2)
+    assert result.stored == 3
+    assert [(e["track_id"], e["reason"]) for e in result.errors] == [(collection[1].track_id, "decoder crashed")]
+    assert FeatureStore(tmp_path / "s").track_ids == [t.track_id for i, t in enumerate(collection[:4]) if i != 1]

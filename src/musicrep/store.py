@@ -70,20 +70,26 @@ def _init_worker() -> None:
     threadpool_limits(1)
 
 
+def _record_error(parts: Path, track_id: str, path: str, reason: str, detail: str) -> tuple[str, None, str, str]:
+    """Mark a track as unusable (its ``.err.json`` part) and return the worker's error result."""
+    atomic_write_json(
+        (parts / _part_name(track_id)).with_suffix(".err.json"),
+        {"track_id": track_id, "path": path, "reason": reason, "detail": detail},
+    )
+    return track_id, None, reason, detail
+
+
 def _work(track_id: str, path: str, parts_dir: str, config_dict: dict) -> tuple[str, int | None, str, str]:
     """Worker: one track -> a part file. Returns (track_id, n_frames or None, reason, detail)."""
     config = FeatureConfig(**config_dict)
-    part = Path(parts_dir) / _part_name(track_id)
+    parts = Path(parts_dir)
     try:
         mel = compute_track(path, config)
     except AudioError as exc:
-        atomic_write_json(part.with_suffix(".err.json"), {"track_id": track_id, "path": path, "reason": exc.reason, "detail": exc.detail})
-        return track_id, None, exc.reason, exc.detail
+        return _record_error(parts, track_id, path, exc.reason, exc.detail)
     except Exception as exc:  # one bad file never kills the job
-        detail = f"{type(exc).__name__}: {exc}"
-        atomic_write_json(part.with_suffix(".err.json"), {"track_id": track_id, "path": path, "reason": "unexpected error", "detail": detail})
-        return track_id, None, "unexpected error", detail
-    with atomic_path(part.with_suffix(".npy")) as tmp:
+        return _record_error(parts, track_id, path, "unexpected error", f"{type(exc).__name__}: {exc}")
+    with atomic_path((parts / _part_name(track_id)).with_suffix(".npy")) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, mel.astype(DTYPE))
     return track_id, int(mel.shape[0]), "", ""
@@ -155,20 +161,27 @@ def _run_pool(todo: list[Track], parts: Path, config: FeatureConfig, workers: in
     """
     progress = bar(total=len(todo), desc="prepare", unit="track")
     cfg = to_dict(config)
+
+    def finished(track: Track, n: int | None, reason: str, detail: str) -> None:
+        if n is None:
+            log.warning("skipped %s: %s%s", track.path, reason, f" ({detail})" if detail else "")
+        progress.update(1)
+
     if workers == 0:
         for t in todo:
-            _, n, reason, detail = _work(t.track_id, t.path, str(parts), cfg)
-            if n is None:
-                log.warning("skipped %s: %s%s", t.path, reason, f" ({detail})" if detail else "")
-            progress.update(1)
+            finished(t, *_work(t.track_id, t.path, str(parts), cfg)[1:])
         progress.close()
         return
-    crashes: dict[str, int] = {}
+    # A worker that dies breaks every pending future, so a break charges nobody
+    # at first: the unfinished tracks are retried on one worker, where tasks run
+    # in submission order and the first broken future is the track that crashed.
+    # Only that track is recorded; the rest go back to the full pool.
     pending = list(todo)
+    round_workers = workers
     while pending:
         retry: list[Track] = []
         ctx = mp.get_context(_start_method())
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+        with cf.ProcessPoolExecutor(max_workers=round_workers, mp_context=ctx, initializer=_init_worker) as pool:
             try:
                 pool.submit(_ping).result()
             except cf.process.BrokenProcessPool:
@@ -177,29 +190,24 @@ def _run_pool(todo: list[Track], parts: Path, config: FeatureConfig, workers: in
                     "__main__ cannot be re-imported by them); pass workers=0 to prepare in this process"
                 ) from None
             futures = {pool.submit(_work, t.track_id, t.path, str(parts), cfg): t for t in pending}
-            for fut in cf.as_completed(futures):
+            isolated = round_workers == 1
+            culprit_found = False
+            # In submission order when isolated (to find the culprit), else as they finish.
+            for fut in (futures if isolated else cf.as_completed(futures)):
                 track = futures[fut]
                 try:
-                    tid, n, reason, detail = fut.result()
+                    result = fut.result()
                 except cf.process.BrokenProcessPool:
-                    crashes[track.track_id] = crashes.get(track.track_id, 0) + 1
-                    if crashes[track.track_id] >= 2:
-                        atomic_write_json(
-                            (parts / _part_name(track.track_id)).with_suffix(".err.json"),
-                            {"track_id": track.track_id, "path": track.path, "reason": "decoder crashed", "detail": "worker process died twice"},
-                        )
-                        log.warning("%s: decoder crashed twice; skipped", track.path)
-                        progress.update(1)
-                    else:
+                    if not isolated or culprit_found:
                         retry.append(track)
-                    continue
-                if n is None:
-                    log.warning("skipped %s: %s%s", track.path, reason, f" ({detail})" if detail else "")
-                progress.update(1)
+                        continue
+                    culprit_found = True
+                    result = _record_error(parts, track.track_id, track.path, "decoder crashed", "the worker process died on it")
+                finished(track, *result[1:])
         pending = retry
-        if pending:
-            log.warning("a worker process died; retrying %d unfinished track(s)", len(pending))
-            workers = 1  # isolate the culprit
+        if pending and not isolated:
+            log.warning("a worker process died; retrying %d unfinished track(s) one at a time", len(pending))
+        round_workers = workers if isolated else 1
     progress.close()
 
 
