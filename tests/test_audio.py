@@ -114,4 +114,11 @@ def test_long_file_streams_in_blocks(tmp_path):
 def test_array_helpers(rng):
     y = rng.standard_normal((1000, 2)).astype(np.float32)
     np.testing.assert_allclose(to_mono(y), y.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(to_mono(y.T), y.mean(axis=1), rtol=1e-6)  # librosa's [channels, n]
+    pcm = np.array([[16384, -16384], [32767, 0]] * 3, dtype=np.int16)  # stereo int16: scaled, then mixed
+    np.testing.assert_allclose(to_mono(pcm), [0.0, 32767 / 65536] * 3, rtol=1e-6)
+    with pytest.raises(InvalidAudioError, match="<array>"):
+        to_mono(np.array([0.0, np.nan]))
+    with pytest.raises(EmptyAudioError):
+        to_mono(np.zeros((0,), np.float32))
     assert len(resample(np.zeros(44100, np.float32), orig_sr=44100, target_sr=22050)) == 22050

@@ -175,11 +175,35 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
-def to_mono(y: np.ndarray) -> np.ndarray:
-    """[n] or [n, channels] (soundfile's layout) -> [n] float32 by averaging channels."""
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim == 1:
-        return y
+def to_mono(audio: np.ndarray, *, source: str = "<array>") -> np.ndarray:
+    """An audio array as mono float32: channels averaged, integer PCM scaled to [-1, 1).
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(n,), (n, channels) as soundfile gives, or (channels, n)
+        as librosa gives; the shorter axis is taken as the channels]
+    source : names the array in errors
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+        Raises EmptyAudioError for no samples, InvalidAudioError for another
+        shape or dtype, or for NaN / infinite samples.
+    """
+    y = np.asarray(audio)
+    if y.ndim not in (1, 2):
+        raise InvalidAudioError(source, f"expected a 1-D or 2-D array, got shape {y.shape}")
+    if y.size == 0:
+        raise EmptyAudioError(source)
+    # Scale integer PCM before mixing: the mean of ints is float64 and would
+    # otherwise skip the scaling.
+    if np.issubdtype(y.dtype, np.integer):
+        y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
+    elif not np.issubdtype(y.dtype, np.floating):
+        raise InvalidAudioError(source, f"unsupported dtype {y.dtype}")
+    y = y.astype(np.float32, copy=False)
     if y.ndim == 2:
-        return y.mean(axis=1, dtype=np.float32)
-    raise ValueError(f"audio must be [samples] or [samples, channels], got shape {y.shape}")
+        y = y.mean(axis=0 if y.shape[0] < y.shape[1] else 1, dtype=np.float32)
+    if not np.all(np.isfinite(y)):
+        raise InvalidAudioError(source)
+    return y

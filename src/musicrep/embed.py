@@ -39,13 +39,11 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS
+from .audio import AUDIO_EXTENSIONS, to_mono
 from .config import FeatureConfig, to_dict
 from .errors import (
     AudioError,
     ConfigError,
-    EmptyAudioError,
-    InvalidAudioError,
     MusicrepError,
     StoreError,
     TooShortAudioError,
@@ -90,26 +88,6 @@ class Embedding:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """``np.asarray(embedding)`` is the song vector [D]."""
         return self.vector if dtype is None else self.vector.astype(dtype)
-
-
-def _to_mono(audio: np.ndarray, *, source: str) -> np.ndarray:
-    y = np.asarray(audio)
-    if y.ndim == 2:
-        # Channels are the short axis: soundfile gives [n, ch], librosa [ch, n].
-        y = y.mean(axis=0 if y.shape[0] < y.shape[1] else 1)
-    if y.ndim != 1:
-        raise InvalidAudioError(source, f"expected a 1-D or 2-D array, got shape {np.shape(audio)}")
-    if y.size == 0:
-        raise EmptyAudioError(source)
-    if not np.issubdtype(y.dtype, np.floating):
-        if np.issubdtype(y.dtype, np.integer):  # PCM: scale to [-1, 1)
-            y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
-        else:
-            raise InvalidAudioError(source, f"unsupported dtype {y.dtype}")
-    y = y.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(y)):
-        raise InvalidAudioError(source)
-    return y
 
 
 class EmbeddingModel:
@@ -244,7 +222,7 @@ class EmbeddingModel:
         if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
             raise ConfigError(f"sr={sr!r} must be a positive integer sample rate in Hz")
         t0 = time.perf_counter()
-        y = _to_mono(audio, source=source)
+        y = to_mono(audio, source=source)
         y = resample(y, orig_sr=int(sr), target_sr=self.sample_rate)  # soxr HQ, as load_audio
         self.timings["decode"] += time.perf_counter() - t0
         return self._log_mel(y, source=source)
