@@ -93,23 +93,24 @@ def profile_config(profile: str, *, config_file: str | Path | None = None, overr
     return config
 
 
+def _group_config(cls, settings: dict, group: str):
+    """A settings dataclass from one ``--set``-able group of the pipeline's settings."""
+    try:
+        return load_config(cls, None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
+    except ConfigError as exc:
+        raise ConfigError(f"{group}.*: {exc}") from None
+
+
 def _train_config(concept: str, config: PipelineConfig):
     from .train import TrainConfig
 
-    settings = {**config.train, "concept": concept, "seed": config.seed}
-    try:
-        return load_config(TrainConfig, None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
-    except ConfigError as exc:
-        raise ConfigError(f"train.*: {exc}") from None
+    return _group_config(TrainConfig, {**config.train, "concept": concept, "seed": config.seed}, "train")
 
 
 def _transfer_config(config: PipelineConfig):
     from .transfer import TransferConfig
 
-    try:
-        return load_config(TransferConfig, None, [f"{k}={json.dumps(v)}" for k, v in config.transfer.items()])
-    except ConfigError as exc:
-        raise ConfigError(f"transfer.*: {exc}") from None
+    return _group_config(TransferConfig, config.transfer, "transfer")
 
 
 class Stages:
@@ -131,8 +132,7 @@ class Stages:
         t0 = time.perf_counter()
         fn()
         elapsed = time.perf_counter() - t0
-        self.timings[name] = round(self.timings.get(f"{name}:partial", 0.0) + elapsed, 1)
-        self.timings.pop(f"{name}:partial", None)
+        self.timings[name] = round(elapsed, 1)
         atomic_write_json(self.timings_path, self.timings)
         atomic_write_json(mark, {"seconds": self.timings[name]})
         log.info("stage %s: finished in %.0f s", name, elapsed)

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from musicrep.errors import ConfigError
+from musicrep.pipeline import PROFILES, Stages, profile_config
+
+
+def test_profiles_resolve_and_overrides_reach_the_groups():
+    quick = profile_config("quick", overrides=("train.epochs=5", "seed=3"))
+    assert quick.train_corpus == "games-mini" and quick.seed == 3
+    assert quick.train["epochs"] == 5 and quick.train["width"] == PROFILES["quick"]["train"]["width"]
+    assert profile_config("default").train_corpus == "games"
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.epoch=5", r"train\.\*: unknown setting epoch"),
+        ("train.lr=0", r"train\.\*: lr=0.0 is out of range"),
+        ("transfer.seeds=x", r"transfer\.\*: seeds\[0\] must be an integer"),
+        ("concepts=[artist,genre]", "'genre' is not one of"),
+        ("workers=0", "workers=0 is out of range"),
+    ],
+)
+def test_bad_settings_fail_before_any_work(override, message):
+    with pytest.raises(ConfigError, match=message):
+        profile_config("quick", overrides=(override,))
+    with pytest.raises(ConfigError, match="unknown profile"):
+        profile_config("huge")
+
+
+def test_stages_run_once_and_record_wall_time(tmp_path):
+    calls = []
+    stages = Stages(tmp_path)
+    stages.run("a", lambda: calls.append("a"))
+    with pytest.raises(RuntimeError):
+        stages.run("b", lambda: (_ for _ in ()).throw(RuntimeError("killed")))
+    again = Stages(tmp_path)  # a rerun: "a" is done, "b" is not
+    again.run("a", lambda: calls.append("a again"))
+    again.run("b", lambda: calls.append("b"))
+    assert calls == ["a", "b"]
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert set(timings) == {"a", "b"} and all(v >= 0 for v in timings.values())
+    assert (tmp_path / ".stages" / "b.done").is_file()
