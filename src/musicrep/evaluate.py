@@ -282,23 +282,28 @@ def trial_scores(anchor: np.ndarray, positive: np.ndarray, negatives: np.ndarray
 def score_trials(
     trials: Sequence[Trial],
     *,
-    embed: Embedder,
+    embedders: Mapping[str, Embedder],
     store: Any,
     segment_frames: int = 129,
     chunk: int = 128,
-) -> np.ndarray:
-    """Per-trial credit [n_trials] of one model on the given trials (see :func:`trial_scores`)."""
+) -> dict[str, np.ndarray]:
+    """Per-trial credit ``{model: [n_trials]}`` of each model on the given trials.
+
+    Each chunk of crops is read from the store once and embedded by every model
+    (see :func:`trial_scores` for the credit of one trial).
+    """
     dummy = np.random.default_rng(0)  # crops are fixed by their start; the rng is unused
-    out = []
+    out: dict[str, list[np.ndarray]] = {name: [] for name in embedders}
     for i in range(0, len(trials), chunk):
         part = trials[i : i + chunk]
         n_neg = len(part[0].negatives)
         items = [it for t in part for it in (t.anchor, t.positive, *t.negatives)]
         crops = np.stack([store.crop(tid, rng=dummy, start=s, length=segment_frames) for tid, s in items])
-        emb = np.asarray(embed(crops.astype(np.float32, copy=False)))
-        emb = emb.reshape(len(part), 2 + n_neg, -1)
-        out.append(trial_scores(emb[:, 0], emb[:, 1], emb[:, 2:]))
-    return np.concatenate(out) if out else np.zeros(0)
+        crops = crops.astype(np.float32, copy=False)
+        for name, embed in embedders.items():
+            emb = np.asarray(embed(crops)).reshape(len(part), 2 + n_neg, -1)
+            out[name].append(trial_scores(emb[:, 0], emb[:, 1], emb[:, 2:]))
+    return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
 
 
 # --------------------------------------------------------------------------- results
@@ -391,8 +396,8 @@ def holdout(
             skipped[concept] = str(exc)
             continue
         done.append(concept)
-        for name, embed in embedders.items():
-            credit = score_trials(trials, embed=embed, store=store, segment_frames=segment_frames)
+        credits = score_trials(trials, embedders=embedders, store=store, segment_frames=segment_frames)
+        for name, credit in credits.items():
             a = float(credit.mean())
             acc[name][concept] = a
             err[name][concept] = float(math.sqrt(max(a * (1 - a), 0.0) / len(credit)))
