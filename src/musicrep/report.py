@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .catalog import slugify
 from .errors import ConfigError
 from .evaluate import CONCEPTS, HoldoutResult
 from .io import atomic_path, atomic_write_json, atomic_write_text
@@ -340,7 +341,7 @@ def write_report(
                       + f"; classes {', '.join(r.classes)}.")
             models = [m for m in _ordered(list(r.methods)) if m not in TABLE2_BASELINES]
             for method in ([models[-1]] if models else []) + [b for b in ("genres",) if b in r.methods]:
-                name = f"confusion-{_slug(r.dataset)}-{_slug(method)}"
+                name = f"confusion-{slugify(r.dataset)}-{slugify(method)}"
                 fig(name, plot_confusion(r, method, figs / f"{name}.png"))
         md.append("\nMFCCs here are the type-II DCT of the stored log-mel (log10(1 + 10·mel)), first coefficients; "
                   "'random encoder' is the same CNN with untrained weights and the same probe.")
@@ -348,12 +349,12 @@ def write_report(
         number = {"negatives": 3, "artists": 4}.get(s.kind)
         head = f"Table {number}: " if number else ""
         md += ["", f"## {head}sweep over {s.kind} (joint model)", "", table_sweep(s)]
-        fig(f"sweep-{s.kind}", plot_sweep(s, figs / f"sweep-{_slug(s.kind)}.png"))
+        fig(f"sweep-{s.kind}", plot_sweep(s, figs / f"sweep-{slugify(s.kind)}.png"))
     for run in runs:
-        fig(f"curves-{Path(run).name}", plot_curves(run, figs / f"curves-{_slug(Path(run).name)}.png"))
+        fig(f"curves-{Path(run).name}", plot_curves(run, figs / f"curves-{slugify(Path(run).name)}.png"))
     for m in maps:
         for column in m.labels:
-            fig(f"map-{m.name}-{column}", plot_map(m, column, figs / f"map-{_slug(m.name)}-{_slug(column)}.png"))
+            fig(f"map-{m.name}-{column}", plot_map(m, column, figs / f"map-{slugify(m.name)}-{slugify(column)}.png"))
     if figures:
         md += ["", "## Figures", ""]
         md += [f"![{key}]({rel})" for key, rel in figures.items()]
@@ -370,12 +371,6 @@ def write_report(
     })
     log.info("report written to %s", out / "report.md")
     return out / "report.md"
-
-
-def _slug(text: str) -> str:
-    from .catalog import slugify
-
-    return slugify(text)
 
 
 def build_report(
