@@ -19,6 +19,7 @@ Writes ``benchmarks/results/embed.json``; the last line is ``embed: NNNx real ti
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import json
 import os
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
         paths = [Path(t.path) for t in catalog][: args.files]
         torch.manual_seed(0)
         enc = Encoder(width=256)
-        save_checkpoint({"model": enc.state_dict(), "model_config": {"width": 256, "n_mels": 128},
+        save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                          "feature_config": to_dict(FeatureConfig()), "step": 0, "epoch": 0, "best_metric": 0.0,
                          "config": {}, "concept": "artist"}, tmp / "run" / "best.pt")
         model = musicrep.load(tmp / "run", batch_size=args.batch_size)

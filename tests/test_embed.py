@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dataclasses
 import numpy as np
 import pytest
 import soundfile as sf
@@ -34,7 +35,7 @@ def make_run(run_dir: Path, store, *, concept: str = "artist", width: int = 16, 
                 mod.running_mean.normal_(0.0, 0.2)
                 mod.running_var.uniform_(0.5, 2.0)
     payload = {
-        "model": enc.state_dict(), "model_config": {"width": width, "n_mels": 128},
+        "model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
         "feature_config": to_dict(FeatureConfig()), "step": 0, "epoch": 0, "best_metric": 0.0,
         "config": {}, "concept": concept,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -30,7 +31,7 @@ def run(tmp_path_factory):
                 mod.running_mean.normal_(0.0, 0.2)
                 mod.running_var.uniform_(0.5, 2.0)
     run = tmp_path_factory.mktemp("run")
-    save_checkpoint({"model": enc.state_dict(), "model_config": {"width": 8, "n_mels": 128},
+    save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                      "feature_config": to_dict(FeatureConfig()), "step": 1, "epoch": 1, "best_metric": 0.5,
                      "config": {}, "concept": "album"}, run / "best.pt")
     return run

@@ -7,6 +7,7 @@ these tests check that no such file is ever read as a finished one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -134,7 +135,7 @@ def test_sigkill_embed_then_rerun_equals_uninterrupted(tmp_path):
     torch.manual_seed(0)
     enc = Encoder(width=8)
     enc.set_normalization(1.0, 0.5)
-    save_checkpoint({"model": enc.state_dict(), "model_config": {"width": 8, "n_mels": 128},
+    save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                      "feature_config": to_dict(FeatureConfig()), "step": 0, "epoch": 0, "best_metric": 0.0,
                      "config": {}, "concept": "artist"}, tmp_path / "run" / "best.pt")
     music = tmp_path / "music"

@@ -21,9 +21,19 @@ def test_hinge_loss_matches_hand_computation():
     n = torch.tensor([[_unit(90), _unit(0)], [[1.0, 0.0], [0.0, -1.0]]])  # cos 0, 1 | 0, -1
     # row 0, margin 0.4: max(0, 0.4-0.5+0) + max(0, 0.4-0.5+1) = 0 + 0.9
     # row 1: max(0, 0.4-1+0) + max(0, 0.4-1-1) = 0
-    # mean over batch of the sum over negatives: (0.9 + 0) / 2
+    # the authors' K.sum: summed over the negatives and the batch: 0.9 + 0
     loss = hinge_loss(a, p, n, margin=0.4)
-    assert loss.item() == pytest.approx(0.45, abs=1e-6)
+    assert loss.item() == pytest.approx(0.9, abs=1e-6)
+    # the named departure: mean over the batch of the sum over negatives
+    assert hinge_loss(a, p, n, margin=0.4, reduction="mean").item() == pytest.approx(0.45, abs=1e-6)
+    # a third row adds its own violations to the sum: cos(a, p) = 0, cos(a, n) = 0.5 and 0
+    # -> max(0, 0.4 - 0 + 0.5) + max(0, 0.4 - 0 + 0) = 1.3
+    a3 = torch.cat([a, torch.tensor([[1.0, 0.0]])])
+    p3 = torch.cat([p, torch.tensor([[0.0, 1.0]])])
+    n3 = torch.cat([n, torch.tensor([[_unit(60), _unit(90)]])])
+    assert hinge_loss(a3, p3, n3, margin=0.4).item() == pytest.approx(0.9 + 1.3, abs=1e-6)
+    with pytest.raises(ValueError, match="reduction"):
+        hinge_loss(a, p, n, margin=0.4, reduction="max")
 
 
 def test_similarities_and_accuracy():

@@ -6,6 +6,7 @@ parts with ``np.load(allow_pickle=False)``; settings are validated key by key.
 
 from __future__ import annotations
 
+import dataclasses
 import ast
 import os
 from pathlib import Path
@@ -38,7 +39,7 @@ class Evil:
 def _checkpoint(path: Path, **extra) -> Path:
     torch.manual_seed(0)
     enc = Encoder(width=8)
-    payload = {"model": enc.state_dict(), "model_config": {"width": 8, "n_mels": 128},
+    payload = {"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                "feature_config": to_dict(FeatureConfig()), "step": 3, "epoch": 1, "best_metric": 0.5,
                "config": {"width": 8}, "concept": "artist", **extra}
     return save_checkpoint(payload, path)

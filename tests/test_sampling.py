@@ -122,3 +122,21 @@ def test_unusable_requests_raise(store, splits):
     tiny = artist_split(catalog=store.catalog, songs_per_artist=3, n_valid=1, n_test=1, seed=0)  # 1 train song
     with pytest.raises(SplitError, match="positive"):
         ConceptSampler(store=store, split=tiny, concept="artist", mode="train", negatives=4)
+
+
+def test_negatives_are_distinct_songs_unless_asked_otherwise(store, splits):
+    s = ConceptSampler(store=store, split=splits["artist"], concept="artist", mode="train", negatives=4)
+    saw_repeat = False
+    for step in range(20):
+        b = s.sample(batch_size=16, rng=np.random.default_rng(step))
+        for row in b.tracks[:, 2:]:
+            assert len(set(row.tolist())) == len(row)
+    loose = ConceptSampler(store=store, split=splits["artist"], concept="artist", mode="train", negatives=4,
+                           distinct_negatives=False)
+    for step in range(20):
+        b = loose.sample(batch_size=16, rng=np.random.default_rng(step))
+        saw_repeat |= any(len(set(row.tolist())) < len(row) for row in b.tracks[:, 2:])
+    assert saw_repeat  # with replacement, repeats do happen on this small pool
+    pool = len(s.negative_pool)
+    with pytest.raises(SplitError, match="distinct negatives"):
+        ConceptSampler(store=store, split=splits["artist"], concept="artist", mode="train", negatives=pool)

@@ -23,7 +23,7 @@ from musicrep.store import FeatureStore, prepare
 from musicrep.testing import synth_collection
 from musicrep.train import TrainConfig, train
 
-SMALL = ["songs_per_artist=10", "songs_per_album=5", "negatives=4", "batch_size=16", "valid_batches=4",
+SMALL = ["songs_per_artist=6", "songs_per_album=5", "negatives=4", "batch_size=16", "valid_batches=4",
          "tensorboard=false", "seed=0", "threads=1"]  # 1 thread: a shared 2-core box stalls 2 OpenMP threads
 
 
@@ -157,3 +157,83 @@ def test_stale_checkpoint_temps_are_removed_when_a_run_starts(store, tmp_path):
     train(store, run, _config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1", "batch_size=4"))
     assert not stale.exists()
     assert not list(run.glob(".*.tmp"))
+
+
+_DDP_STEP = '''
+import sys, torch, torch.distributed as dist
+from musicrep.config import load_config
+from musicrep.train import TrainConfig, _make_optimizer, make_encoder, train_step
+dist.init_process_group("gloo")
+torch.set_num_threads(1)
+config = load_config(TrainConfig, None, sys.argv[3:])
+torch.manual_seed(0)
+model = make_encoder(config, n_mels=16)
+net = torch.nn.parallel.DistributedDataParallel(model)
+optimizer = _make_optimizer(model, config)
+batches = torch.load(sys.argv[1], weights_only=True)  # this rank's half of the global batch
+train_step(net, model, optimizer, batches, config=config, step=0, world=dist.get_world_size())
+if dist.get_rank() == 0:
+    torch.save({k: v for k, v in model.named_parameters()}, sys.argv[2])
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_path, reduction):
+    from musicrep.train import _make_optimizer, make_encoder, train_step
+
+    settings = ["concept=joint", "width=8", "negatives=2", f"loss_reduction={reduction}", "lr=0.01", "l2_conv=0.01"]
+    torch.manual_seed(5)
+    half = {c: torch.randn(3, 4, 129, 16) + k for k, c in enumerate(("artist", "album", "track"))}
+    torch.save(half, tmp_path / "half.pt")
+    # Each rank gets the same half, so each slot's batch statistics on a rank equal
+    # those of the global batch [half; half]; only the loss's reduction is then tested.
+    script = tmp_path / "step.py"
+    script.write_text(_DDP_STEP)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(tmp_path / "half.pt"), str(tmp_path / "ddp.pt"), *settings]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    config = load_config(TrainConfig, None, settings)
+    torch.manual_seed(0)
+    model = make_encoder(config, n_mels=16)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = _make_optimizer(model, config)
+    train_step(model, model, optimizer, {c: torch.cat([b, b]) for c, b in half.items()}, config=config, step=0)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    for name, value in model.named_parameters():
+        one, two = value.detach() - before[name], ddp[name] - before[name]
+        if name.endswith(".1.bias"):  # a conv bias before BatchNorm gets no gradient: nothing to compare
+            assert float(two.abs().max()) < 1e-5
+            continue
+        assert float(one.abs().max()) > 1e-4, name  # every other parameter takes a real step
+        assert float((one - two).abs().max()) <= 1e-3 * float(one.abs().max()), name
+
+
+def test_lr_decays_per_step_and_l2_pulls_the_kernels(store, tmp_path):
+    from musicrep.train import _make_optimizer, lr_at, make_encoder, train_step
+
+    run = train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=2", "steps_per_epoch=3",
+                                                 "batch_size=4", "lr_decay=0.1"))
+    lrs = [float(r["lr"]) for r in _metrics(run)]
+    # Keras time-based decay: the lr of the last step of each epoch, lr / (1 + decay * step)
+    assert lrs == pytest.approx([0.1 / (1 + 0.1 * 2), 0.1 / (1 + 0.1 * 5)])
+    assert lr_at(0, _config()) == 0.1 and lr_at(10**6, _config()) == pytest.approx(0.05)  # the authors' 1e-6
+    # The L2 term adds exactly lr * 2 * l2 * w to each kernel's step (plain SGD, one step).
+    batches = {"artist": torch.randn(4, 6, 129, 128)}
+    steps = {}
+    for l2 in (0.0, 0.5):
+        config = _config("concept=artist", "width=8", "momentum=0", "lr_decay=0", f"l2_conv={l2}")
+        torch.manual_seed(0)
+        model = make_encoder(config, n_mels=128)
+        w0 = model.features[0][1].weight.detach().clone()
+        train_step(model, model, _make_optimizer(model, config), batches, config=config, step=0)
+        steps[l2] = w0 - model.features[0][1].weight.detach()
+    assert torch.allclose(steps[0.5] - steps[0.0], 0.1 * 2 * 0.5 * w0, atol=1e-6)

@@ -137,9 +137,11 @@ def load_encoder(run_or_checkpoint: str | Path, *, which: str = "best") -> tuple
     path = resolve(run_or_checkpoint, which=which)
     payload = read_checkpoint(path)
     try:
-        model_config = ModelConfig(**payload["model_config"])
+        # A checkpoint from before conv_bias/bn_eps were recorded had PyTorch's values.
+        model_config = ModelConfig(**{**ModelConfig.LEGACY, **payload["model_config"]})
         feature_config = FeatureConfig(**payload["feature_config"])
-        encoder = Encoder(width=model_config.width, n_mels=model_config.n_mels)
+        encoder = Encoder(width=model_config.width, n_mels=model_config.n_mels, conv_bias=model_config.conv_bias,
+                          bn_eps=model_config.bn_eps)
         encoder.load_state_dict(payload["model"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not describe an encoder ({type(exc).__name__}: {exc})") from None

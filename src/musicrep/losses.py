@@ -4,14 +4,18 @@ For an anchor ``a``, its positive ``p`` and N negatives ``n_i``::
 
     loss(a) = sum_i max(0, margin - cos(a, p) + cos(a, n_i))
 
-Reduction: **sum over the N negatives, mean over the batch.** The sum over
-negatives is the paper's formula as written (Park et al. 2018, eq. 2; Lee et al.
-2019): each violating negative adds its own push, so more negatives give more
-signal per anchor. The mean over the batch is what a Keras model (the 2018
-code is Keras) does with a per-sample loss: Keras averages it over the batch. It keeps the
-gradient scale, and so the meaning of the 2018 learning rate (SGD, lr 0.1),
-independent of the batch size and of the number of DDP processes (DDP averages
-gradients over ranks, which is the same mean over the global batch).
+Reduction: **sum over the N negatives and over the batch** (``reduction="sum"``,
+the default). The sum over negatives is the paper's formula as written (Park et
+al. 2018, eq. 2; Lee et al. 2019). The sum over the batch is what the authors'
+Keras code does: their loss function returns ``K.sum(...)`` with no axis, a
+scalar over the whole batch, and Keras passes a scalar through unchanged (it
+does not average it), so their SGD step grows with the batch (batch 15 in their
+code). ``reduction="mean"`` averages over the batch instead (a step independent
+of the batch size); it is a named departure, not the authors' value.
+
+Under DDP the training loop multiplies each rank's summed loss by the world
+size, so that DDP's gradient average equals the gradient of the sum over the
+global batch: every anchor moves the weights as much as in the authors' run.
 
 The joint model adds the three concept losses, each with its own margin
 (artist 0.4, album 0.25, track 0.1 after the paper's grid search).
@@ -49,15 +53,24 @@ def similarities(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.
     return torch.cat([pos, neg], dim=1)
 
 
-def hinge_from_similarities(sims: torch.Tensor, *, margin: float) -> torch.Tensor:
-    """Loss from [B, 1 + N] similarities (column 0 the positive): scalar, mean over B of the sum over N."""
-    return torch.clamp(margin - sims[:, :1] + sims[:, 1:], min=0.0).sum(dim=1).mean()
+REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+
+
+def hinge_from_similarities(sims: torch.Tensor, *, margin: float, reduction: str = "sum") -> torch.Tensor:
+    """Loss from [B, 1 + N] similarities (column 0 the positive): a scalar, summed over N and
+    summed (``"sum"``, the authors') or averaged (``"mean"``) over B."""
+    per_anchor = torch.clamp(margin - sims[:, :1] + sims[:, 1:], min=0.0).sum(dim=1)
+    if reduction == "sum":
+        return per_anchor.sum()
+    if reduction == "mean":
+        return per_anchor.mean()
+    raise ValueError(f"reduction={reduction!r} is not one of {list(REDUCTIONS)}")
 
 
 def hinge_loss(
-    anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, *, margin: float
+    anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, *, margin: float, reduction: str = "sum"
 ) -> torch.Tensor:
-    """``mean_b sum_i max(0, margin - cos(a_b, p_b) + cos(a_b, n_bi))``.
+    """``sum_b sum_i max(0, margin - cos(a_b, p_b) + cos(a_b, n_bi))`` (``mean_b`` with ``reduction="mean"``).
 
     Parameters
     ----------
@@ -65,12 +78,13 @@ def hinge_loss(
     positive : [B, D]
     negatives : [B, N, D]
     margin : the hinge margin
+    reduction : "sum" (the authors' Keras ``K.sum``) or "mean" over the batch
 
     Returns
     -------
     torch.Tensor, a scalar
     """
-    return hinge_from_similarities(similarities(anchor, positive, negatives), margin=margin)
+    return hinge_from_similarities(similarities(anchor, positive, negatives), margin=margin, reduction=reduction)
 
 
 def accuracy_from_similarities(sims: torch.Tensor) -> torch.Tensor:

@@ -98,9 +98,12 @@ class ConceptSampler:
     mode : "train", "valid" or "test"
     negatives : N, negatives per anchor
     segment_frames : crop length in frames
+    distinct_negatives : the N negatives of an anchor are N different songs (the
+        authors'); False draws them with replacement
     """
 
-    def __init__(self, *, store, split: Split, concept: str, mode: str, negatives: int, segment_frames: int = 129):
+    def __init__(self, *, store, split: Split, concept: str, mode: str, negatives: int, segment_frames: int = 129,
+                 distinct_negatives: bool = True):
         if concept not in CONCEPTS:
             raise SplitError(f"unknown concept {concept!r}; use one of {list(CONCEPTS)}")
         if mode not in MODES:
@@ -109,6 +112,7 @@ class ConceptSampler:
             raise SplitError(f"negatives={negatives} must be at least 1")
         self.store, self.concept, self.mode = store, concept, mode
         self.negatives, self.segment_frames = negatives, segment_frames
+        self.distinct_negatives = distinct_negatives
         self.gap = min_track_gap(segment_frames)
         labels = split.labels()
         anchor_set, pos_set, neg_set = _POOLS[mode]
@@ -147,6 +151,14 @@ class ConceptSampler:
                         f"{concept}/{mode}: {self.track_ids[a]!r} has no other {pos_set} song of its {concept} "
                         "to serve as positive; use more training songs per label"
                     )
+        if distinct_negatives:
+            pool_labels = self._label[self.negative_pool]
+            fewest = min(int((pool_labels != lab).sum()) for lab in set(self._label[self.anchors].tolist()))
+            if fewest < negatives:
+                raise SplitError(
+                    f"{concept}/{mode}: an anchor has only {fewest} {neg_set} songs of other {concept}s, fewer than "
+                    f"{negatives} distinct negatives; lower negatives, use more songs, or set distinct_negatives=false"
+                )
 
     def __repr__(self) -> str:
         return (f"ConceptSampler({self.concept}/{self.mode}: {len(self.anchors)} anchors, "
@@ -197,16 +209,24 @@ class ConceptSampler:
                 tracks[i, 1] = pick
             starts[:, :2] = self._random_starts(rng, tracks[:, :2])
         neg = self.negative_pool[rng.integers(len(self.negative_pool), size=(B, N))]
-        same = self._label[neg] == a_label[:, None]
-        while same.any():  # rejection: a negative never shares the anchor's label
-            neg[same] = self.negative_pool[rng.integers(len(self.negative_pool), size=int(same.sum()))]
-            same = self._label[neg] == a_label[:, None]
+        bad = self._bad_negatives(neg, a_label)
+        while bad.any():  # rejection: a negative never shares the anchor's label (nor repeats a song)
+            neg[bad] = self.negative_pool[rng.integers(len(self.negative_pool), size=int(bad.sum()))]
+            bad = self._bad_negatives(neg, a_label)
         tracks[:, 2:] = neg
         starts[:, 2:] = self._random_starts(rng, neg)
         segments = np.empty((B, 2 + N, T, self._n_mels()), dtype=np.float32)
         for (i, j), t in np.ndenumerate(tracks):
             segments[i, j] = self.store.crop(self.track_ids[t], rng=rng, start=int(starts[i, j]), length=T)
         return Batch(segments=segments, tracks=tracks, starts=starts)
+
+    def _bad_negatives(self, neg: np.ndarray, a_label: np.ndarray) -> np.ndarray:
+        """[B, N] mask of negatives to redraw: the anchor's label, or (distinct) a song already in the row."""
+        bad = self._label[neg] == a_label[:, None]
+        if self.distinct_negatives:
+            for j in range(1, neg.shape[1]):
+                bad[:, j] |= (neg[:, :j] == neg[:, j : j + 1]).any(axis=1)
+        return bad
 
     def _n_mels(self) -> int:
         if not hasattr(self, "_mels"):
@@ -225,6 +245,7 @@ class SamplerSpec:
     mode: str
     negatives: int
     segment_frames: int = 129
+    distinct_negatives: bool = True
 
     def build(self, store=None) -> ConceptSampler:
         if store is None:
@@ -232,7 +253,8 @@ class SamplerSpec:
 
             store = FeatureStore(Path(self.store_path))
         return ConceptSampler(store=store, split=self.split, concept=self.concept, mode=self.mode,
-                              negatives=self.negatives, segment_frames=self.segment_frames)
+                              negatives=self.negatives, segment_frames=self.segment_frames,
+                              distinct_negatives=self.distinct_negatives)
 
 
 def make_batches(

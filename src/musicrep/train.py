@@ -34,10 +34,10 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .config import save_config, to_dict
 from .errors import ConfigError
 from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
-from .losses import accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
-from .model import Encoder
+from .losses import REDUCTIONS, accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
+from .model import INITS, Encoder
 from .sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
-from .splits import Split, album_split, artist_split, check_in_catalog, load_splits, track_split, write_splits
+from .splits import Split, check_in_catalog, load_splits, make_splits, write_splits
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +52,35 @@ def _f(default, **meta):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run (defaults: the paper's and the 2018 code's)."""
+    """Settings of one training run.
+
+    Defaults: the 2019 paper's (width 256, margins, splits) and, where the papers
+    are silent, the authors' 2018 Keras code (``ismir2018-artist``): batch 15,
+    loss summed over the batch, SGD lr 0.1 Nesterov 0.9 with Keras time-based
+    decay 1e-6 per step, L2 1e-5 on the convolution kernels, ``he_uniform``
+    init with biases, Keras BatchNorm constants, per-slot BatchNorm statistics
+    and distinct negatives. ``docs/fidelity.md`` lists each with the authors'
+    value and why one would change it.
+    """
 
     concept: str = _f("artist", choices=CONCEPT_CHOICES)
     negatives: int = _f(4, min=1)
     width: int = _f(256, min=1)
-    batch_size: int = _f(64, min=2)  # anchors per concept per step (per process under DDP)
+    batch_size: int = _f(15, min=2)  # anchors per concept per step (per process under DDP); the authors' 15
+    loss_reduction: str = _f("sum", choices=REDUCTIONS)  # over the batch: the authors' K.sum; "mean" departs
     optimizer: str = _f("sgd", choices=("sgd", "adam"))
     lr: float = _f(0.1, min=0.0, min_exclusive=True)
+    lr_decay: float = _f(1e-6, min=0.0)  # Keras time-based decay: lr / (1 + lr_decay * step)
     momentum: float = _f(0.9, min=0.0, max=1.0)  # SGD only, with Nesterov as in the 2018 code
     nesterov: bool = True
-    weight_decay: float = _f(0.0, min=0.0)
+    weight_decay: float = _f(0.0, min=0.0)  # torch weight decay on every parameter (not the authors')
+    l2_conv: float = _f(1e-5, min=0.0)  # Keras kernel_regularizer=l2(1e-5): + l2_conv * sum(w^2) per step
+    init: str = _f("he_uniform", choices=INITS)
+    conv_bias: bool = True  # the authors' Conv1D layers keep their bias
+    bn_eps: float = _f(1e-3, min=0.0, min_exclusive=True)  # Keras BatchNormalization epsilon
+    bn_momentum: float = _f(0.01, min=0.0, max=1.0, min_exclusive=True)  # torch convention; Keras 0.99
+    bn_per_slot: bool = True  # anchor, positive and each negative get their own BatchNorm statistics
+    distinct_negatives: bool = True  # an anchor's N negatives are N different songs
     epochs: int = _f(100, min=1)
     steps_per_epoch: int = _f(500, min=1)
     valid_batches: int = _f(20, min=1)  # per concept, the same batches every epoch
@@ -151,26 +169,33 @@ def _weight_spread(model: torch.nn.Module, d: _Dist) -> float:
 # ---------------------------------------------------------------- pieces
 
 def make_run_splits(*, catalog, config: TrainConfig) -> dict[str, Split]:
-    """The splits a run needs: artist (artist and track concepts), track, album."""
-    out: dict[str, Split] = {}
-    if set(config.concepts) & {"artist", "track"}:
-        out["artist"] = artist_split(catalog=catalog, n_artists=config.n_artists,
-                                     songs_per_artist=config.songs_per_artist, n_valid=config.artist_valid,
-                                     n_test=config.artist_test, seed=config.seed)
-    if "track" in config.concepts:
-        out["track"] = track_split(catalog=catalog, artist=out["artist"], seed=config.seed)
-    if "album" in config.concepts:
-        n_albums = config.n_albums
-        if n_albums is None and config.n_artists is not None:
-            n_albums = 2 * config.n_artists
-        out["album"] = album_split(catalog=catalog, n_albums=n_albums, songs_per_album=config.songs_per_album,
-                                   n_valid=config.album_valid, n_test=config.album_test, seed=config.seed)
-    return out
+    """Every split the catalog can give (not only the run's concepts'), drawn together.
+
+    See :func:`musicrep.splits.make_splits`: a song held out by any concept is
+    held out by all, and runs of different concepts with one seed share them.
+    """
+    return make_splits(
+        catalog=catalog, concepts=config.concepts, n_artists=config.n_artists,
+        songs_per_artist=config.songs_per_artist, artist_valid=config.artist_valid, artist_test=config.artist_test,
+        n_albums=config.n_albums, songs_per_album=config.songs_per_album, album_valid=config.album_valid,
+        album_test=config.album_test, seed=config.seed,
+    )
+
+
+def make_encoder(config: TrainConfig, *, n_mels: int) -> Encoder:
+    """The encoder a run trains, with the run's architecture and init settings."""
+    return Encoder(width=config.width, n_mels=n_mels, conv_bias=config.conv_bias, bn_eps=config.bn_eps,
+                   bn_momentum=config.bn_momentum, init=config.init)
 
 
 def concept_split(splits: dict[str, Split], concept: str) -> Split:
     """The split a concept samples from (the track concept: the artist split plus songs without an artist)."""
     return splits[concept] if concept in splits else splits["artist"]
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Keras time-based decay, as the authors' ``SGD(decay=1e-6)``: ``lr / (1 + decay * step)``."""
+    return config.lr / (1.0 + config.lr_decay * step)
 
 
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -194,19 +219,51 @@ def step_losses(
     (total loss, concept -> loss, concept -> accuracy), scalars
     """
     shapes = {c: tuple(b.shape) for c, b in batches.items()}
-    x = torch.cat([torch.as_tensor(b).reshape(-1, *b.shape[2:]) for b in batches.values()])
+    per_slot = config.bn_per_slot and len({s[0] for s in shapes.values()}) == 1
+    # Slot-major order ([K, B] per concept) when each slot (anchor, positive, each
+    # negative, of each concept) gets its own BatchNorm statistics, as separate
+    # Keras inputs do; sample-major otherwise.
+    x = torch.cat([torch.as_tensor(b).transpose(0, 1).reshape(-1, *b.shape[2:]) if per_slot
+                   else torch.as_tensor(b).reshape(-1, *b.shape[2:]) for b in batches.values()])
     x = x.to(device, non_blocking=True)
+    slots = sum(s[1] for s in shapes.values()) if per_slot else 1
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp):
-        emb = model(x)
+        emb = model(x, slots=slots) if slots > 1 and model.training else model(x)
     emb = emb.float()  # cosine and hinge in float32 whatever the forward precision
     losses, accs, offset = {}, {}, 0
     for c, (B, K, *_rest) in shapes.items():
-        e = emb[offset : offset + B * K].reshape(B, K, -1)
+        e = emb[offset : offset + B * K]
+        e = e.reshape(K, B, -1).transpose(0, 1) if per_slot else e.reshape(B, K, -1)
         offset += B * K
         sims = similarities(e[:, 0], e[:, 1], e[:, 2:])
-        losses[c] = hinge_from_similarities(sims, margin=config.margin(c))
+        losses[c] = hinge_from_similarities(sims, margin=config.margin(c), reduction=config.loss_reduction)
         accs[c] = accuracy_from_similarities(sims.detach())
     return joint_loss(losses), losses, accs
+
+
+def train_step(
+    net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Optimizer, batches: dict[str, torch.Tensor], *,
+    config: TrainConfig, step: int, world: int = 1, device: torch.device = torch.device("cpu"),
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One optimizer step, as the authors take it: lr decayed to ``step``, L2 on the kernels.
+
+    ``net`` is ``model`` itself or its DDP/compiled wrapper. With the summed loss
+    under DDP each rank's loss is multiplied by the world size, so that DDP's
+    gradient average is the gradient of the sum over the global batch: a run on
+    K processes with batch B each takes the step of one process on K x B.
+    Returns what :func:`step_losses` returns (before the scaling and the penalty).
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, config)
+    loss, losses, accs = step_losses(net, batches, config=config, device=device)
+    objective = loss * world if config.loss_reduction == "sum" and world > 1 else loss
+    if config.l2_conv > 0:
+        # once per step, not per rank: DDP averages this part of the gradient over identical copies
+        objective = objective + config.l2_conv * sum(w.pow(2).sum() for w in model.conv_kernels())
+    optimizer.zero_grad(set_to_none=True)
+    objective.backward()
+    optimizer.step()
+    return loss, losses, accs
 
 
 @torch.no_grad()
@@ -221,7 +278,8 @@ def validate(
         for i in range(config.valid_batches):
             b = make_batches({c: sampler}, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i)
             _, ls, ac = step_losses(model, {c: torch.from_numpy(b[c])}, config=config, device=d.device)
-            loss, acc = loss + float(ls[c]), acc + float(ac[c])
+            per_anchor = config.batch_size if config.loss_reduction == "sum" else 1
+            loss, acc = loss + float(ls[c]) / per_anchor, acc + float(ac[c])
         sums += [loss, acc]
     sums = _all_sum(sums, d)
     model.train()
@@ -331,18 +389,19 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     for s in splits.values():
         check_in_catalog(s, store.catalog)
     seg = store.feature_config.segment_frames
-    train_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="train",
-                                 negatives=config.negatives, segment_frames=seg) for c in config.concepts}
-    valid_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="valid",
-                                 negatives=config.negatives, segment_frames=seg) for c in config.concepts}
-    specs = [SamplerSpec(store_path=str(store_path), split=concept_split(splits, c), concept=c, mode="train",
-                         negatives=config.negatives, segment_frames=seg) for c in config.concepts]
+    kw = {"negatives": config.negatives, "segment_frames": seg, "distinct_negatives": config.distinct_negatives}
+    train_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="train", **kw)
+               for c in config.concepts}
+    valid_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="valid", **kw)
+               for c in config.concepts}
+    specs = [SamplerSpec(store_path=str(store_path), split=concept_split(splits, c), concept=c, mode="train", **kw)
+             for c in config.concepts]
     for s in list(train_s.values()) + list(valid_s.values()):
         log.info("%r", s)
 
     torch.manual_seed(config.seed)
-    model = Encoder(width=config.width, n_mels=store.feature_config.n_mels)
-    train_ids = sorted({t for s in splits.values() for t in s.track_ids("train")})
+    model = make_encoder(config, n_mels=store.feature_config.n_mels)
+    train_ids = sorted({t for c in config.concepts for t in concept_split(splits, c).track_ids("train")})
     mean, std = store.stats(train_ids)
     model.set_normalization(mean, std)  # training-split statistics travel with the weights
     model.to(d.device)
@@ -378,13 +437,16 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     sign = 1.0 if config.monitor == "valid_loss" else -1.0  # the monitor is minimised as sign * value
 
     def payload() -> dict:
-        return {"model": model.state_dict(), "model_config": {"width": config.width, "n_mels": model.n_mels},
+        return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.model_config),
                 "feature_config": to_dict(store.feature_config), "optimizer": optimizer.state_dict(),
                 "step": step, "epoch": epoch, "best_metric": best, "bad_epochs": bad_epochs,
                 "monitor": config.monitor, "config": to_dict(config), "concept": config.concept,
                 "rng": {"torch": torch.get_rng_state()}}
 
     segs_per_step = config.batch_size * (2 + config.negatives) * len(config.concepts)
+    # metrics.csv shows losses per anchor whatever the reduction, so runs with
+    # other batch sizes or reductions can be compared
+    per_anchor = config.batch_size if config.loss_reduction == "sum" else 1
     total = config.epochs * config.steps_per_epoch
     done = epoch >= config.epochs or bad_epochs >= config.patience
     stream = None if done else batch_stream(
@@ -401,15 +463,13 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
                 total_loss = 0.0
                 for _ in range(config.steps_per_epoch):
                     batches = next(stream)
-                    loss, losses, accs = step_losses(net, batches, config=config, device=d.device)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    loss, losses, accs = train_step(net, model, optimizer, batches, config=config, step=step,
+                                                    world=d.world, device=d.device)
                     step += 1
-                    loss_value = loss.item()
+                    loss_value = loss.item() / per_anchor
                     total_loss += loss_value
                     for c in config.concepts:
-                        sums[c][0] += losses[c].item()
+                        sums[c][0] += losses[c].item() / per_anchor
                         sums[c][1] += accs[c].item()
                     if d.main:
                         bar.update(1)
