@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,7 @@ from musicrep.evaluate import (
     load_split,
     trial_scores,
 )
-from musicrep.splits import album_split, artist_split, write_splits
+from musicrep.splits import album_split, artist_split, held_out_overlap, make_splits, write_splits
 from musicrep.store import from_arrays as write_store
 
 SEG = 129
@@ -160,22 +161,67 @@ def test_holdout_runs_reads_checkpoints_and_saved_splits(setup, tmp_path):
     from musicrep.checkpoint import save_checkpoint
     from musicrep.model import Encoder
 
-    store, _tracks, split = setup
+    store, _tracks, _leaky = setup
+    split = make_splits(catalog=store.catalog, songs_per_artist=8, artist_valid=2, artist_test=2,
+                        songs_per_album=4, album_valid=1, album_test=1, seed=3)
     runs = []
     for concept, splits in (("artist", {"artist": split["artist"]}), ("joint", split)):
         run = tmp_path / concept
         torch.manual_seed(1)
         enc = Encoder(width=4)
-        save_checkpoint({"model": enc.state_dict(), "model_config": {"width": 4, "n_mels": 128},
+        save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                          "feature_config": to_dict(FeatureConfig()), "concept": concept, "config": {}}, run / "best.pt")
         write_splits(splits, run / "split")
         runs.append(run)
-    assert set(load_split(runs[1])) == {"artist", "album"}
+    assert set(load_split(runs[1])) == {"artist", "album", "track"}
     res = holdout_runs(runs, store=store, n_trials=30)
     assert res.models == ["artist", "joint"]
     assert res.concepts == ["artist", "album", "track"]  # the album split comes from the joint run
     # the same weights give the same scores on the same trials
     assert res.accuracy["artist"] == res.accuracy["joint"]
+    assert res.n_songs["artist"] == 10 and res.n_labels["artist"] == N_ART  # 5 artists x 2 test songs
+    assert any("rest on 10 test songs of 5 artists" in w for w in res.warnings)
+    for c in res.concepts:
+        low, high = res.interval["artist"][c]
+        assert low <= res.accuracy["artist"][c] <= high and high - low > 0
+
+
+def test_holdout_refuses_runs_whose_splits_leak_into_each_other(setup, tmp_path):
+    """Independently drawn artist and album splits put artist-test songs into album training."""
+    from musicrep.checkpoint import save_checkpoint
+    from musicrep.model import Encoder
+
+    store, _tracks, leaky = setup
+    assert held_out_overlap(leaky)
+    runs = []
+    for concept, splits in (("artist", {"artist": leaky["artist"]}), ("album", {"album": leaky["album"]})):
+        run = tmp_path / concept
+        enc = Encoder(width=4)
+        save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
+                         "feature_config": to_dict(FeatureConfig()), "concept": concept, "config": {}}, run / "best.pt")
+        write_splits(splits, run / "split")
+        runs.append(run)
+    with pytest.raises(EvaluationError, match=r"album: \d+ of its training songs are artist-split valid/test") as err:
+        holdout_runs(runs, store=store, n_trials=30)
+    assert "--allow-overlap" in str(err.value)
+    res = holdout_runs(runs, store=store, n_trials=30, allow_overlap=True)
+    assert any(w.startswith("scored despite overlap") for w in res.warnings)
+    assert "WARNING: scored despite overlap" in res.table()
+
+
+def test_song_bootstrap_is_wide_when_few_songs_carry_many_trials():
+    from musicrep.evaluate import song_bootstrap
+
+    # 1,000 trials, but only 4 songs: two always right, two always wrong
+    credit = np.repeat([1.0, 1.0, 0.0, 0.0], 250)
+    songs = np.repeat(["a", "b", "c", "d"], 250)
+    sd, low, high = song_bootstrap(credit, songs, seed=0)
+    binomial = (0.5 * 0.5 / 1000) ** 0.5  # what treating trials as independent would say: 0.016
+    assert sd > 10 * binomial and low <= 0.25 and high >= 0.75
+    # many songs, each with one trial: close to the binomial error
+    credit = np.random.default_rng(0).integers(0, 2, 1000).astype(float)
+    sd, _low, _high = song_bootstrap(credit, [f"s{i}" for i in range(1000)], seed=0)
+    assert abs(sd - binomial) < 0.004
 
 
 def test_a_concept_the_collection_cannot_test_is_skipped_with_its_reason(setup):

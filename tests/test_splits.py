@@ -80,3 +80,53 @@ def test_track_split_adds_songs_without_artist():
     extra = [parts[f"u{i}"] for i in range(10)]
     assert (extra.count("train"), extra.count("valid"), extra.count("test")) == (6, 2, 2)
     assert all(label == t for t, label, _ in track.rows)
+
+
+def _crossed_catalog(seed: int = 0) -> Catalog:
+    """Artists and albums that overlap: each album holds songs of three artists, and
+    songs without an artist sit on the albums too (as on compilations and soundtracks)."""
+    rng = __import__("numpy").random.default_rng(seed)
+    tracks = []
+    for a in range(8):
+        for s in range(14):
+            tracks.append(Track(f"a{a}-s{s}", f"/x/{a}/{s}.wav", artist=f"Artist {a}", album=f"Album {int(rng.integers(10))}"))
+    tracks += [Track(f"u{s}", f"/x/u/{s}.wav", artist="", album=f"Album {s % 10}") for s in range(30)]
+    return Catalog(tracks)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_held_out_songs_are_held_out_in_every_concept(seed):
+    from musicrep.splits import held_out_overlap, make_splits
+
+    cat = _crossed_catalog(seed)
+    splits = make_splits(catalog=cat, songs_per_artist=10, artist_valid=2, artist_test=2, songs_per_album=8,
+                         album_valid=1, album_test=1, seed=seed)
+    assert set(splits) == {"artist", "album", "track"}
+    assert held_out_overlap(splits) == {}
+    train = {t for s in splits.values() for t, _, p in s.rows if p == "train"}
+    held = {t for s in splits.values() for t, _, p in s.rows if p != "train"}
+    assert train and held and not train & held
+    # the album split still has the paper's counts per album
+    per = Counter((label, p) for _, label, p in splits["album"].rows)
+    for album in {label for _, label, _ in splits["album"].rows}:
+        assert (per[(album, "train")], per[(album, "valid")], per[(album, "test")]) == (6, 1, 1)
+    # independent draws (the old way) do leak on this catalog: the check can see it
+    leaky = {"artist": splits["artist"],
+             "album": album_split(catalog=cat, songs_per_album=8, n_valid=1, n_test=1, seed=seed)}
+    assert held_out_overlap(leaky)
+
+
+def test_single_concept_and_joint_runs_share_their_splits():
+    from musicrep.splits import make_splits
+
+    cat = _crossed_catalog(0)
+    kw = {"songs_per_artist": 10, "songs_per_album": 8, "seed": 3}
+    joint = make_splits(catalog=cat, concepts=("artist", "album", "track"), **kw)
+    for concept in ("artist", "album", "track"):
+        assert make_splits(catalog=cat, concepts=(concept,), **kw) == joint
+    # an album-only run on a collection without enough artists still gets its album split
+    no_artists = Catalog([Track(t.track_id, t.path, artist="", album=t.album) for t in cat])
+    only = make_splits(catalog=no_artists, concepts=("album",), songs_per_album=8, seed=3)
+    assert set(only) == {"album"}
+    with pytest.raises(SplitError, match="artist"):
+        make_splits(catalog=no_artists, concepts=("artist",), seed=3)

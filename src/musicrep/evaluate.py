@@ -16,13 +16,22 @@ Trials depend only on the split, the store's track lengths and the seed, never o
 model, so every model of a comparison is scored on the very same crops. The artist
 concept uses the artist split, the album concept the album split, and the track
 concept follows the artist split, as in training.
+
+Honest intervals: 1,000 trials drawn from 12 test songs are not 1,000
+independent observations. The interval reported is a bootstrap over the anchor
+*songs* (songs resampled with replacement, each bringing all its trials), and the
+result says how many distinct test songs and labels the trials rest on, with a
+warning below :data:`FEW_SONGS`.
+
+Leakage: :func:`holdout_runs` refuses runs whose training songs (of any concept
+they trained) include a held-out song of the trials, and says how many it found;
+``allow_overlap=True`` scores them anyway, with a warning in the result.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -42,6 +51,11 @@ PART_ALIASES: dict[str, str] = {
     "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
     "test": "test", "testing": "test", "te": "test",
 }
+
+#: below this many distinct anchor songs a concept's result carries a warning
+FEW_SONGS = 30
+#: bootstrap resamples of the test songs for the 95% interval
+BOOTSTRAP = 2000
 
 Embedder = Callable[[np.ndarray], np.ndarray]
 """Crops float32 [B, T, n_mels] -> embeddings float32 [B, D]."""
@@ -306,6 +320,30 @@ def score_trials(
     return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
 
 
+def song_bootstrap(
+    credit: np.ndarray, songs: Sequence[str], *, n_boot: int = BOOTSTRAP, seed: int = 0
+) -> tuple[float, float, float]:
+    """Standard deviation and 95% interval of the mean credit, resampling songs.
+
+    Parameters
+    ----------
+    credit : float [n_trials], the credit of each trial
+    songs : the anchor song of each trial (trials of one song are resampled together)
+
+    Returns
+    -------
+    (std, low, high) of the bootstrap distribution of the accuracy
+    """
+    ids, inverse = np.unique(np.asarray(songs), return_inverse=True)
+    sums = np.bincount(inverse, weights=np.asarray(credit, dtype=np.float64), minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_boot)  # [n_boot, songs]
+    accs = (weights @ sums) / (weights @ counts)
+    low, high = np.percentile(accs, [2.5, 97.5])
+    return float(accs.std()), float(low), float(high)
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -313,8 +351,11 @@ def score_trials(
 class HoldoutResult:
     """Hold-out accuracy of models x concepts (Table 1).
 
-    ``accuracy[model][concept]`` in [0, 1]; ``stderr`` the binomial standard error;
-    ``chance`` = 1 / (N + 1); ``skipped[concept]`` says why a concept was not evaluated.
+    ``accuracy[model][concept]`` in [0, 1]; ``stderr`` the standard deviation and
+    ``interval`` the 95% percentile interval of a bootstrap over the test songs;
+    ``n_songs`` and ``n_labels`` the distinct anchor songs and their labels per
+    concept; ``chance`` = 1 / (N + 1); ``skipped[concept]`` says why a concept was
+    not evaluated; ``warnings`` what a reader must know (too few songs, overlap).
     """
 
     models: list[str]
@@ -327,6 +368,10 @@ class HoldoutResult:
     chance: float
     runs: dict[str, str] = dataclasses.field(default_factory=dict)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    interval: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    n_songs: dict[str, int] = dataclasses.field(default_factory=dict)
+    n_labels: dict[str, int] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -338,16 +383,27 @@ class HoldoutResult:
     def table(self) -> str:
         """Plain-text table: rows = models, columns = concepts, plus chance."""
         w = max([len("model"), *(len(m) for m in self.models), len("chance")]) + 2
-        lines = ["model".ljust(w) + "".join(c.rjust(10) for c in self.concepts)]
+        cw = 22
+        lines = ["model".ljust(w) + "".join(c.rjust(cw) for c in self.concepts)]
         for m in self.models:
-            row = "".join(
-                (f"{self.accuracy[m][c]:.3f}" if c in self.accuracy[m] else "-").rjust(10) for c in self.concepts
-            )
+            row = "".join(self.cell(m, c).rjust(cw) for c in self.concepts)
             lines.append(m.ljust(w) + row)
-        lines.append("chance".ljust(w) + "".join(f"{self.chance:.3f}".rjust(10) for _ in self.concepts))
-        lines.append(f"({self.n_trials} trials per concept, {self.n_negatives} negatives, seed {self.seed})")
+        lines.append("chance".ljust(w) + "".join(f"{self.chance:.3f}".rjust(cw) for _ in self.concepts))
+        lines.append("test songs (labels)".ljust(w) + "".join(
+            f"{self.n_songs.get(c, '?')} ({self.n_labels.get(c, '?')})".rjust(cw) for c in self.concepts))
+        lines.append(f"({self.n_trials} trials per concept, {self.n_negatives} negatives, seed {self.seed}; "
+                     "[95% interval of a bootstrap over the test songs])")
         lines += [f"{c}: not evaluated ({why})" for c, why in self.skipped.items()]
+        lines += [f"WARNING: {w_}" for w_ in self.warnings]
         return "\n".join(lines)
+
+    def cell(self, model: str, concept: str) -> str:
+        """``0.512 [0.431, 0.590]`` (or "-" when not evaluated)."""
+        if concept not in self.accuracy.get(model, {}):
+            return "-"
+        lo_hi = self.interval.get(model, {}).get(concept)
+        text = f"{self.accuracy[model][concept]:.3f}"
+        return text + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
 
 
 def holdout(
@@ -379,6 +435,10 @@ def holdout(
     embedders = {name: as_embedder(m) for name, m in models.items()}
     acc: dict[str, dict[str, float]] = {name: {} for name in models}
     err: dict[str, dict[str, float]] = {name: {} for name in models}
+    interval: dict[str, dict[str, list[float]]] = {name: {} for name in models}
+    n_songs: dict[str, int] = {}
+    n_labels: dict[str, int] = {}
+    warnings: list[str] = []
     done: list[str] = []
     skipped: dict[str, str] = {}
     for concept in concepts:
@@ -396,16 +456,38 @@ def holdout(
             skipped[concept] = str(exc)
             continue
         done.append(concept)
+        anchors = [t.anchor[0] for t in trials]
+        n_songs[concept] = len(set(anchors))
+        n_labels[concept] = _count_labels(store, split, concept, set(anchors))
+        if n_songs[concept] < FEW_SONGS:
+            of = f" of {n_labels[concept]} {concept}s" if concept != "track" else ""
+            warnings.append(f"{concept}: the {n_trials} trials rest on {n_songs[concept]} test songs{of}; "
+                            "read the interval, not the trial count")
         credits = score_trials(trials, embedders=embedders, store=store, segment_frames=segment_frames)
         for name, credit in credits.items():
             a = float(credit.mean())
             acc[name][concept] = a
-            err[name][concept] = float(math.sqrt(max(a * (1 - a), 0.0) / len(credit)))
-            log.info("hold-out %s on %s: %.3f (%d trials)", name, concept, a, len(credit))
+            sd, low, high = song_bootstrap(credit, anchors, seed=seed)
+            err[name][concept], interval[name][concept] = sd, [low, high]
+            log.info("hold-out %s on %s: %.3f [%.3f, %.3f] (%d trials, %d test songs)",
+                     name, concept, a, low, high, len(credit), n_songs[concept])
+    for w in warnings:
+        log.warning("%s", w)
     return HoldoutResult(
         models=list(models), concepts=done, accuracy=acc, stderr=err, n_trials=n_trials,
         n_negatives=n_negatives, seed=seed, chance=1.0 / (n_negatives + 1), skipped=skipped,
+        interval=interval, n_songs=n_songs, n_labels=n_labels, warnings=warnings,
     )
+
+
+def _count_labels(store: Any, split: Mapping[str, Any], concept: str, songs: set[str]) -> int:
+    """Distinct labels among the anchor songs (the songs themselves for the track concept)."""
+    if concept == "track":
+        return len(songs)
+    _parts, labels = split_parts(split[SPLIT_OF_CONCEPT[concept]])
+    if labels is not None and concept == SPLIT_OF_CONCEPT[concept]:
+        return len({labels[t] for t in songs})
+    return len({concept_label(store.catalog.by_id(t), concept) for t in songs})
 
 
 # --------------------------------------------------------------------------- runs
@@ -436,6 +518,7 @@ def holdout_runs(
     n_trials: int = 1000,
     n_negatives: int = 4,
     seed: int = 0,
+    allow_overlap: bool = False,
 ) -> HoldoutResult:
     """Table 1 for trained runs: every run on every concept, on one set of trials.
 
@@ -448,6 +531,13 @@ def holdout_runs(
         Runs trained on a different split get a warning: the trials' test songs
         may be among their training songs.
     which : "best" or "last" checkpoint
+    allow_overlap : score runs whose training songs include held-out songs of the
+        trials (with a warning in the result) instead of refusing them
+
+    Raises
+    ------
+    EvaluationError
+        when a run trained on a song that the trials hold out (and not ``allow_overlap``)
     """
     if not runs:
         raise ConfigError("no runs given; pass at least one run folder")
@@ -465,14 +555,14 @@ def holdout_runs(
         for run_dir, _m, _i in loaded:
             for name, entry in load_split(run_dir).items():
                 split.setdefault(name, entry)
-    for run_dir, _m, _i in loaded:
-        try:
-            other = load_split(run_dir)
-        except SplitError:
-            continue
-        if any(split_parts(other[k])[0] != split_parts(split[k])[0] for k in set(other) & set(split)):
-            log.warning("%s was trained on a different split than the trials come from: its scores "
-                        "may include songs it trained on", run_dir)
+    problems = trial_overlap([(r, i) for r, _m, i in loaded], split)
+    if problems and not allow_overlap:
+        raise EvaluationError(
+            "these runs trained on songs that the hold-out trials hold out, so their scores would include "
+            "songs they trained on:\n  " + "\n  ".join(problems)
+            + "\nTrain the runs on one store with one seed (their splits are then drawn together), or pass "
+            "--allow-overlap to score them anyway"
+        )
     names = model_names([(r, i) for r, _m, i in loaded])
     result = holdout(
         {n: m for n, (_r, m, _i) in zip(names, loaded)},
@@ -480,7 +570,44 @@ def holdout_runs(
         segment_frames=store.feature_config.segment_frames,
     )
     result.runs = {n: str(r) for n, (r, _m, _i) in zip(names, loaded)}
+    result.warnings += [f"scored despite overlap: {p}" for p in problems]
     return result
+
+
+def run_training_songs(run_dir: str | Path, concept: str) -> set[str]:
+    """The songs a run trained on: the ``train`` rows of the splits of every concept it trained."""
+    splits = load_split(run_dir)
+    concepts = CONCEPTS if concept == "joint" else (concept,)
+    out: set[str] = set()
+    for c in concepts:
+        entry = splits.get(c) or splits.get(SPLIT_OF_CONCEPT.get(c, c))
+        if entry is not None:
+            out |= {t for t, p in split_parts(entry)[0].items() if p == "train"}
+    return out
+
+
+def trial_overlap(runs: Sequence[tuple[Path, Any]], split: Mapping[str, Any]) -> list[str]:
+    """One line per run whose training songs include songs the trials' splits hold out.
+
+    Parameters
+    ----------
+    runs : ``(run folder, CheckpointInfo)`` pairs
+    split : the trials' splits (:func:`load_split`)
+    """
+    held: dict[str, set[str]] = {
+        name: {t for t, p in split_parts(entry)[0].items() if p != "train"} for name, entry in split.items()
+    }
+    lines = []
+    for run_dir, info in runs:
+        try:
+            trained = run_training_songs(run_dir, str(getattr(info, "concept", "") or "joint"))
+        except SplitError:
+            continue
+        found = {name: len(trained & ids) for name, ids in held.items() if trained & ids}
+        if found:
+            lines.append(f"{run_dir}: " + ", ".join(f"{n} of its training songs are {name}-split valid/test songs"
+                                                    for name, n in found.items()))
+    return lines
 
 
 def open_store(store: Any) -> Any:

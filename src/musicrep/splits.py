@@ -20,6 +20,19 @@ A split is a table ``track_id, concept_label, split`` (split in ``train``,
   name as the catalog gives it, so catalog builders should make album names
   unique (e.g. MSD release ids).
 
+Held-out songs are held out for every concept (:func:`make_splits`). The paper's
+tables compare models on the same test songs; drawing the artist and album
+splits independently would put one concept's valid/test songs into another
+concept's training songs (on the built-in corpus 83% of the artist-test songs
+were album-training songs). So the splits are drawn together, and **a song held
+out (valid or test) by one concept is never a training song of another**: the
+album split fills its training slots from artist-training songs (then songs the
+artist split does not use) and its valid and test slots from the artist split's
+held-out songs (the same part first, then unused songs); the track split adds
+the songs without an artist, keeping the album split's part for those it holds.
+An album that cannot be filled that way does not qualify. Single-concept and joint runs on the same catalog and seed
+get exactly the same splits.
+
 All random draws come from ``np.random.default_rng(seed)`` over lists sorted
 by name and track id, so the same catalog and seed give the same split.
 """
@@ -31,7 +44,7 @@ import dataclasses
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -99,6 +112,37 @@ class Split:
         return cls(concept=concept or path.stem, rows=rows)
 
 
+def _fits(ids: Sequence[str], need: dict[str, int], prior: Mapping[str, str]) -> bool:
+    """Whether a group's songs can fill ``need`` (part -> count) without a song crossing
+    between training and held-out (valid/test) from its ``prior`` part."""
+    n_train = sum(1 for t in ids if prior.get(t) == "train")
+    n_held = sum(1 for t in ids if prior.get(t) in ("valid", "test"))
+    free = sum(1 for t in ids if t not in prior)
+    held_need = need["valid"] + need["test"]
+    return max(0, need["train"] - n_train) + max(0, held_need - n_held) <= free
+
+
+def _pick(ids: list[str], need: dict[str, int], prior: Mapping[str, str], rng: np.random.Generator) -> list[tuple[str, str]]:
+    """``(track_id, part)`` for one group that :func:`_fits`.
+
+    Training slots take the songs that train elsewhere, then free songs; valid and
+    test slots take songs held out elsewhere (the same part first), then free songs.
+    """
+    shuffled = [ids[i] for i in rng.permutation(len(ids))]
+    pool = {part: [t for t in shuffled if prior.get(t) == part] for part in need}
+    free = [t for t in shuffled if t not in prior]
+    chosen = {part: pool[part][:n] for part, n in need.items()}
+    spare_held = pool["valid"][need["valid"]:] + pool["test"][need["test"]:]
+    out: list[tuple[str, str]] = []
+    for part, n in need.items():
+        if part != "train":
+            extra, spare_held = spare_held[: n - len(chosen[part])], spare_held[n - len(chosen[part]) :]
+            chosen[part] += extra
+        take, free = free[: n - len(chosen[part])], free[n - len(chosen[part]) :]
+        out += [(t, part) for t in chosen[part] + take]
+    return out
+
+
 def _draw(
     *,
     groups: dict[str, list[str]],
@@ -110,6 +154,7 @@ def _draw(
     concept: str,
     what: str,
     total_candidates: int,
+    prior: Mapping[str, str] | None = None,
 ) -> Split:
     n_train = songs_per_group - n_valid - n_test
     if n_train < 1 or n_valid < 1 or n_test < 1:
@@ -117,11 +162,14 @@ def _draw(
             f"{concept} split: {songs_per_group} songs per {what} cannot give {n_valid} valid and "
             f"{n_test} test songs and at least one training song; raise songs_per_{what} or lower the others"
         )
-    qualifying = sorted(name for name, ids in groups.items() if len(ids) >= songs_per_group)
+    prior = prior or {}
+    need = {"train": n_train, "valid": n_valid, "test": n_test}
+    qualifying = sorted(name for name, ids in groups.items() if len(ids) >= songs_per_group and _fits(ids, need, prior))
     wanted = len(qualifying) if n_groups is None else n_groups
     if wanted < 2 or len(qualifying) < wanted:
+        kept = " (keeping every song's part in the other concepts' splits)" if prior else ""
         raise SplitError(
-            f"{concept} split needs {max(wanted, 2)} {what}s with >= {songs_per_group} songs each, but only "
+            f"{concept} split needs {max(wanted, 2)} {what}s with >= {songs_per_group} songs each{kept}, but only "
             f"{len(qualifying)} of {total_candidates} {what}s in the collection qualify; lower n_{what}s "
             f"or songs_per_{what}, or add music"
         )
@@ -129,10 +177,7 @@ def _draw(
     chosen = [qualifying[i] for i in rng.permutation(len(qualifying))[:wanted]]
     rows: list[tuple[str, str, str]] = []
     for name in sorted(chosen):
-        ids = sorted(groups[name])
-        picked = [ids[i] for i in rng.permutation(len(ids))[:songs_per_group]]
-        names = ["train"] * n_train + ["valid"] * n_valid + ["test"] * n_test
-        rows.extend((tid, name, s) for tid, s in zip(picked, names))
+        rows.extend((tid, name, part) for tid, part in _pick(sorted(groups[name]), need, prior, rng))
     log.info("%s split: %d %ss x %d songs (%d/%d/%d)", concept, wanted, what, songs_per_group, n_train, n_valid, n_test)
     return Split(concept=concept, rows=tuple(rows))
 
@@ -185,6 +230,7 @@ def album_split(
     n_valid: int = 1,
     n_test: int = 1,
     seed: int = 0,
+    keep_parts: Split | None = None,
 ) -> Split:
     """The paper's album split (albums with >= ``songs_per_album`` songs, 8/1/1 by default).
 
@@ -193,21 +239,26 @@ def album_split(
     catalog : the tracks to draw from
     n_albums : albums to use (the paper: twice the number of artists); None uses every qualifying album
     songs_per_album, n_valid, n_test, seed : as in :func:`artist_split`
+    keep_parts : another concept's split (the artist split) whose songs keep their
+        part here: its test songs fill only test slots, its valid songs valid
+        slots, its training songs training slots (see the module docstring)
     """
     groups = _groups(catalog, "album")
+    prior = {tid: part for tid, _, part in keep_parts.rows} if keep_parts is not None else None
     # A different stream from the artist split's, so changing one does not move the other.
     return _draw(
         groups=groups, n_groups=n_albums, songs_per_group=songs_per_album, n_valid=n_valid, n_test=n_test,
-        seed=seed + 1_000_003, concept="album", what="album", total_candidates=len(groups),
+        seed=seed + 1_000_003, concept="album", what="album", total_candidates=len(groups), prior=prior,
     )
 
 
-def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0) -> Split:
+def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0, album: Split | None = None) -> Split:
     """The track concept's split: the artist split, plus the songs without an artist.
 
     The artist split's songs keep their part. A song whose artist is unknown
     cannot join the artist split but still has a track identity (DESIGN: such a
-    track serves the album and track concepts), so those songs are dealt to
+    track serves the album and track concepts), so those songs join too: the
+    ones the album split holds keep their album part, the others are dealt to
     train/valid/test in the artist split's proportions. The label is the track id.
 
     Parameters
@@ -215,9 +266,13 @@ def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0) -> Sp
     catalog : the tracks (as given to :func:`artist_split`)
     artist : the artist split
     seed : seed of ``np.random.default_rng``
+    album : the album split, when there is one
     """
     rows = [(tid, tid, part) for tid, _, part in artist.rows]
+    album_part = {tid: part for tid, _, part in album.rows} if album is not None else {}
     unknown = sorted(t.track_id for t in catalog if not (t.artist or "").strip())
+    rows += [(tid, tid, album_part[tid]) for tid in unknown if tid in album_part]
+    unknown = [tid for tid in unknown if tid not in album_part]
     if unknown:
         parts = [part for _, _, part in artist.rows]
         n = len(unknown)
@@ -229,6 +284,83 @@ def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0) -> Sp
         rows += [(unknown[i], unknown[i], names[k]) for k, i in enumerate(order)]
         log.info("track split: the artist split plus %d song(s) without an artist", n)
     return Split(concept="track", rows=tuple(rows))
+
+
+def make_splits(
+    *,
+    catalog: Sequence[Track],
+    concepts: Iterable[str] = ("artist", "album", "track"),
+    n_artists: int | None = None,
+    songs_per_artist: int = 20,
+    artist_valid: int = 2,
+    artist_test: int = 2,
+    n_albums: int | None = None,
+    songs_per_album: int = 10,
+    album_valid: int = 1,
+    album_test: int = 1,
+    seed: int = 0,
+) -> dict[str, Split]:
+    """Every concept's split, drawn together so that held-out songs are held out everywhere.
+
+    The artist split is drawn first, then the album split keeping the artist
+    split's parts, then the track split (see the module docstring). Every split
+    the catalog can give is made, whichever ``concepts`` a run trains, so that
+    runs of different concepts on one catalog and seed share their held-out
+    songs; a split that a concept in ``concepts`` needs and the catalog cannot
+    give raises SplitError.
+
+    Parameters
+    ----------
+    catalog : the tracks (e.g. ``FeatureStore.catalog``)
+    concepts : the concepts that must get a split ("artist", "album", "track")
+    n_albums : None gives twice ``n_artists`` (the paper's rule), or every
+        qualifying album when ``n_artists`` is None too
+    the rest : as in :func:`artist_split` and :func:`album_split`
+
+    Returns
+    -------
+    dict with keys among "artist", "album", "track"
+    """
+    concepts = set(concepts)
+    out: dict[str, Split] = {}
+    try:
+        out["artist"] = artist_split(catalog=catalog, n_artists=n_artists, songs_per_artist=songs_per_artist,
+                                     n_valid=artist_valid, n_test=artist_test, seed=seed)
+    except SplitError as exc:
+        if concepts & {"artist", "track"}:
+            raise
+        log.info("no artist split (%s); the album split is drawn alone", exc)
+    if n_albums is None and n_artists is not None:
+        n_albums = 2 * n_artists
+    try:
+        out["album"] = album_split(catalog=catalog, n_albums=n_albums, songs_per_album=songs_per_album,
+                                   n_valid=album_valid, n_test=album_test, seed=seed, keep_parts=out.get("artist"))
+    except SplitError as exc:
+        if "album" in concepts:
+            raise
+        log.info("no album split (%s)", exc)
+    if "artist" in out:
+        out["track"] = track_split(catalog=catalog, artist=out["artist"], seed=seed, album=out.get("album"))
+    return out
+
+
+def held_out_overlap(splits: Mapping[str, Split]) -> dict[tuple[str, str], list[str]]:
+    """Songs that one concept holds out (valid/test) and another trains on.
+
+    Returns
+    -------
+    ``{(held_in, trained_in): sorted track ids}`` for every pair of concepts
+    that overlap; empty when the splits are disjoint.
+    """
+    held = {c: {t for t, _, p in s.rows if p != "train"} for c, s in splits.items()}
+    train = {c: {t for t, _, p in s.rows if p == "train"} for c, s in splits.items()}
+    out: dict[tuple[str, str], list[str]] = {}
+    for a in splits:
+        for b in splits:
+            both = held[a] & train[b]
+            if both:
+                out[(a, b)] = sorted(both)
+    return out
 
 
 def write_splits(splits: dict[str, Split], folder: str | Path) -> Path:
