@@ -22,7 +22,7 @@ from musicrep.evaluate import build_trials, load_split
 from musicrep.train import TrainConfig, make_run_splits, train
 
 SETTINGS = ["concept=joint", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=3", "epochs=2",
-            "valid_batches=1", "songs_per_artist=10", "songs_per_album=5", "tensorboard=false", "threads=1"]
+            "valid_batches=1", "songs_per_artist=6", "songs_per_album=5", "tensorboard=false", "threads=1"]
 
 
 def _config(seed: int) -> TrainConfig:

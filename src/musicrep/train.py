@@ -325,6 +325,85 @@ def _tensorboard(out_dir: Path, enabled: bool):
     return SummaryWriter(str(out_dir / "tb"))
 
 
+def _wrap(model: Encoder, config: TrainConfig, d: _Dist) -> torch.nn.Module:
+    """The module the steps call: DDP under several processes, compiled when asked."""
+    net: torch.nn.Module = model
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)  # the checkpoints keep saving the plain module's state_dict
+    return net
+
+
+def _write_run_files(out_dir: Path, splits: dict[str, Split] | None, config: TrainConfig, store, store_path: Path,
+                     d: _Dist, mean: float, std: float) -> None:
+    """config.yaml, run.json and (for a fresh run) the splits; a fresh run also drops an old DONE."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if splits is not None:
+        (out_dir / "DONE").unlink(missing_ok=True)
+        write_splits(splits, out_dir / "split")
+    save_config(config, out_dir / "config.yaml")
+    atomic_write_json(out_dir / "run.json", {"store": str(Path(store_path).resolve()), "world_size": d.world,
+                                             "feature_hash": store.feature_config.hash(),
+                                             "normalization": {"mean": mean, "std": std}})
+
+
+def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Optimizer, stream, state: TrainState, *,
+                config: TrainConfig, d: _Dist, bar=None) -> dict:
+    """``steps_per_epoch`` training steps; advances ``state`` and returns the epoch's training metrics.
+
+    Losses are reported per anchor whatever the reduction, so runs with other
+    batch sizes or reductions can be compared.
+    """
+    per_anchor = config.batch_size if config.loss_reduction == "sum" else 1
+    sums = {c: [0.0, 0.0] for c in config.concepts}
+    total = 0.0
+    t0 = time.perf_counter()
+    for _ in range(config.steps_per_epoch):
+        loss, losses, accs = train_step(net, model, optimizer, next(stream), config=config, step=state.step,
+                                        world=d.world, device=d.device)
+        state.step += 1
+        value = loss.item() / per_anchor
+        total += value
+        for c in config.concepts:
+            sums[c][0] += losses[c].item() / per_anchor
+            sums[c][1] += accs[c].item()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+    seconds = time.perf_counter() - t0
+    state.epoch += 1
+    n = config.steps_per_epoch
+    segments = config.batch_size * (2 + config.negatives) * len(config.concepts) * n * d.world
+    row = {"epoch": state.epoch, "step": state.step, "lr": optimizer.param_groups[0]["lr"], "train_loss": total / n,
+           "seconds": round(seconds, 3), "segments_per_s": round(segments / seconds, 1)}
+    for c in config.concepts:
+        row[f"train_loss_{c}"], row[f"train_acc_{c}"] = sums[c][0] / n, sums[c][1] / n
+    return row
+
+
+def _save_epoch(out_dir: Path, rows: list[dict], tb, payload: dict, *, config: TrainConfig, improved: bool) -> None:
+    """metrics.csv, tensorboard, best.pt (when improved) and last.pt, in that order."""
+    atomic_write_csv(out_dir / "metrics.csv", rows, _metric_columns(config.concepts))
+    if tb is not None:
+        for k, val in rows[-1].items():
+            if k not in ("epoch", "step"):
+                tb.add_scalar(k, float(val), rows[-1]["step"])
+    if improved:
+        save_checkpoint(payload, out_dir / "best.pt")
+    save_checkpoint(payload, out_dir / "last.pt")  # last: after best, so resume never skips a best
+
+
+def _record_weight_spread(model: Encoder, out_dir: Path, d: _Dist) -> None:
+    spread = _weight_spread(model, d)
+    if spread > 0:
+        log.warning("ranks ended with different weights (max difference %.3g)", spread)
+    if d.main:
+        info = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
+        atomic_write_json(out_dir / "run.json", {**info, "ddp_max_weight_diff": spread})
+
+
 # ---------------------------------------------------------------- the loop
 
 def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, resume: bool = False) -> Path:
@@ -355,41 +434,65 @@ def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, r
             dist.destroy_process_group()
 
 
-def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resume: bool, d: _Dist) -> Path:
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    if d.rank == 0:
-        # A kill during a checkpoint write leaves a hidden temp file; only this
-        # job writes checkpoints here, so any temp older than now is stale.
-        started = time.time()
-        for path in (last_path, best_path):
-            remove_stale_temps(path, older_than=started)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    elif d.world > 1 and d.device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", d.world))))
-    ckpt = None
-    if resume:
-        ckpt = read_checkpoint(last_path) if last_path.is_file() else None
-        if ckpt is None:
-            log.warning("%s: no last.pt to resume from; starting the run from the beginning", out_dir)
-        else:
-            _check_resumable(ckpt["config"], config, last_path)
-            if ckpt["feature_config"] != to_dict(store.feature_config):
-                raise ConfigError(f"{last_path}: the run was trained on features with other settings than "
-                                  f"{store_path}'s; resume with the store it was started on")
-    elif last_path.is_file():
-        raise ConfigError(f"{out_dir} already holds a run (last.pt); pass --resume to continue it "
-                          "or choose another output folder")
+@dataclasses.dataclass
+class TrainState:
+    """Where a run stands: what ``last.pt`` saves besides the weights and the optimizer."""
 
-    # Splits: made once and written beside the run; a resumed run reads them back.
-    if ckpt is not None:
-        splits = load_splits(out_dir / "split")
-    else:
-        splits = make_run_splits(catalog=store.catalog, config=config)
-    for s in splits.values():
-        check_in_catalog(s, store.catalog)
-    seg = store.feature_config.segment_frames
-    kw = {"negatives": config.negatives, "segment_frames": seg, "distinct_negatives": config.distinct_negatives}
+    epoch: int = 0
+    step: int = 0
+    best: float = math.inf
+    bad_epochs: int = 0
+
+    def finished(self, config: TrainConfig) -> bool:
+        return self.epoch >= config.epochs or self.bad_epochs >= config.patience
+
+    def update(self, value: float, monitor: str) -> bool:
+        """Record an epoch's monitored value; True when it is the best so far.
+
+        A non-finite value (a diverged epoch) never counts as an improvement.
+        """
+        sign = 1.0 if monitor == "valid_loss" else -1.0  # the monitor is minimised as sign * value
+        improved = math.isfinite(value) and (not math.isfinite(self.best) or sign * value < sign * self.best)
+        if improved:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
+def checkpoint_payload(model: Encoder, optimizer: torch.optim.Optimizer, state: TrainState, *,
+                       config: TrainConfig, feature_config) -> dict:
+    """Everything ``last.pt`` / ``best.pt`` hold: weights, optimizer, state, settings, RNG."""
+    return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.model_config),
+            "feature_config": to_dict(feature_config), "optimizer": optimizer.state_dict(),
+            "step": state.step, "epoch": state.epoch, "best_metric": state.best, "bad_epochs": state.bad_epochs,
+            "monitor": config.monitor, "config": to_dict(config), "concept": config.concept,
+            "rng": {"torch": torch.get_rng_state()}}
+
+
+def _resume_from(out_dir: Path, store, config: TrainConfig, *, resume: bool) -> dict | None:
+    """The checkpoint to resume from (None: a fresh run), after checking it fits."""
+    last_path = out_dir / "last.pt"
+    if not resume:
+        if last_path.is_file():
+            raise ConfigError(f"{out_dir} already holds a run (last.pt); pass --resume to continue it "
+                              "or choose another output folder")
+        return None
+    if not last_path.is_file():
+        log.warning("%s: no last.pt to resume from; starting the run from the beginning", out_dir)
+        return None
+    ckpt = read_checkpoint(last_path)
+    _check_resumable(ckpt["config"], config, last_path)
+    if ckpt["feature_config"] != to_dict(store.feature_config):
+        raise ConfigError(f"{last_path}: the run was trained on features with other settings than "
+                          f"{store.path}'s; resume with the store it was started on")
+    return ckpt
+
+
+def _samplers(store, store_path: Path, splits: dict[str, Split], config: TrainConfig):
+    """(train samplers, valid samplers, picklable train specs), one per concept."""
+    kw = {"negatives": config.negatives, "segment_frames": store.feature_config.segment_frames,
+          "distinct_negatives": config.distinct_negatives}
     train_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="train", **kw)
                for c in config.concepts}
     valid_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="valid", **kw)
@@ -398,7 +501,32 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
              for c in config.concepts]
     for s in list(train_s.values()) + list(valid_s.values()):
         log.info("%r", s)
+    return train_s, valid_s, specs
 
+
+def _set_threads(config: TrainConfig, d: _Dist) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    elif d.world > 1 and d.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", d.world))))
+
+
+def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resume: bool, d: _Dist) -> Path:
+    # ---- set-up: resume checks, splits, samplers
+    if d.main:
+        # A kill during a checkpoint write leaves a hidden temp file; only this
+        # job writes checkpoints here, so any temp older than now is stale.
+        for path in (out_dir / "last.pt", out_dir / "best.pt"):
+            remove_stale_temps(path, older_than=time.time())
+    _set_threads(config, d)
+    ckpt = _resume_from(out_dir, store, config, resume=resume)
+    # Splits: made once and written beside the run; a resumed run reads them back.
+    splits = load_splits(out_dir / "split") if ckpt is not None else make_run_splits(catalog=store.catalog, config=config)
+    for s in splits.values():
+        check_in_catalog(s, store.catalog)
+    train_s, valid_s, specs = _samplers(store, store_path, splits, config)
+
+    # ---- model, normalisation, optimizer
     torch.manual_seed(config.seed)
     model = make_encoder(config, n_mels=store.feature_config.n_mels)
     train_ids = sorted({t for c in config.concepts for t in concept_split(splits, c).track_ids("train")})
@@ -406,117 +534,50 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     model.set_normalization(mean, std)  # training-split statistics travel with the weights
     model.to(d.device)
     optimizer = _make_optimizer(model, config)
-    epoch = step = bad_epochs = 0
-    best = math.inf
+    state = TrainState()
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        epoch, step, best, bad_epochs = ckpt["epoch"], ckpt["step"], ckpt["best_metric"], ckpt["bad_epochs"]
+        state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["best_metric"], ckpt["bad_epochs"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        log.info("resuming %s at epoch %d, step %d", out_dir, epoch, step)
-    net = model
-    if d.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    if config.compile:
-        net = torch.compile(net)  # the checkpoints keep saving the plain module's state_dict
-
+        log.info("resuming %s at epoch %d, step %d", out_dir, state.epoch, state.step)
+    net = _wrap(model, config, d)
     if d.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:
-            (out_dir / "DONE").unlink(missing_ok=True)
-            write_splits(splits, out_dir / "split")
-        save_config(config, out_dir / "config.yaml")
-        atomic_write_json(out_dir / "run.json", {"store": str(Path(store_path).resolve()), "world_size": d.world,
-                                                 "feature_hash": store.feature_config.hash(),
-                                                 "normalization": {"mean": mean, "std": std}})
-    metrics_path = out_dir / "metrics.csv"
-    rows = _read_metrics(metrics_path, epoch) if ckpt is not None else []
-    columns = _metric_columns(config.concepts)
+        _write_run_files(out_dir, splits if ckpt is None else None, config, store, store_path, d, mean, std)
+    rows = _read_metrics(out_dir / "metrics.csv", state.epoch) if ckpt is not None else []
     tb = _tensorboard(out_dir, config.tensorboard) if d.main else None
-    sign = 1.0 if config.monitor == "valid_loss" else -1.0  # the monitor is minimised as sign * value
 
-    def payload() -> dict:
-        return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.model_config),
-                "feature_config": to_dict(store.feature_config), "optimizer": optimizer.state_dict(),
-                "step": step, "epoch": epoch, "best_metric": best, "bad_epochs": bad_epochs,
-                "monitor": config.monitor, "config": to_dict(config), "concept": config.concept,
-                "rng": {"torch": torch.get_rng_state()}}
-
-    segs_per_step = config.batch_size * (2 + config.negatives) * len(config.concepts)
-    # metrics.csv shows losses per anchor whatever the reduction, so runs with
-    # other batch sizes or reductions can be compared
-    per_anchor = config.batch_size if config.loss_reduction == "sum" else 1
-    total = config.epochs * config.steps_per_epoch
-    done = epoch >= config.epochs or bad_epochs >= config.patience
-    stream = None if done else batch_stream(
+    # ---- the loop: an epoch of steps, validation, metrics, checkpoints
+    stream = None if state.finished(config) else batch_stream(
         samplers=train_s, specs=specs, batch_size=config.batch_size, seed=config.seed, rank=d.rank,
-        start_step=step, num_workers=config.num_workers, prefetch=config.prefetch)
-    bar = progress.bar(total=total, initial=step, unit="step", desc=f"train {config.concept}") \
-        if d.main else contextlib.nullcontext()
+        start_step=state.step, num_workers=config.num_workers, prefetch=config.prefetch)
+    bar = progress.bar(total=config.epochs * config.steps_per_epoch, initial=state.step, unit="step",
+                       desc=f"train {config.concept}") if d.main else contextlib.nullcontext()
     model.train()
     try:
         with bar:
-            while not done:
-                t0 = time.perf_counter()
-                sums = {c: [0.0, 0.0] for c in config.concepts}
-                total_loss = 0.0
-                for _ in range(config.steps_per_epoch):
-                    batches = next(stream)
-                    loss, losses, accs = train_step(net, model, optimizer, batches, config=config, step=step,
-                                                    world=d.world, device=d.device)
-                    step += 1
-                    loss_value = loss.item() / per_anchor
-                    total_loss += loss_value
-                    for c in config.concepts:
-                        sums[c][0] += losses[c].item() / per_anchor
-                        sums[c][1] += accs[c].item()
-                    if d.main:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-                seconds = time.perf_counter() - t0
-                epoch += 1
+            while not state.finished(config):
+                row = train_epoch(net, model, optimizer, stream, state, config=config, d=d, bar=bar if d.main else None)
                 _sync_buffers(model, d)
-                v = validate(model, valid_s, config=config, d=d)
-                n = config.steps_per_epoch
-                row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                       "train_loss": total_loss / n, "seconds": round(seconds, 3),
-                       "segments_per_s": round(segs_per_step * n * d.world / seconds, 1), **v}
-                for c in config.concepts:
-                    row[f"train_loss_{c}"], row[f"train_acc_{c}"] = sums[c][0] / n, sums[c][1] / n
+                row.update(validate(model, valid_s, config=config, d=d))
                 rows.append(row)
-                improved = sign * v[config.monitor] < sign * best if math.isfinite(best) else True
-                if improved:
-                    best, bad_epochs = v[config.monitor], 0
-                else:
-                    bad_epochs += 1
-                done = epoch >= config.epochs or bad_epochs >= config.patience
-                log.info("epoch %d: train_loss %.4f valid_loss %.4f valid_acc %.3f%s", epoch, row["train_loss"],
-                         v["valid_loss"], v["valid_acc"], " (best)" if improved else "")
+                improved = state.update(row[config.monitor], config.monitor)
+                log.info("epoch %d: train_loss %.4f valid_loss %.4f valid_acc %.3f%s", state.epoch, row["train_loss"],
+                         row["valid_loss"], row["valid_acc"], " (best)" if improved else "")
                 if d.main:
-                    atomic_write_csv(metrics_path, rows, columns)
-                    if tb is not None:
-                        for k, val in row.items():
-                            if k not in ("epoch", "step"):
-                                tb.add_scalar(k, float(val), step)
-                    state = payload()
-                    if improved:
-                        save_checkpoint(state, best_path)
-                    save_checkpoint(state, last_path)  # last: after best, so resume never skips a best
-                if bad_epochs >= config.patience:
-                    log.info("early stop: %s did not improve for %d epochs", config.monitor, bad_epochs)
+                    _save_epoch(out_dir, rows, tb, checkpoint_payload(
+                        model, optimizer, state, config=config, feature_config=store.feature_config),
+                        config=config, improved=improved)
+                if state.bad_epochs >= config.patience:
+                    log.info("early stop: %s did not improve for %d epochs", config.monitor, state.bad_epochs)
     finally:
         if stream is not None:
             stream.close()
         if tb is not None:
             tb.close()
     if d.world > 1:
-        spread = _weight_spread(model, d)
-        if spread > 0:
-            log.warning("ranks ended with different weights (max difference %.3g)", spread)
-        if d.main:
-            info = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
-            atomic_write_json(out_dir / "run.json", {**info, "ddp_max_weight_diff": spread})
+        _record_weight_spread(model, out_dir, d)
     if d.main:
-        atomic_write_text(out_dir / "DONE", f"epoch {epoch} step {step} best {config.monitor} {best:.6g}\n")
+        atomic_write_text(out_dir / "DONE", f"epoch {state.epoch} step {state.step} best {config.monitor} "
+                                            f"{state.best:.6g}\n")
     return out_dir
