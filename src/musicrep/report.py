@@ -21,7 +21,7 @@ from .catalog import slugify
 from .errors import ConfigError
 from .evaluate import CONCEPTS, HoldoutResult
 from .io import atomic_path, atomic_write_json, atomic_write_text
-from .sweep import SweepResult
+from .sweep import SweepResult, format_value, value_order
 from .transfer import DISPLAY, TransferResult
 
 log = logging.getLogger(__name__)
@@ -84,21 +84,28 @@ def _ordered(names: Sequence[str]) -> list[str]:
 
 
 def table1(holdout: HoldoutResult) -> str:
-    """Table 1: rows = models (artist/album/track/joint), columns = concepts."""
+    """Table 1: rows = models (artist/album/track/joint), columns = concepts, with song-bootstrap intervals."""
     concepts = [c for c in CONCEPTS if c in holdout.concepts]
-    rows = [[f"{m}"] + [_fmt(holdout.accuracy[m].get(c)) for c in concepts] for m in _ordered(holdout.models)]
+    rows = [[f"{m}"] + [holdout.cell(m, c) if c in holdout.accuracy[m] else "–" for c in concepts]
+            for m in _ordered(holdout.models)]
     rows.append(["chance (random guess)"] + [_fmt(holdout.chance) for _ in concepts])
+    if holdout.n_songs:
+        rows.append(["test songs (labels)"] + [f"{holdout.n_songs.get(c, '?')} ({holdout.n_labels.get(c, '?')})"
+                                               for c in concepts])
     pub = PUBLISHED["holdout"]
     for m, vals in pub.items():
         rows.append([f"*{m}: {PUBLISHED['source']}*"] + [f"*{_fmt(vals.get(c))}*" for c in concepts])
     text = _md_table(["model \\ concept"] + concepts, rows)
     note = (f"\n\n{holdout.n_trials} fixed trials per concept (seed {holdout.seed}), the same for every model; "
-            f"{holdout.n_negatives} negatives per trial, so chance is {holdout.chance:.3f}. Binomial standard "
-            f"error at most {max([v for m in holdout.stderr.values() for v in m.values()] or [0]):.3f}.")
+            f"{holdout.n_negatives} negatives per trial, so chance is {holdout.chance:.3f}. In brackets: the 95% "
+            "interval of a bootstrap over the test songs (all of a song's trials resampled together), which is "
+            "what the number of distinct test songs allows, not the trial count.")
     for c, why in holdout.skipped.items():
         note += f" The {c} concept was not evaluated: {why}."
     if holdout.n_negatives != 4:
         note += " The published row used 4 negatives: not the same setting."
+    for w in holdout.warnings:
+        note += f"\n\n**Warning:** {w}"
     return text + note
 
 
@@ -122,7 +129,7 @@ def table2(results: Sequence[TransferResult]) -> str:
         cells = [f"{r.dataset} ({len(r.classes)} classes, test {r.counts.get('test', 0)})"]
         for m in models + bases:
             res = r.methods.get(m)
-            cells.append(_fmt(res.accuracy_mean, res.accuracy_std) if res else "–")
+            cells.append(_probe_cell(res) if res else "–")
         cells.append(_fmt(r.majority))
         rows.append(cells)
         pub = _published_transfer(r.dataset)
@@ -131,19 +138,42 @@ def table2(results: Sequence[TransferResult]) -> str:
     return _md_table(header, rows)
 
 
+def _probe_cell(res: Any) -> str:
+    """``mean ± std [95% interval]`` of a probe's trials."""
+    text = _fmt(res.accuracy_mean, res.accuracy_std)
+    low, high = getattr(res, "ci95_low", None), getattr(res, "ci95_high", None)
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def _sweep_label(result: SweepResult) -> str:
+    return {"negatives": "negatives N", "artists": "artists"}.get(result.kind, result.field or result.kind)
+
+
 def table_sweep(result: SweepResult) -> str:
-    """Tables 3/4: one row per swept value: transfer accuracy and hold-out accuracies."""
+    """Tables 3/4 and grids: one row per value: validation accuracy (which selects), then test figures."""
     concepts = [c for c in CONCEPTS if any(c in p.holdout for p in result.points)]
-    label = {"negatives": "negatives N", "artists": "artists"}.get(result.kind, result.kind)
-    header = [label, f"transfer ({result.dataset})"] + [f"hold-out {c}" for c in concepts]
+    with_transfer = any(p.transfer for p in result.points)
+    header = ["", _sweep_label(result), "valid acc (selects)"]
+    header += [f"transfer ({result.dataset})"] if with_transfer else []
+    header += [f"hold-out {c}" for c in concepts]
     rows = []
-    for p in sorted(result.points, key=lambda p: p.value):
+    chosen = result.selected_point
+    for p in sorted(result.points, key=lambda p: value_order(p.value)):
+        mark = "**→**" if p is chosen else ""
         if p.status != "done":
-            rows.append([str(p.value), f"failed: {p.error}"] + ["–" for _ in concepts])
+            rows.append([mark, format_value(p.value), f"failed: {p.error}"] + ["–"] * (len(header) - 3))
             continue
-        rows.append([str(p.value), _fmt(p.transfer.get("mean"), p.transfer.get("std"))]
-                    + [_fmt(p.holdout.get(c)) for c in concepts])
-    return _md_table(header, rows)
+        row = [mark, format_value(p.value), _fmt(p.validation.get("valid_acc"))]
+        if with_transfer:
+            row.append(_fmt(p.transfer.get("mean"), p.transfer.get("std")) if p.transfer else "–")
+        rows.append(row + [_fmt(p.holdout.get(c)) for c in concepts])
+    text = _md_table(header, rows)
+    if chosen is not None:
+        text += (f"\n\nSelected by validation accuracy (never by test): {_sweep_label(result)} = "
+                 f"{format_value(chosen.value)}. Hold-out columns are test figures, shown, not used.")
+    return text
 
 
 # --------------------------------------------------------------------------- figures
@@ -269,23 +299,30 @@ def plot_confusion(result: TransferResult, method: str, path: Path) -> Path:
 def plot_sweep(result: SweepResult, path: Path) -> Path:
     """Transfer accuracy (± std) and hold-out accuracies against the swept value (log x)."""
     plt = _plt()
-    pts = sorted((p for p in result.points if p.status == "done"), key=lambda p: p.value)
+    pts = sorted((p for p in result.points if p.status == "done"), key=lambda p: value_order(p.value))
     fig, ax = plt.subplots(figsize=(6, 4))
+    numeric = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in pts)
     if pts:
-        x = [p.value for p in pts]
-        ax.errorbar(x, [p.transfer["mean"] for p in pts], yerr=[p.transfer["std"] for p in pts],
-                    marker="o", capsize=3, label=f"transfer ({result.dataset})")
+        x = [p.value for p in pts] if numeric else list(range(len(pts)))
+        if any(p.transfer for p in pts):
+            tp = [(xi, p) for xi, p in zip(x, pts) if p.transfer]
+            ax.errorbar([xi for xi, _ in tp], [p.transfer["mean"] for _, p in tp],
+                        yerr=[p.transfer.get("std", 0.0) for _, p in tp], marker="o", capsize=3,
+                        label=f"transfer ({result.dataset})")
+        if any("valid_acc" in p.validation for p in pts):
+            ax.plot(x, [p.validation.get("valid_acc", np.nan) for p in pts], marker="s", label="validation (selects)")
         for c in CONCEPTS:
             if all(c in p.holdout for p in pts):
-                ax.plot(x, [p.holdout[c] for p in pts], marker=".", linestyle="--", label=f"hold-out {c}")
-        if len(set(x)) > 1 and min(x) > 0:
+                ax.plot(x, [p.holdout[c] for p in pts], marker=".", linestyle="--", label=f"hold-out {c} (test)")
+        # counts (negatives, artists) on a log2 axis; settings like margins on a linear one
+        if numeric and result.kind in ("negatives", "artists") and len(set(x)) > 1 and min(x) > 0:
             ax.set_xscale("log", base=2)
-        ax.set_xticks(x, [str(v) for v in x])
-    ax.set_xlabel({"negatives": "negatives N", "artists": "artists"}.get(result.kind, result.kind))
+        ax.set_xticks(x, [format_value(p.value) for p in pts])
+    ax.set_xlabel(_sweep_label(result))
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(f"sweep: {result.kind}")
+    ax.set_title(f"sweep: {_sweep_label(result)} ({result.concept or 'joint'} model)")
     return _savefig(fig, path)
 
 
@@ -335,10 +372,16 @@ def write_report(
     if holdout is not None:
         md += ["", "## Table 1: hold-out positive/negative prediction", "", table1(holdout)]
     if transfers:
-        md += ["", "## Table 2: transfer to genre classification (linear probe, test accuracy)", "", table2(transfers)]
+        columns = sorted({getattr(r, "label_column", "") or "genre" for r in transfers})
+        md += ["", f"## Table 2: transfer to {' / '.join(columns)} classification (linear probe, test accuracy)",
+               "", table2(transfers)]
+        md.append("\nmean ± std over the probe's trials [95% interval of the mean, Student t].")
         for r in transfers:
-            md.append(f"\n{r.dataset}: split {r.split_source}; " + ", ".join(f"{k} {v}" for k, v in r.counts.items())
+            md.append(f"\n{r.dataset}: label column `{getattr(r, 'label_column', '') or 'genre'}`; split "
+                      f"{r.split_source}; " + ", ".join(f"{k} {v}" for k, v in r.counts.items())
                       + f"; classes {', '.join(r.classes)}.")
+            for w in getattr(r, "warnings", []):
+                md.append(f"\n**Warning ({r.dataset}):** {w}")
             models = [m for m in _ordered(list(r.methods)) if m not in TABLE2_BASELINES]
             for method in ([models[-1]] if models else []) + [b for b in ("genres",) if b in r.methods]:
                 name = f"confusion-{slugify(r.dataset)}-{slugify(method)}"
@@ -348,7 +391,7 @@ def write_report(
     for s in sweeps:
         number = {"negatives": 3, "artists": 4}.get(s.kind)
         head = f"Table {number}: " if number else ""
-        md += ["", f"## {head}sweep over {s.kind} (joint model)", "", table_sweep(s)]
+        md += ["", f"## {head}sweep over {_sweep_label(s)} ({s.concept or 'joint'} model)", "", table_sweep(s)]
         fig(f"sweep-{s.kind}", plot_sweep(s, figs / f"sweep-{slugify(s.kind)}.png"))
     for run in runs:
         fig(f"curves-{Path(run).name}", plot_curves(run, figs / f"curves-{slugify(Path(run).name)}.png"))

@@ -1,115 +1,294 @@
-"""Ablation sweeps: the paper's Table 3 (number of negatives) and Table 4 (number of artists).
+"""Sweeps over one training setting: the paper's margin grid search and Tables 3-4.
 
-For each value, a joint model is trained with that one setting changed (through
-:func:`musicrep.train.train`) and put through the transfer test (and, by default,
-the hold-out test). Layout of ``SWEEP/``::
+A sweep trains one model per value of one setting (through
+:func:`musicrep.train.train`), with every other setting fixed. The setting is
+either a legacy kind of the paper's ablations (``negatives``: Table 3,
+``artists``: Table 4, i.e. the field ``n_artists``; both train joint models) or
+the name of any :class:`musicrep.train.TrainConfig` field, e.g. ``margin_artist``
+(the grid search behind the paper's margins 0.4 / 0.25 / 0.1), ``lr`` or
+``width``. Values are parsed and range-checked like ``--set`` overrides, all of
+them before anything trains.
 
-    sweep.json                 what the sweep varies and its fixed settings
-    negatives-4/run/           the training run of the point (resumable by train)
-    negatives-4/result.json    the point's numbers, written atomically
-    negatives-4/DONE           written last: a rerun skips this point
+Which concept trains: the ``concept`` argument when given; otherwise joint for
+the legacy kinds, ``<c>`` for a ``margin_<c>`` sweep, and the base config's
+concept for any other setting.
 
-A killed sweep resumes: finished points are skipped, a half-trained run is
-resumed by ``train(..., resume=True)``, and a run that finished training but not
-evaluation is only evaluated. A point that fails (e.g. a collection with fewer
-artists than asked for) is logged, left without ``DONE``, and the sweep goes on.
+Each point records the validation figures of its run at the best checkpoint
+(read from ``metrics.csv``), and, when asked, the hold-out test and the transfer
+test. The sweep's :attr:`SweepResult.selected` value is chosen on validation
+accuracy only: test figures are shown, never used to choose. Layout of ``SWEEP/``::
+
+    sweep.json                     what the sweep varies and its fixed settings
+    margin_artist-0.4/run/         the training run of the point (resumable by train)
+    margin_artist-0.4/result.json  the point's numbers, written atomically
+    margin_artist-0.4/DONE         written last: a rerun skips this point
+
+(The folder prefix is the sweep's kind: ``negatives-4`` and ``artists-500`` for
+the legacy kinds, as older sweeps wrote them.) A killed sweep resumes: finished
+points are skipped, a half-trained run is resumed by ``train(..., resume=True)``,
+and a run that finished training but not evaluation is only evaluated. A point
+that fails (e.g. a collection with fewer artists than asked for) is logged, left
+without ``DONE``, and the sweep goes on.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import logging
+import math
+import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .config import to_dict
+import yaml
+
+from .config import load_config, to_dict
 from .errors import ConfigError, MusicrepError
 from .io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-#: TrainConfig field names that a sweep kind varies, tried in order
+#: legacy sweep kinds (Tables 3 and 4) -> the TrainConfig field they vary, tried in order
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "negatives": ("negatives", "n_negatives", "num_negatives"),
     "artists": ("n_artists", "artists", "num_artists"),
 }
 KINDS: tuple[str, ...] = tuple(KIND_FIELDS)
+MARGIN_PREFIX = "margin_"
 
 
 @dataclasses.dataclass
 class SweepPoint:
-    """One finished (or failed) point; ``transfer`` = {"mean", "std", "accuracies"}."""
+    """One finished (or failed) point.
 
-    value: int
+    ``value`` is the swept setting's value (int, float, str, bool or None);
+    ``validation`` = {"epoch", "monitor", "valid_loss", "valid_acc", "valid_loss_<c>",
+    "valid_acc_<c>"...} at the run's best checkpoint; ``transfer`` = {"mean", "std",
+    "accuracies", "dataset"} (empty without a transfer store); ``holdout`` = test
+    accuracy per concept (empty when skipped).
+    """
+
+    value: Any
     status: str
     run: str
     transfer: dict = dataclasses.field(default_factory=dict)
     holdout: dict = dataclasses.field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    validation: dict = dataclasses.field(default_factory=dict)
+    concept: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SweepPoint":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclasses.dataclass
 class SweepResult:
-    """All points of a sweep, in the order of ``values``."""
+    """All points of a sweep, in the order of ``values`` (``load_sweep``: increasing value)."""
 
     kind: str
     points: list[SweepPoint]
     dataset: str = ""
     path: str = ""
+    field: str = ""
+    concept: str = ""
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "selected": self.selected}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "SweepResult":
-        return cls(kind=data["kind"], points=[SweepPoint(**p) for p in data["points"]],
-                   dataset=data.get("dataset", ""), path=data.get("path", ""))
+        return cls(kind=data["kind"], points=[SweepPoint.from_dict(p) for p in data["points"]],
+                   dataset=data.get("dataset", ""), path=data.get("path", ""),
+                   field=data.get("field", ""), concept=data.get("concept", ""))
 
     @property
     def failed(self) -> list[SweepPoint]:
         return [p for p in self.points if p.status != "done"]
 
+    @property
+    def selected_point(self) -> SweepPoint | None:
+        """The finished point with the highest validation accuracy (ties: the lower value).
+
+        Chosen on validation accuracy, not validation loss: the hinge loss
+        ``max(0, margin - cos(a, p) + cos(a, n))`` grows with the margin, so
+        losses of runs with different margins (or negatives, or reductions) are not
+        on one scale, while accuracy (does the positive beat every negative?) is.
+        Test figures (hold-out, transfer) are never looked at.
+        """
+        best: SweepPoint | None = None
+        for p in sorted(self.points, key=lambda p: value_order(p.value)):
+            acc = p.validation.get("valid_acc") if p.status == "done" else None
+            if acc is None or not math.isfinite(acc):
+                continue
+            if best is None or acc > best.validation["valid_acc"]:
+                best = p
+        return best
+
+    @property
+    def selected(self) -> Any:
+        """The selected value (see :attr:`selected_point`); None when no point has validation figures."""
+        p = self.selected_point
+        return None if p is None else p.value
+
     def table(self) -> str:
-        """Plain-text table: value, transfer accuracy, hold-out accuracies."""
+        """Plain-text table: value, validation accuracy at the best epoch, transfer, hold-out.
+
+        The selected row is marked ``*``; the test columns are for reading, not choosing.
+        """
         seen = {c for p in self.points for c in p.holdout}
         concepts = [c for c in ("artist", "album", "track") if c in seen] + sorted(seen - {"artist", "album", "track"})
-        head = f"{self.kind:>10}" + f"{'transfer':>18}" + "".join(f"{c:>9}" for c in concepts)
-        lines = [head]
+        show_tr = any(p.transfer for p in self.points)
+        head = ["", self.kind, "valid_acc", "epoch"] + (["transfer"] if show_tr else []) \
+            + [f"holdout_{c}" for c in concepts]
+        chosen = self.selected_point
+        rows, failed = [], {}
         for p in self.points:
+            mark = "*" if p is chosen else ""
+            v = p.validation
+            row = [mark, format_value(p.value), _num(v.get("valid_acc")), str(v.get("epoch", "-"))]
+            if show_tr:
+                row.append(f"{p.transfer['mean']:.3f}+-{p.transfer['std']:.3f}" if p.transfer else "-")
+            rows.append(row + [_num(p.holdout.get(c)) for c in concepts])
             if p.status != "done":
-                lines.append(f"{p.value:>10}  failed: {p.error}")
-                continue
-            tr = f"{p.transfer['mean']:.3f} +- {p.transfer['std']:.3f}" if p.transfer else "-"
-            lines.append(f"{p.value:>10}{tr:>18}" + "".join(f"{p.holdout.get(c, float('nan')):>9.3f}" for c in concepts))
-        return "\n".join(lines)
+                failed[len(rows) - 1] = f"failed: {p.error}"
+        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+
+        def fmt(cells: list[str]) -> str:
+            return " ".join([f"{cells[0]:<{widths[0]}}"] + [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:])])
+
+        lines = [fmt(head)] + [fmt(r[:2]) + f"  {failed[k]}" if k in failed else fmt(r) for k, r in enumerate(rows)]
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
+
+
+def value_order(value: Any) -> tuple:
+    """Sort key for swept values of any type: None, then numbers by size, then text."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, (bool, int, float)):
+        return (1, float(value), "")
+    if isinstance(value, str):
+        return (2, 0.0, value)
+    return (3, 0.0, json.dumps(value, sort_keys=True))
+
+
+def format_value(value: Any) -> str:
+    """How a value is written in tables, messages and ``--set`` overrides (``0.4``, ``true``, ``none``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # shortest text that reads back as the same float: 0.4, 1e-05
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def point_name(kind: str, value: Any) -> str:
+    """The point's folder name, ``{kind}-{value}``, with characters outside ``[A-Za-z0-9._+-]`` as ``_``."""
+    return f"{kind}-" + re.sub(r"[^A-Za-z0-9._+-]", "_", format_value(value))
 
 
 def sweep_field(kind: str, config: Any) -> str:
-    """The TrainConfig field a sweep of ``kind`` changes."""
-    if kind not in KIND_FIELDS:
-        raise ConfigError(f"sweep kind {kind!r} is not one of {list(KINDS)}")
-    names = {f.name for f in dataclasses.fields(config)}
-    for name in KIND_FIELDS[kind]:
-        if name in names:
-            return name
-    raise ConfigError(f"{type(config).__name__} has no setting for the number of {kind} (looked for {KIND_FIELDS[kind]})")
+    """The TrainConfig field a sweep of ``kind`` changes (a legacy kind or a field name)."""
+    names = [f.name for f in dataclasses.fields(config)]
+    if kind in KIND_FIELDS:
+        for name in KIND_FIELDS[kind]:
+            if name in names:
+                return name
+        raise ConfigError(f"{type(config).__name__} has no setting for the number of {kind} "
+                          f"(looked for {KIND_FIELDS[kind]})")
+    if kind in names:
+        return kind
+    raise ConfigError(f"cannot sweep {kind!r}: it is neither a legacy kind ({', '.join(KINDS)}) nor a training "
+                      f"setting; training settings: {', '.join(names)}")
 
 
-def point_config(kind: str, value: int, base: Any) -> Any:
-    """``base`` with the swept setting set to ``value``, trained jointly.
+def sweep_concept(kind: str, base: Any, concept: str | None = None) -> str | None:
+    """The concept a sweep trains: ``concept`` if given, else joint (legacy kinds),
+    ``<c>`` (a ``margin_<c>`` sweep) or the base config's."""
+    if kind == "concept":
+        return None  # each point's value is its concept
+    if concept is not None:
+        return concept
+    if kind in KIND_FIELDS:
+        return "joint"
+    if kind.startswith(MARGIN_PREFIX):
+        return kind[len(MARGIN_PREFIX):]
+    return getattr(base, "concept", None)
+
+
+def point_config(kind: str, value: Any, base: Any, *, concept: str | None = None) -> Any:
+    """``base`` with the swept setting set to ``value`` (parsed and range-checked like
+    ``--set``), training the concept :func:`sweep_concept` names.
 
     (With ``n_albums`` unset, training uses twice as many albums as artists, as
     the paper's album split does.)
     """
-    if value < 1:
-        raise ConfigError(f"sweep value {value} must be a positive integer")
-    changes: dict[str, Any] = {sweep_field(kind, base): value}
-    names = {f.name for f in dataclasses.fields(base)}
-    if "concept" in names:
-        changes["concept"] = "joint"
-    return dataclasses.replace(base, **changes)
+    field = sweep_field(kind, base)
+    overrides = []
+    train_concept = sweep_concept(kind, base, concept)
+    if train_concept is not None and "concept" in {f.name for f in dataclasses.fields(base)}:
+        overrides.append(f"concept={train_concept}")
+    overrides.append(f"{field}={value if isinstance(value, str) else json.dumps(value)}")  # the field wins over concept
+    config = load_config(type(base), None, overrides, base=base)
+    if field.startswith(MARGIN_PREFIX) and hasattr(config, "concepts") \
+            and field[len(MARGIN_PREFIX):] not in config.concepts:
+        raise ConfigError(f"a {field} sweep changes nothing in a {config.concept} model; "
+                          f"train concept={field[len(MARGIN_PREFIX):]} or concept=joint")
+    return config
+
+
+def explicit_settings(path: str | Path | None, overrides: Iterable[str]) -> set[str]:
+    """Top-level setting names a YAML file and ``key=value`` overrides set (e.g. to tell a
+    ``--set concept=...`` from the default concept)."""
+    names = {item.split("=", 1)[0].strip().split(".")[0] for item in overrides if "=" in item}
+    if path is not None and Path(path).is_file():
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        names |= set(loaded) if isinstance(loaded, dict) else set()
+    return names
+
+
+def read_validation(run_dir: str | Path, *, monitor: str = "valid_loss") -> dict:
+    """Validation figures of a run at its best checkpoint.
+
+    The best epoch is the first row of ``metrics.csv`` with the lowest
+    ``valid_loss`` (monitor ``valid_loss``) or the highest ``valid_acc`` (monitor
+    ``valid_acc``), as training picks ``best.pt``; the monitor comes from the run's
+    ``config.yaml`` (``monitor`` if it has none). Returns {} without a metrics.csv.
+    """
+    run = Path(run_dir)
+    cfg = run / "config.yaml"
+    if cfg.is_file():
+        monitor = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("monitor", monitor)
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [{k: _float(v) for k, v in r.items() if k == "epoch" or k.startswith("valid_")}
+                for r in csv.DictReader(fh)]
+    sign = -1.0 if monitor == "valid_acc" else 1.0  # the monitor is minimised as sign * value
+    rows = [r for r in rows if math.isfinite(r.get(monitor, math.nan))]
+    if not rows:
+        return {}
+    best = min(rows, key=lambda r: sign * r[monitor])  # min keeps the first of equal rows
+    return {"epoch": int(best["epoch"]), "monitor": monitor, **{k: v for k, v in best.items() if k != "epoch"}}
+
+
+def _float(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _default_train() -> Callable[..., Any]:
@@ -125,11 +304,11 @@ def _default_config() -> Any:
 
 
 def _check_manifest(out: Path, manifest: dict) -> None:
-    import json
-
     path = out / "sweep.json"
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("kind") in KIND_FIELDS:
+            old.setdefault("concept", "joint")  # sweeps written before the concept was recorded
         fixed = {k: v for k, v in manifest.items() if k != "values"}
         old_fixed = {k: v for k, v in old.items() if k != "values"}
         if fixed != old_fixed:
@@ -138,101 +317,142 @@ def _check_manifest(out: Path, manifest: dict) -> None:
                 f"{out} holds a sweep with other settings ({', '.join(diff)} differ); "
                 "use another output folder to keep both"
             )
-        manifest = {**manifest, "values": sorted(set(old.get("values", [])) | set(manifest["values"]))}
+        values = {json.dumps(v): v for v in old.get("values", []) + manifest["values"]}
+        manifest = {**manifest, "values": sorted(values.values(), key=value_order)}
     atomic_write_json(path, manifest)
+
+
+def _point_configs(kind: str, values: Sequence[Any], base: Any, concept: str | None) -> dict[str, tuple[Any, Any]]:
+    """{folder name: (value, config)} for every value, all checked before anything trains."""
+    field = sweep_field(kind, base)
+    out: dict[str, tuple[Any, Any]] = {}
+    for raw in values:
+        config = point_config(kind, raw, base, concept=concept)
+        value = to_dict(config)[field]  # the parsed value, as JSON holds it
+        name = point_name(kind, value)
+        if name in out and out[name][0] != value:
+            raise ConfigError(f"{kind} values {format_value(out[name][0])!r} and {format_value(value)!r} "
+                              f"would share the folder {name}; rename one")
+        out[name] = (value, config)
+    return out
 
 
 def run_sweep(
     *,
     kind: str,
-    values: Sequence[int],
+    values: Sequence[Any],
     store: str | Path,
-    transfer_store: str | Path,
+    transfer_store: str | Path | None = None,
     out_dir: str | Path,
     train_config: Any = None,
     transfer_config: Any = None,
     holdout_trials: int = 1000,
     train_fn: Callable[..., Any] | None = None,
+    concept: str | None = None,
 ) -> SweepResult:
-    """Train and evaluate one joint model per value; skip finished points.
+    """Train and evaluate one model per value; skip finished points.
 
     Parameters
     ----------
-    kind : "negatives" (Table 3) or "artists" (Table 4)
-    values : the settings to try, e.g. (1, 2, 4, 8, 16)
+    kind : "negatives" (Table 3), "artists" (Table 4), or any TrainConfig field
+        name, e.g. "margin_artist" (the paper's margin grid search)
+    values : the settings to try, e.g. (1, 2, 4, 8, 16) or ("0.1", "0.2"); parsed
+        and range-checked with the field's type, all before anything trains
     store : feature store the models train on
-    transfer_store : genre-labelled feature store for the transfer test
+    transfer_store : genre-labelled feature store for the transfer test; None skips it
     out_dir : the sweep folder (see the module docstring)
     train_config : base :class:`musicrep.train.TrainConfig` (defaults otherwise)
     transfer_config : :class:`musicrep.transfer.TransferConfig` (defaults otherwise)
     holdout_trials : hold-out trials per concept per point; 0 skips the hold-out test
     train_fn : ``train(store_path, out_dir, config, *, resume)``; :func:`musicrep.train.train` by default
+    concept : the concept to train, overriding the sweep's default (see :func:`sweep_concept`)
 
     Returns
     -------
-    SweepResult with one point per value (failed points carry ``status="failed"``)
+    SweepResult with one point per value (failed points carry ``status="failed"``);
+    ``result.selected`` is the value with the best validation accuracy
     """
-    from .evaluate import holdout_runs
-    from .transfer import TransferConfig, transfer
-
     if not values:
         raise ConfigError("a sweep needs at least one value")
     train_fn = train_fn or _default_train()
     base = train_config if train_config is not None else _default_config()
-    tcfg = transfer_config if transfer_config is not None else TransferConfig()
-    configs = {int(v): point_config(kind, int(v), base) for v in values}  # validates every value first
+    configs = _point_configs(kind, values, base, concept)  # validates every value first
+    field = sweep_field(kind, base)
+    train_concept = sweep_concept(kind, base, concept)
+    tcfg = None
+    if transfer_store is not None:
+        from .transfer import TransferConfig
+
+        tcfg = transfer_config if transfer_config is not None else TransferConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_manifest(out, {
-        "kind": kind, "field": sweep_field(kind, base), "values": sorted(configs),
-        "store": str(Path(store).resolve()), "transfer_store": str(Path(transfer_store).resolve()),
-        "train_config": to_dict(base), "transfer_config": to_dict(tcfg), "holdout_trials": holdout_trials,
+        "kind": kind, "field": field, "concept": train_concept,
+        "values": sorted((v for v, _ in configs.values()), key=value_order),
+        "store": str(Path(store).resolve()),
+        "transfer_store": str(Path(transfer_store).resolve()) if transfer_store is not None else None,
+        "train_config": to_dict(base), "transfer_config": to_dict(tcfg) if tcfg is not None else None,
+        "holdout_trials": holdout_trials,
     })
     points = []
-    for value, config in configs.items():
-        pdir = out / f"{kind}-{value}"
+    for name, (value, config) in configs.items():
+        pdir = out / name
+        label = f"{field}={format_value(value)}"
         if (pdir / "DONE").is_file() and (pdir / "result.json").is_file():
-            log.info("%s=%d: finished earlier; skipped", kind, value)
+            log.info("%s: finished earlier; skipped", label)
             points.append(_read_point(pdir))
             continue
         run_dir = pdir / "run"
+        point_concept = getattr(config, "concept", train_concept) or "model"
         t0 = time.perf_counter()
         try:
             if not (run_dir / "DONE").is_file():
-                log.info("%s=%d: training a joint model in %s", kind, value, run_dir)
+                log.info("%s: training a %s model in %s", label, point_concept, run_dir)
                 train_fn(store, run_dir, config, resume=run_dir.exists())
-            tr = transfer({"joint": run_dir}, store=transfer_store, config=tcfg, baselines=())
-            res = tr.methods["joint"]
-            point = SweepPoint(
-                value=value, status="done", run=str(run_dir),
-                transfer={"mean": res.accuracy_mean, "std": res.accuracy_std, "accuracies": res.accuracies,
-                          "dataset": tr.dataset},
-            )
-            if holdout_trials > 0:
-                ho = holdout_runs([run_dir], store=store, n_trials=holdout_trials)
-                point.holdout = dict(ho.accuracy[ho.models[0]])
+            point = SweepPoint(value=value, status="done", run=str(run_dir), concept=point_concept,
+                               validation=read_validation(run_dir, monitor=getattr(config, "monitor", "valid_loss")))
+            _test_point(point, store=store, transfer_store=transfer_store, transfer_config=tcfg,
+                        holdout_trials=holdout_trials)
         except MusicrepError as exc:
-            log.error("%s=%d failed: %s", kind, value, exc)
-            points.append(SweepPoint(value=value, status="failed", run=str(run_dir), error=str(exc)))
+            log.error("%s failed: %s", label, exc)
+            points.append(SweepPoint(value=value, status="failed", run=str(run_dir), error=str(exc),
+                                     concept=point_concept))
             continue
         point.seconds = round(time.perf_counter() - t0, 1)
         atomic_write_json(pdir / "result.json", dataclasses.asdict(point))
-        atomic_write_text(pdir / "DONE", f"{kind}={value}\n")  # written last
+        atomic_write_text(pdir / "DONE", f"{label}\n")  # written last
         points.append(point)
-    return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name, path=str(out))
+    return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name if transfer_store else "",
+                       path=str(out), field=field, concept=train_concept or "")
+
+
+def _test_point(point: SweepPoint, *, store: str | Path, transfer_store: str | Path | None, transfer_config: Any,
+                holdout_trials: int) -> None:
+    """Fill ``point.transfer`` and ``point.holdout`` (test figures: reported, never used to select)."""
+    from .evaluate import holdout_runs
+
+    if transfer_store is not None:
+        from .transfer import transfer
+
+        # the model is named by its concept, as transfer tables name runs
+        tr = transfer({point.concept: Path(point.run)}, store=transfer_store, config=transfer_config, baselines=())
+        res = tr.methods[point.concept]
+        point.transfer = {"mean": res.accuracy_mean, "std": res.accuracy_std, "accuracies": res.accuracies,
+                          "dataset": tr.dataset}
+    if holdout_trials > 0:
+        ho = holdout_runs([Path(point.run)], store=store, n_trials=holdout_trials)
+        point.holdout = dict(ho.accuracy[ho.models[0]])
 
 
 def _read_point(pdir: Path) -> SweepPoint:
-    import json
-
-    data = json.loads((pdir / "result.json").read_text(encoding="utf-8"))
-    return SweepPoint(**{f.name: data[f.name] for f in dataclasses.fields(SweepPoint) if f.name in data})
+    point = SweepPoint.from_dict(json.loads((pdir / "result.json").read_text(encoding="utf-8")))
+    if point.status == "done" and not point.validation:  # written before validation was recorded
+        point.validation = read_validation(pdir / "run")
+    return point
 
 
 def load_sweep(sweep_dir: str | Path) -> SweepResult:
     """The finished points of a sweep folder, in increasing value order."""
-    import json
-
     out = Path(sweep_dir)
     manifest = out / "sweep.json"
     if not manifest.is_file():
@@ -240,5 +460,9 @@ def load_sweep(sweep_dir: str | Path) -> SweepResult:
     meta = json.loads(manifest.read_text(encoding="utf-8"))
     kind = meta["kind"]
     points = [_read_point(p.parent) for p in out.glob(f"{kind}-*/DONE") if (p.parent / "result.json").is_file()]
-    points.sort(key=lambda p: p.value)
-    return SweepResult(kind=kind, points=points, dataset=Path(meta.get("transfer_store", "")).name, path=str(out))
+    points.sort(key=lambda p: value_order(p.value))
+    concept = meta.get("concept") or ("joint" if kind in KIND_FIELDS else "")
+    dataset = Path(meta["transfer_store"]).name if meta.get("transfer_store") else ""
+    return SweepResult(kind=kind, points=points, dataset=dataset, path=str(out), field=meta.get("field", ""),
+                       concept=concept)
+

@@ -1,4 +1,4 @@
-"""``musicrep sweep negatives|artists VALUE...``: the paper's Tables 3 and 4 (resumable)."""
+"""``musicrep sweep SETTING VALUE...``: the margin grid search, Tables 3 and 4, any setting (resumable)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,25 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="train joint models over a range of negatives or artists and run the transfer test")
-    p.add_argument("kind", choices=("negatives", "artists"), help="what to vary (Table 3: negatives, Table 4: artists)")
-    p.add_argument("values", nargs="+", type=int, metavar="VALUE", help="e.g. 1 2 4 8 16")
+    p = sub.add_parser(
+        "sweep",
+        help="train one model per value of a training setting (margins, negatives, artists, lr...); "
+             "select on validation accuracy",
+        description="Train one model per value of one training setting, resumably; each point records its "
+                    "validation figures at the best checkpoint, and the value with the best validation accuracy "
+                    "is selected. The hold-out and transfer tests are reported, never used to select.",
+    )
+    p.add_argument("kind", metavar="SETTING",
+                   help="a legacy kind (negatives: Table 3, artists: Table 4; both train joint models) or any "
+                        "training setting name (e.g. margin_artist, margin_album, margin_track, lr, batch_size, "
+                        "width); a margin_<concept> sweep trains <concept> models unless --set concept=... "
+                        "says otherwise")
+    p.add_argument("values", nargs="+", metavar="VALUE",
+                   help="values to try, read like --set values (e.g. 0.1 0.2 0.3 0.4 0.5, or 1 2 4 8 16)")
     p.add_argument("--store", required=True, help="feature store to train on")
-    p.add_argument("--transfer-store", required=True, help="genre-labelled feature store for the transfer test")
-    p.add_argument("-o", "--out", required=True, help="sweep folder; rerun the same command to resume")
+    p.add_argument("--transfer-store",
+                   help="genre-labelled feature store for the transfer test (default: no transfer test)")
+    p.add_argument("-o", "--out", required=True, help="sweep folder; rerun the same command to resume or add values")
     p.add_argument("--config", help="YAML file with training settings (e.g. src/musicrep/configs/cpu.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one training setting")
     p.add_argument("--transfer-config", help="YAML file with transfer settings")
@@ -23,17 +36,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..sweep import run_sweep
+    from ..sweep import explicit_settings, format_value, run_sweep
     from ..train import TrainConfig
     from ..transfer import TransferConfig
 
+    base = load_config(TrainConfig, args.config, args.set)
     result = run_sweep(
         kind=args.kind, values=args.values, store=args.store, transfer_store=args.transfer_store, out_dir=args.out,
-        train_config=load_config(TrainConfig, args.config, args.set),
+        train_config=base,
         transfer_config=load_config(TransferConfig, args.transfer_config, args.transfer_set),
         holdout_trials=args.trials,
+        concept=base.concept if "concept" in explicit_settings(args.config, args.set) else None,
     )
     print(result.table())
+    point = result.selected_point
+    if point is None:
+        print("no point has validation figures yet: nothing selected")
+    else:
+        print(f"selected by validation accuracy: {result.field}={format_value(point.value)}")
     if result.failed:
         print(f"{len(result.failed)} point(s) failed; fix the cause and rerun the same command to resume")
         return 1
