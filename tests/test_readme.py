@@ -28,7 +28,8 @@ def test_readme_python_api_runs(tmp_path, monkeypatch):
     prepare(read_csv(catalog), tmp_path / "store", workers=1)
     config = load_config(TrainConfig, None, [
         "concept=joint", "width=8", "epochs=1", "steps_per_epoch=2", "batch_size=4", "valid_batches=1",
-        "songs_per_artist=6", "songs_per_album=4", "n_albums=8", "negatives=2", "tensorboard=false", "threads=1",
+        "songs_per_artist=4", "artist_valid=1", "artist_test=1", "songs_per_album=4", "negatives=2",
+        "tensorboard=false", "threads=1",
     ])
     train(tmp_path / "store", tmp_path / "runs" / "joint", config)
     sf.write(tmp_path / "song.ogg", synth_song(artist=1, album=0, song=9, seconds=7.0), 22050, subtype="VORBIS")

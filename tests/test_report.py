@@ -35,7 +35,8 @@ def _results(tmp_path):
     sw = SweepResult(kind="negatives", dataset="toy", points=[
         SweepPoint(value=v, status="done", run=str(tmp_path / f"r{v}"),
                    transfer={"mean": 0.5 + v / 100, "std": 0.02, "accuracies": [0.5]},
-                   holdout={"artist": 0.4, "album": 0.5, "track": 0.8}) for v in (1, 2, 4)])
+                   holdout={"artist": 0.4 + v / 100, "album": 0.5, "track": 0.8},
+                   validation={"valid_acc": 0.3 - (v - 2) ** 2 / 100}) for v in (1, 2, 4)])
     run = tmp_path / "run-joint"
     run.mkdir()
     with open(run / "metrics.csv", "w", newline="") as fh:
@@ -57,6 +58,12 @@ def test_tables_are_laid_out_like_the_paper(tmp_path):
     t2 = table2([tr]).splitlines()
     assert t2[0].startswith("| dataset | artist | joint | genres (baseline) | random encoder | MFCC mean/std |")
     assert "0.600 ± 0.010" in t2[2]
+    ho.interval = {m: {c: [0.1, 0.9] for c in ho.accuracy[m]} for m in ho.models}
+    ho.n_songs, ho.n_labels = {"artist": 12, "album": 10, "track": 12}, {"artist": 6, "album": 10, "track": 12}
+    ho.warnings = ["artist: the 500 trials rest on 12 test songs of 6 artists"]
+    t1 = table1(ho)
+    assert "| joint | 0.300 [0.100, 0.900] |" in t1 and "| test songs (labels) | 12 (6) | 10 (10) | 12 (12) |" in t1
+    assert "**Warning:** artist: the 500 trials rest on 12 test songs" in t1
     assert "*0.745*" in t2[3] and "published" in t2[3]  # GTZAN's published joint number, beside ours
 
 
@@ -71,7 +78,11 @@ def test_write_report_renders_every_part(tmp_path):
     text = path.read_text()
     for head in ("## Table 1", "## Table 2", "## Table 3: sweep over negatives", "## Figures"):
         assert head in text
-    assert "| 4 | 0.540 ± 0.020 | 0.400 | 0.500 | 0.800 |" in text
+    # 2 has the best validation accuracy and is selected, though 4 scores best on test
+    assert "| **→** | 2 | 0.300 | 0.520 ± 0.020 | 0.420 | 0.500 | 0.800 |" in text
+    assert "|  | 4 | 0.260 | 0.540 ± 0.020 | 0.440 | 0.500 | 0.800 |" in text
+    assert "Selected by validation accuracy (never by test): negatives N = 2" in text
+    assert "## Table 2: transfer to genre classification" in text
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert results["holdout"]["accuracy"]["joint"]["artist"] == pytest.approx(0.3)
     assert results["published"] == json.loads(json.dumps(PUBLISHED))
@@ -101,7 +112,7 @@ def trained(synth_store, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("e2e")
     store = synth_store.path
-    base = TrainConfig(width=8, epochs=2, steps_per_epoch=3, batch_size=8, valid_batches=2, songs_per_artist=10,
+    base = TrainConfig(width=8, epochs=2, steps_per_epoch=3, batch_size=8, valid_batches=2, songs_per_artist=6,
                        artist_valid=2, artist_test=2, songs_per_album=5, album_valid=1, album_test=1,
                        tensorboard=False, prefetch=0, threads=1)
     runs = []
