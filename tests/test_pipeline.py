@@ -43,3 +43,18 @@ def test_stages_run_once_and_record_wall_time(tmp_path):
     timings = json.loads((tmp_path / "timings.json").read_text())
     assert set(timings) == {"a", "b"} and all(v >= 0 for v in timings.values())
     assert (tmp_path / ".stages" / "b.done").is_file()
+
+
+def test_a_stage_runs_again_when_its_settings_change_and_so_do_the_later_ones(tmp_path):
+    calls = []
+    stages = Stages(tmp_path)
+    stages.run("train", lambda: calls.append("train 10"), settings={"epochs": 10})
+    stages.run("report", lambda: calls.append("report"), settings={})
+    again = Stages(tmp_path)
+    again.run("train", lambda: calls.append("train 10 again"), settings={"epochs": 10})  # same settings: skipped
+    again.run("report", lambda: calls.append("report again"), settings={})
+    changed = Stages(tmp_path)
+    changed.run("train", lambda: calls.append("train 20"), settings={"epochs": 20})
+    changed.run("report", lambda: calls.append("report after train 20"), settings={})  # its input changed
+    assert calls == ["train 10", "report", "train 20", "report after train 20"]
+    assert json.loads((tmp_path / ".stages" / "train.done").read_text())["settings"] != ""

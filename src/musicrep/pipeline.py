@@ -8,15 +8,21 @@ and the stages themselves resume inside: prepare per track, training per epoch):
               transfer corpus (folk tunes, label = tune type)       -> WORK/corpus/
     prepare   log-mel feature stores for both                       -> WORK/stores/
     train     artist, album, track and joint models                 -> WORK/runs/
-    report    hold-out table (Table 1), transfer table with
-              baselines (Table 2), maps, curves                     -> WORK/report/
+    holdout   Table 1: every model on every concept                 -> WORK/results/holdout.json
+    transfer  Table 2: linear probe with the baselines              -> WORK/results/transfer-<corpus>.json
+    maps      t-SNE maps of the joint model                         -> WORK/results/maps.json
+    report    renders the result files: tables, curves, figures     -> WORK/report/
 
-Wall time per stage goes to ``WORK/timings.json`` and into the report.
+The evaluations write result files once; the report only renders them. Each
+stage's marker records the hash of the settings it ran with: after a change of
+settings the stage (and every stage after it) runs again instead of being
+skipped. Wall time per stage goes to ``WORK/timings.json`` and into the report.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -114,7 +120,12 @@ def _transfer_config(config: PipelineConfig):
 
 
 class Stages:
-    """Markers and wall times of the pipeline's stages under ``WORK/``."""
+    """Markers and wall times of the pipeline's stages under ``WORK/``.
+
+    A stage is skipped when its marker exists *and* records the same settings
+    hash as now; once a stage runs again, so does every later stage (their
+    inputs may have changed).
+    """
 
     def __init__(self, work: Path):
         self.work = work
@@ -122,19 +133,27 @@ class Stages:
         self.marks.mkdir(parents=True, exist_ok=True)
         self.timings_path = work / "timings.json"
         self.timings: dict[str, float] = json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
+        self._rerun_from_here = False
 
-    def run(self, name: str, fn: Callable[[], object]) -> None:
+    def run(self, name: str, fn: Callable[[], object], *, settings: object = None) -> None:
         mark = self.marks / f"{name}.done"
-        if mark.exists():
-            log.info("stage %s: done earlier (%.0f s); skipped", name, self.timings.get(name, float("nan")))
-            return
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if mark.exists() and not self._rerun_from_here:
+            recorded = json.loads(mark.read_text(encoding="utf-8")).get("settings")
+            if recorded == digest:
+                log.info("stage %s: done earlier (%.0f s); skipped", name, self.timings.get(name, float("nan")))
+                return
+            log.warning("stage %s: its settings changed since it ran; running it (and the stages after it) again",
+                        name)
+        self._rerun_from_here = self._rerun_from_here or mark.exists()
+        mark.unlink(missing_ok=True)
         log.info("stage %s: starting", name)
         t0 = time.perf_counter()
         fn()
         elapsed = time.perf_counter() - t0
         self.timings[name] = round(elapsed, 1)
         atomic_write_json(self.timings_path, self.timings)
-        atomic_write_json(mark, {"seconds": self.timings[name]})
+        atomic_write_json(mark, {"seconds": self.timings[name], "settings": digest})
         log.info("stage %s: finished in %.0f s", name, elapsed)
 
 
@@ -153,44 +172,74 @@ def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
     corpora = {"train": config.train_corpus, "transfer": config.transfer_corpus}
     catalogs = {role: work / "corpus" / name / "catalog.csv" for role, name in corpora.items()}
     stores = {role: work / "stores" / name for role, name in corpora.items()}
+    results = work / "results"
 
     for role, name in corpora.items():
-        stages.run(
-            f"corpus-{name}",
-            lambda name=name: build_corpus(name, work / "corpus" / name, workers=config.workers, cache_dir=cache, seed=config.seed),
-        )
+        stages.run(f"corpus-{name}", lambda name=name: build_corpus(
+            name, work / "corpus" / name, workers=config.workers, cache_dir=cache, seed=config.seed),
+            settings={"seed": config.seed})
     for role, name in corpora.items():
-        stages.run(
-            f"prepare-{name}",
-            lambda role=role: prepare(read_csv(catalogs[role]), stores[role], workers=config.workers),
-        )
+        stages.run(f"prepare-{name}", lambda role=role: prepare(read_csv(catalogs[role]), stores[role],
+                                                                workers=config.workers))
     runs = []
     for concept in config.concepts:
         run_dir = work / "runs" / concept
         runs.append(run_dir)
-        stages.run(
-            f"train-{concept}",
-            lambda concept=concept, run_dir=run_dir: train(
-                stores["train"], run_dir, _train_config(concept, config), resume=(run_dir / "last.pt").exists()
-            ),
-        )
+        tc = _train_config(concept, config)
+        stages.run(f"train-{concept}", lambda tc=tc, run_dir=run_dir: train(
+            stores["train"], run_dir, tc, resume=(run_dir / "last.pt").exists()), settings=to_dict(tc))
+    stages.run("holdout", lambda: _holdout(runs, stores["train"], results / "holdout.json", config),
+               settings={"runs": config.concepts, "n_trials": config.n_trials, "seed": config.seed})
+    transfer_json = results / f"transfer-{config.transfer_corpus}.json"
+    stages.run(f"transfer-{config.transfer_corpus}",
+               lambda: _transfer(runs, stores["transfer"], transfer_json, config),
+               settings=to_dict(_transfer_config(config)))
+    stages.run("maps", lambda: _maps(runs, [stores["train"], stores["transfer"]], results / "maps.json", config),
+               settings={"map_points": config.map_points, "seed": config.seed})
     report_dir = work / "report"
-    stages.run("report", lambda: _report(runs, report_dir, stores, config, stages))
+    stages.run("report", lambda: _report(runs, report_dir, results, [transfer_json], config, stages),
+               settings=to_dict(config))
     return report_dir
 
 
-def _report(runs, report_dir: Path, stores: dict, config: PipelineConfig, stages: Stages) -> None:
-    from .report import build_report
+def _holdout(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
+    from .evaluate import holdout_runs
 
-    build_report(
-        runs,
-        out_dir=report_dir,
-        store=stores["train"],
-        transfer_stores=[stores["transfer"]],
-        n_trials=config.n_trials,
-        transfer_config=_transfer_config(config),
-        map_points=config.map_points,
-        seed=config.seed,
+    result = holdout_runs(runs, store=store, n_trials=config.n_trials, seed=config.seed)
+    atomic_write_json(path, result.to_dict())
+
+
+def _transfer(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
+    from .transfer import transfer_runs
+
+    result = transfer_runs(runs, store=store, config=_transfer_config(config))
+    atomic_write_json(path, result.to_dict())
+
+
+def _maps(runs: list[Path], stores: list[Path], path: Path, config: PipelineConfig) -> None:
+    from .report import embedding_maps
+
+    maps = embedding_maps(runs, stores=stores, max_points=config.map_points, seed=config.seed) \
+        if config.map_points > 0 else []
+    atomic_write_json(path, [m.to_dict() for m in maps])
+
+
+def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: list[Path], config: PipelineConfig,
+            stages: Stages) -> None:
+    """Render the result files the evaluation stages wrote; compute nothing."""
+    from .evaluate import HoldoutResult
+    from .report import EmbeddingMap, write_report
+    from .transfer import TransferResult
+
+    def read(path: Path):
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    write_report(
+        report_dir,
+        holdout=HoldoutResult.from_dict(read(results / "holdout.json")),
+        transfer=[TransferResult.from_dict(read(p)) for p in transfer_jsons],
+        runs=runs,
+        maps=[EmbeddingMap.from_dict(m) for m in read(results / "maps.json")],
         notes=_notes(config, stages),
     )
 

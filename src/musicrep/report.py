@@ -43,6 +43,14 @@ class EmbeddingMap:
     xy: np.ndarray
     labels: dict[str, list[str]]
 
+    def to_dict(self) -> dict:
+        return {"name": self.name, "xy": np.asarray(self.xy).tolist(), "labels": self.labels}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "EmbeddingMap":
+        return cls(name=data["name"], xy=np.asarray(data["xy"], dtype=np.float64),
+                   labels={k: list(v) for k, v in data["labels"].items()})
+
 
 def embedding_map(
     vectors: np.ndarray, *, labels: Mapping[str, Sequence[str]], name: str, max_points: int = 1500, seed: int = 0
@@ -431,6 +439,7 @@ def build_report(
     seed: int = 0,
     notes: Sequence[str] = (),
     title: str = "musicrep report",
+    allow_overlap: bool = False,
 ) -> Path:
     """Compute hold-out, transfer and maps for ``runs`` and write the report.
 
@@ -446,10 +455,11 @@ def build_report(
     map_points : songs in each t-SNE map (0: no maps)
     seed : seed of the hold-out trials and the maps
     notes, title : passed on to :func:`write_report`
+    allow_overlap : see :func:`musicrep.evaluate.holdout_runs`
     """
-    from .evaluate import holdout_runs, load_run_model, open_store, run_store_path
+    from .evaluate import holdout_runs, open_store, run_store_path
     from .sweep import load_sweep
-    from .transfer import BASELINES, TransferConfig, song_embeddings, transfer_runs
+    from .transfer import BASELINES, TransferConfig, transfer_runs
 
     runs = [Path(r) for r in runs]
     if store is None and runs:
@@ -460,24 +470,43 @@ def build_report(
         if store is None:
             raise ConfigError(f"{runs[0]}: its config names no store; pass --store STORE")
         fs = open_store(store)
-        holdout = holdout_runs(runs, store=fs, n_trials=n_trials, n_negatives=n_negatives, seed=seed)
+        holdout = holdout_runs(runs, store=fs, n_trials=n_trials, n_negatives=n_negatives, seed=seed,
+                               allow_overlap=allow_overlap)
     tcfg = transfer_config or TransferConfig()
     transfers = [
         transfer_runs(runs, store=t, config=tcfg, baselines=BASELINES if baselines is None else baselines)
         for t in transfer_stores
     ]
     sweeps = [load_sweep(d) for d in sweep_dirs]
-    maps = []
-    if runs and map_points > 0:
-        concepts = {r: str(getattr(load_run_model(r)[1], "concept", "")) for r in runs}
-        chosen = next((r for r in runs if concepts[r] == "joint"), runs[0])
-        for s in [fs] + [open_store(t) for t in transfer_stores]:
-            cols = {c: [t.get(c) for t in s.catalog] for c in ("artist", "genre")}
-            cols = {c: v for c, v in cols.items() if any(v) and len(set(v)) > 1}
-            if not cols:
-                continue
-            vec = song_embeddings(chosen, store=s, track_ids=s.track_ids)
-            maps.append(embedding_map(vec, labels=cols, name=f"{chosen.name} on {Path(s.path).name}",
-                                      max_points=map_points, seed=seed))
+    maps = embedding_maps(runs, stores=([fs] if fs is not None else []) + list(transfer_stores),
+                          max_points=map_points, seed=seed) if runs and map_points > 0 else []
     return write_report(out_dir, holdout=holdout, transfer=transfers, sweeps=sweeps, runs=runs, maps=maps,
                         notes=notes, title=title)
+
+
+def embedding_maps(runs: Sequence[str | Path], *, stores: Sequence[Any], max_points: int = 1500,
+                   seed: int = 0) -> list[EmbeddingMap]:
+    """t-SNE maps of the first joint run (else the first run) on each store, by artist and by genre.
+
+    Parameters
+    ----------
+    runs : run folders
+    stores : FeatureStores or paths; a store without an artist or genre column with
+        two or more values gets no map
+    """
+    from .evaluate import load_run_model, open_store
+    from .transfer import song_embeddings
+
+    runs = [Path(r) for r in runs]
+    concepts = {r: str(getattr(load_run_model(r)[1], "concept", "")) for r in runs}
+    chosen = next((r for r in runs if concepts[r] == "joint"), runs[0])
+    maps = []
+    for s in (open_store(x) for x in stores):
+        cols = {c: [t.get(c) for t in s.catalog] for c in ("artist", "genre")}
+        cols = {c: v for c, v in cols.items() if any(v) and len(set(v)) > 1}
+        if not cols:
+            continue
+        vec = song_embeddings(chosen, store=s, track_ids=s.track_ids)
+        maps.append(embedding_map(vec, labels=cols, name=f"{chosen.name} on {Path(s.path).name}",
+                                  max_points=max_points, seed=seed))
+    return maps

@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transfer-set", action="append", default=[], metavar="KEY=VALUE", help="override one transfer setting")
     p.add_argument("--map-points", type=int, default=1500, help="songs per t-SNE map (0: no maps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the hold-out trials and the maps")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="score runs that trained on songs the hold-out trials hold out (refused otherwise)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         args.runs, out_dir=args.out, store=args.store, transfer_stores=args.transfer, sweep_dirs=args.sweep,
         n_trials=args.trials, n_negatives=args.negatives, baselines=args.baselines,
         transfer_config=load_config(TransferConfig, args.transfer_config, args.transfer_set),
-        map_points=args.map_points, seed=args.seed,
+        map_points=args.map_points, seed=args.seed, allow_overlap=args.allow_overlap,
     )
     print(path.read_text(encoding="utf-8"))
     print(f"written: {path} (figures in {path.parent / 'figures'})")
