@@ -370,6 +370,9 @@ def test_cli_sweep_with_real_training_resumes(store, tmp_path, capsys):
     chosen = load_sweep(out).selected
     assert chosen in (1, 2) and lines[-1] == f"selected by validation accuracy: negatives={chosen}"
     assert [r.startswith("*") for r in lines[1:3]] == [chosen == 1, chosen == 2]
+    # the transfer store is the training store: every point says so, loudly
+    warned = [line for line in lines if line.startswith("WARNING: negatives=")]
+    assert len(warned) == 2 and all("training songs of this encoder" in w for w in warned)
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("negatives-*/run/best.pt")}
     assert len(stamps) == 2 and all((p.parent / "DONE").is_file() for p in stamps)
     assert main(argv) == 0

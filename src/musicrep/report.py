@@ -181,6 +181,8 @@ def table_sweep(result: SweepResult) -> str:
     if chosen is not None:
         text += (f"\n\nSelected by validation accuracy (never by test): {_sweep_label(result)} = "
                  f"{format_value(chosen.value)}. Hold-out columns are test figures, shown, not used.")
+    for w in result.warnings():
+        text += f"\n\n**Warning:** {w}"
     return text
 
 

@@ -67,8 +67,11 @@ class SweepPoint:
     ``value`` is the swept setting's value (int, float, str, bool or None);
     ``validation`` = {"epoch", "monitor", "valid_loss", "valid_acc", "valid_loss_<c>",
     "valid_acc_<c>"...} at the run's best checkpoint; ``transfer`` = {"mean", "std",
-    "accuracies", "dataset"} (empty without a transfer store); ``holdout`` = test
-    accuracy per concept (empty when skipped).
+    "accuracies", "ci95_low", "ci95_high", "n_trials", "dataset", "warnings"} (the
+    :class:`musicrep.probe.ProbeResult` of the point's model and the transfer
+    overlap warnings; empty without a transfer store; points written before the
+    interval and warnings were kept lack those keys); ``holdout`` = test accuracy
+    per concept (empty when skipped).
     """
 
     value: Any
@@ -105,6 +108,11 @@ class SweepResult:
         return cls(kind=data["kind"], points=[SweepPoint.from_dict(p) for p in data["points"]],
                    dataset=data.get("dataset", ""), path=data.get("path", ""),
                    field=data.get("field", ""), concept=data.get("concept", ""))
+
+    def warnings(self) -> list[str]:
+        """The transfer warnings of every point (e.g. transfer songs the encoder trained on), one line each."""
+        return [f"{self.field or self.kind}={format_value(p.value)}: {w}"
+                for p in self.points for w in p.transfer.get("warnings", [])]
 
     @property
     def failed(self) -> list[SweepPoint]:
@@ -438,7 +446,8 @@ def _test_point(point: SweepPoint, *, store: str | Path, transfer_store: str | P
         tr = transfer({point.concept: Path(point.run)}, store=transfer_store, config=transfer_config, baselines=())
         res = tr.methods[point.concept]
         point.transfer = {"mean": res.accuracy_mean, "std": res.accuracy_std, "accuracies": res.accuracies,
-                          "dataset": tr.dataset}
+                          "ci95_low": res.ci95_low, "ci95_high": res.ci95_high, "n_trials": res.n_trials,
+                          "dataset": tr.dataset, "warnings": list(tr.warnings)}
     if holdout_trials > 0:
         ho = holdout_runs([Path(point.run)], store=store, n_trials=holdout_trials)
         point.holdout = dict(ho.accuracy[ho.models[0]])

@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         concept=base.concept if "concept" in explicit_settings(args.config, args.set) else None,
     )
     print(result.table())
+    for w in result.warnings():
+        print(f"WARNING: {w}")
     point = result.selected_point
     if point is None:
         print("no point has validation figures yet: nothing selected")
