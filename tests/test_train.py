@@ -173,7 +173,7 @@ optimizer = _make_optimizer(model, config)
 batches = torch.load(sys.argv[1], weights_only=True)  # this rank's half of the global batch
 train_step(net, model, optimizer, batches, config=config, step=0, world=dist.get_world_size())
 if dist.get_rank() == 0:
-    torch.save({k: v for k, v in model.named_parameters()}, sys.argv[2])
+    torch.save({k: v.detach() for k, v in model.named_parameters()}, sys.argv[2])
 dist.destroy_process_group()
 '''
 
