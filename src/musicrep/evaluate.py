@@ -15,7 +15,9 @@ constant model scores exactly chance, 1 / (N + 1)).
 Trials depend only on the split, the store's track lengths and the seed, never on a
 model, so every model of a comparison is scored on the very same crops. The artist
 concept uses the artist split, the album concept the album split, and the track
-concept follows the artist split, as in training.
+concept uses the track split (the artist split plus the songs without an artist),
+as in training; a run saved before the track split existed falls back to its
+artist split.
 
 Honest intervals: 1,000 trials drawn from 12 test songs are not 1,000
 independent observations. The interval reported is a bootstrap over the anchor
@@ -43,8 +45,15 @@ from .errors import ConfigError, MusicrepError, SplitError
 log = logging.getLogger(__name__)
 
 CONCEPTS: tuple[str, ...] = ("artist", "album", "track")
-#: which saved split each concept's trials come from
+#: which saved split each concept's trials come from when the runs have no split of
+#: the concept's own name (the track split is the artist split plus the songs
+#: without an artist; runs made before it existed have only the artist split)
 SPLIT_OF_CONCEPT: dict[str, str] = {"artist": "artist", "album": "album", "track": "artist"}
+
+
+def split_name_for(concept: str, split: Mapping[str, Any]) -> str:
+    """The split a concept's trials come from: its own when given, else :data:`SPLIT_OF_CONCEPT`'s."""
+    return concept if concept in split else SPLIT_OF_CONCEPT.get(concept, concept)
 #: spellings of the three parts found in split files and dataset metadata
 PART_ALIASES: dict[str, str] = {
     "train": "train", "training": "train", "tr": "train",
@@ -178,7 +187,7 @@ def build_trials(
         raise ConfigError(f"concept {concept!r} is not one of {list(CONCEPTS)}")
     if n_trials < 1 or n_negatives < 1:
         raise ConfigError(f"n_trials={n_trials} and n_negatives={n_negatives} must be >= 1")
-    split_name = SPLIT_OF_CONCEPT[concept]
+    split_name = split_name_for(concept, split)
     if split_name not in split:
         raise SplitError(f"no {split_name} split given; the {concept} concept needs it")
     parts, split_labels = split_parts(split[split_name])
@@ -442,9 +451,9 @@ def holdout(
     done: list[str] = []
     skipped: dict[str, str] = {}
     for concept in concepts:
-        if SPLIT_OF_CONCEPT.get(concept, concept) not in split:
-            log.warning("skipping the %s concept: the run has no %s split", concept, SPLIT_OF_CONCEPT[concept])
-            skipped[concept] = f"no {SPLIT_OF_CONCEPT[concept]} split in the runs"
+        if split_name_for(concept, split) not in split:
+            log.warning("skipping the %s concept: the run has no %s split", concept, split_name_for(concept, split))
+            skipped[concept] = f"no {split_name_for(concept, split)} split in the runs"
             continue
         try:
             trials = build_trials(
@@ -484,8 +493,9 @@ def _count_labels(store: Any, split: Mapping[str, Any], concept: str, songs: set
     """Distinct labels among the anchor songs (the songs themselves for the track concept)."""
     if concept == "track":
         return len(songs)
-    _parts, labels = split_parts(split[SPLIT_OF_CONCEPT[concept]])
-    if labels is not None and concept == SPLIT_OF_CONCEPT[concept]:
+    name = split_name_for(concept, split)
+    _parts, labels = split_parts(split[name])
+    if labels is not None and concept == name:
         return len({labels[t] for t in songs})
     return len({concept_label(store.catalog.by_id(t), concept) for t in songs})
 
