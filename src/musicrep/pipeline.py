@@ -74,11 +74,11 @@ PROFILES: dict[str, dict] = {
         "n_trials": 300,
         "map_points": 400,
         "train": {
-            "width": 64, "batch_size": 16, "epochs": 3, "steps_per_epoch": 25, "valid_batches": 4,
+            "width": 64, "batch_size": 15, "epochs": 3, "steps_per_epoch": 25, "valid_batches": 4,
             "patience": 3, "songs_per_artist": 5, "artist_valid": 1, "artist_test": 1,
             "songs_per_album": 5, "album_valid": 1, "album_test": 1,
         },
-        "transfer": {"seeds": [0, 1], "cnn_steps": 150, "probe_epochs": 150},
+        "transfer": {"seeds": [0, 1, 2], "cnn_trials": 1, "cnn_steps": 150},
     },
 }
 
