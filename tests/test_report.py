@@ -58,6 +58,8 @@ def test_tables_are_laid_out_like_the_paper(tmp_path):
     t2 = table2([tr]).splitlines()
     assert t2[0].startswith("| dataset | artist | joint | genres (baseline) | random encoder | MFCC mean/std |")
     assert "0.600 ± 0.010" in t2[2]
+    tr.methods["genres"] = dataclasses.replace(tr.methods["genres"], accuracies=[0.5], accuracy_std=0.0)
+    assert "0.500 (1 trial)" in table2([tr])  # one trial has no spread to show
     ho.interval = {m: {c: [0.1, 0.9] for c in ho.accuracy[m]} for m in ho.models}
     ho.n_songs, ho.n_labels = {"artist": 12, "album": 10, "track": 12}, {"artist": 6, "album": 10, "track": 12}
     ho.warnings = ["artist: the 500 trials rest on 12 test songs of 6 artists"]

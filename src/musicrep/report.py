@@ -147,7 +147,9 @@ def table2(results: Sequence[TransferResult]) -> str:
 
 
 def _probe_cell(res: Any) -> str:
-    """``mean ± std [95% interval]`` of a probe's trials."""
+    """``mean ± std [95% interval]`` of a probe's trials (``mean (1 trial)`` for one)."""
+    if len(getattr(res, "accuracies", [])) == 1:
+        return f"{_fmt(res.accuracy_mean)} (1 trial)"
     text = _fmt(res.accuracy_mean, res.accuracy_std)
     low, high = getattr(res, "ci95_low", None), getattr(res, "ci95_high", None)
     if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
