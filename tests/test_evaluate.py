@@ -186,7 +186,7 @@ def test_holdout_runs_reads_checkpoints_and_saved_splits(setup, tmp_path):
         assert low <= res.accuracy["artist"][c] <= high and high - low > 0
 
 
-def test_holdout_refuses_runs_whose_splits_leak_into_each_other(setup, tmp_path):
+def test_holdout_refuses_runs_whose_splits_leak_into_each_other(setup, tmp_path, capsys):
     """Independently drawn artist and album splits put artist-test songs into album training."""
     from musicrep.checkpoint import save_checkpoint
     from musicrep.model import Encoder
@@ -207,6 +207,14 @@ def test_holdout_refuses_runs_whose_splits_leak_into_each_other(setup, tmp_path)
     res = holdout_runs(runs, store=store, n_trials=30, allow_overlap=True)
     assert any(w.startswith("scored despite overlap") for w in res.warnings)
     assert "WARNING: scored despite overlap" in res.table()
+    # the command line: refused with the overlap named, then scored with the flag
+    from musicrep.cli import main
+
+    argv = ["-q", "evaluate", "holdout", *map(str, runs), "--store", str(store.path), "--trials", "30"]
+    assert main(argv) == 2
+    assert "training songs are artist-split valid/test songs" in capsys.readouterr().err
+    assert main(argv + ["--allow-overlap"]) == 0
+    assert "WARNING: scored despite overlap" in capsys.readouterr().out
 
 
 def test_song_bootstrap_is_wide_when_few_songs_carry_many_trials():
