@@ -182,7 +182,9 @@ def table_sweep(result: SweepResult) -> str:
     text = _md_table(header, rows)
     if chosen is not None:
         text += (f"\n\nSelected by validation accuracy (never by test): {_sweep_label(result)} = "
-                 f"{format_value(chosen.value)}. Hold-out columns are test figures, shown, not used.")
+                 f"{format_value(chosen.value)}.")
+        if concepts or with_transfer:
+            text += " The hold-out and transfer columns are test figures: shown, never used to select."
     for w in result.warnings():
         text += f"\n\n**Warning:** {w}"
     return text
