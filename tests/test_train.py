@@ -174,6 +174,7 @@ batches = torch.load(sys.argv[1], weights_only=True)  # this rank's half of the 
 train_step(net, model, optimizer, batches, config=config, step=0, world=dist.get_world_size())
 if dist.get_rank() == 0:
     torch.save({k: v.detach() for k, v in model.named_parameters()}, sys.argv[2])
+dist.barrier()  # no rank tears gloo down while another still works (that aborts the process)
 dist.destroy_process_group()
 '''
 
