@@ -103,6 +103,23 @@ def test_worker_processes_give_the_same_batches(store, tmp_path):
         assert np.array_equal(b, make_batches({"album": sampler}, batch_size=4, seed=7, rank=0, step=3 + k)["album"])
 
 
+def _torchrun(cmd: list[str], env: dict) -> None:
+    """Run a torchrun command in its own session and assert it succeeded.
+
+    On a timeout, torchrun *and* its worker processes are killed, so a hung
+    rendezvous never leaves orphans behind.
+    """
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+
+
 def test_two_process_ddp_ends_with_identical_weights(store, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MUSICREP_QUIET": "1"}
@@ -111,16 +128,7 @@ def test_two_process_ddp_ends_with_identical_weights(store, tmp_path):
            "-o", str(run)] + [f"--set={s}" for s in SMALL[:2]] + [
            "--set=width=8", "--set=epochs=2", "--set=steps_per_epoch=3", "--set=batch_size=4",
            "--set=valid_batches=1", "--set=tensorboard=false"]
-    # Own session: on a timeout, kill torchrun *and* its worker processes, so a
-    # hung rendezvous never leaves orphans behind.
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    _torchrun(cmd, env)
     info = json.loads((run / "run.json").read_text())
     assert info["world_size"] == 2 and info["ddp_max_weight_diff"] == 0.0
     assert (run / "DONE").is_file() and read_checkpoint(run / "last.pt")["step"] == 6
@@ -193,15 +201,7 @@ def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_p
     script.write_text(_DDP_STEP)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            str(tmp_path / "half.pt"), str(tmp_path / "ddp.pt"), *settings]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    _torchrun(cmd, {**os.environ, "OMP_NUM_THREADS": "1"})
     config = load_config(TrainConfig, None, settings)
     torch.manual_seed(0)
     model = make_encoder(config, n_mels=16)
