@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from musicrep.evaluate import HoldoutResult
-from musicrep.report import EmbeddingMap, PUBLISHED, embedding_map, table1, table2, write_report
+from musicrep.report import EmbeddingMap, PUBLISHED, embedding_map, table1, table2, table_sweep, write_report
 from musicrep.sweep import SweepPoint, SweepResult
 from musicrep.transfer import ProbeResult, TransferResult
 
@@ -80,10 +80,14 @@ def test_write_report_renders_every_part(tmp_path):
     text = path.read_text()
     for head in ("## Table 1", "## Table 2", "## Table 3: sweep over negatives", "## Figures"):
         assert head in text
-    # 2 has the best validation accuracy and is selected, though 4 scores best on test
-    assert "| **→** | 2 | 0.300 | 0.520 ± 0.020 | 0.420 | 0.500 | 0.800 |" in text
-    assert "|  | 4 | 0.260 | 0.540 ± 0.020 | 0.440 | 0.500 | 0.800 |" in text
-    assert "Selected by validation accuracy (never by test): negatives N = 2" in text
+    # negatives change the validation task (chance 1/(N+1)): shown, nothing selected
+    assert "|  | 2 | 0.300 | 0.520 ± 0.020 | 0.420 | 0.500 | 0.800 |" in text
+    assert "Nothing is selected: negatives N changes the validation task" in text
+    # a margin sweep selects: 2 has the best validation accuracy, though 4 scores best on test
+    margins = table_sweep(dataclasses.replace(sw, kind="margin_artist", field="margin_artist", concept="artist"))
+    assert "| **→** | 2 | 0.300 | 0.520 ± 0.020 | 0.420 | 0.500 | 0.800 |" in margins
+    assert "|  | 4 | 0.260 | 0.540 ± 0.020 | 0.440 | 0.500 | 0.800 |" in margins
+    assert "Selected by validation accuracy (never by test): margin_artist = 2" in margins
     assert "## Table 2: transfer to genre classification" in text
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert results["holdout"]["accuracy"]["joint"]["artist"] == pytest.approx(0.3)

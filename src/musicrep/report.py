@@ -165,7 +165,7 @@ def table_sweep(result: SweepResult) -> str:
     """Tables 3/4 and grids: one row per value: validation accuracy (which selects), then test figures."""
     concepts = [c for c in CONCEPTS if any(c in p.holdout for p in result.points)]
     with_transfer = any(p.transfer for p in result.points)
-    header = ["", _sweep_label(result), "valid acc (selects)"]
+    header = ["", _sweep_label(result), "valid acc (selects)" if result.selectable else "valid acc"]
     header += [f"transfer ({result.dataset})"] if with_transfer else []
     header += [f"hold-out {c}" for c in concepts]
     rows = []
@@ -185,6 +185,9 @@ def table_sweep(result: SweepResult) -> str:
                  f"{format_value(chosen.value)}.")
         if concepts or with_transfer:
             text += " The hold-out and transfer columns are test figures: shown, never used to select."
+    if not result.selectable:
+        text += (f"\n\nNothing is selected: {_sweep_label(result)} changes the validation task (chance level or "
+                 "validation songs), so the validation accuracies are not comparable across rows.")
     for w in result.warnings():
         text += f"\n\n**Warning:** {w}"
     return text

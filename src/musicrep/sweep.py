@@ -58,6 +58,13 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 }
 KINDS: tuple[str, ...] = tuple(KIND_FIELDS)
 MARGIN_PREFIX = "margin_"
+#: settings that change the validation task itself (the chance level or the
+#: validation songs): a sweep over one of them selects nothing, its validation
+#: accuracies are not on one scale
+TASK_SETTINGS: frozenset[str] = frozenset({
+    "negatives", "distinct_negatives", "concept", "seed", "n_artists", "songs_per_artist", "artist_valid",
+    "artist_test", "n_albums", "songs_per_album", "album_valid", "album_test",
+})
 
 
 @dataclasses.dataclass
@@ -122,12 +129,19 @@ class SweepResult:
     def selected_point(self) -> SweepPoint | None:
         """The finished point with the highest validation accuracy (ties: the lower value).
 
+        None when the swept setting changes the validation task itself (see
+        :data:`TASK_SETTINGS`: with N negatives chance is 1 / (N + 1), and other
+        split settings change the validation songs), since the accuracies of such
+        points are not on one scale.
+
         Chosen on validation accuracy, not validation loss: the hinge loss
         ``max(0, margin - cos(a, p) + cos(a, n))`` grows with the margin, so
         losses of runs with different margins (or negatives, or reductions) are not
         on one scale, while accuracy (does the positive beat every negative?) is.
         Test figures (hold-out, transfer) are never looked at.
         """
+        if not self.selectable:
+            return None
         best: SweepPoint | None = None
         for p in sorted(self.points, key=lambda p: value_order(p.value)):
             acc = p.validation.get("valid_acc") if p.status == "done" else None
@@ -136,6 +150,12 @@ class SweepResult:
             if best is None or acc > best.validation["valid_acc"]:
                 best = p
         return best
+
+    @property
+    def selectable(self) -> bool:
+        """Whether validation accuracy can compare this sweep's points (see :data:`TASK_SETTINGS`)."""
+        field = self.field or KIND_FIELDS.get(self.kind, (self.kind,))[0]
+        return field not in TASK_SETTINGS
 
     @property
     def selected(self) -> Any:

@@ -12,7 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
              "select on validation accuracy",
         description="Train one model per value of one training setting, resumably; each point records its "
                     "validation figures at the best checkpoint, and the value with the best validation accuracy "
-                    "is selected. The hold-out and transfer tests are reported, never used to select.",
+                    "is selected (none for settings that change the validation task itself, such as negatives "
+                    "or the split sizes). The hold-out and transfer tests are reported, never used to select.",
     )
     p.add_argument("kind", metavar="SETTING",
                    help="a legacy kind (negatives: Table 3, artists: Table 4; both train joint models) or any "
@@ -52,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     for w in result.warnings():
         print(f"WARNING: {w}")
     point = result.selected_point
-    if point is None:
+    if not result.selectable:
+        print(f"nothing selected: {result.field or result.kind} changes the validation task (chance level or "
+              "validation songs), so its validation accuracies are not comparable")
+    elif point is None:
         print("no point has validation figures yet: nothing selected")
     else:
         print(f"selected by validation accuracy: {result.field}={format_value(point.value)}")
