@@ -399,12 +399,16 @@ class HoldoutResult:
             lines.append(m.ljust(w) + row)
         lines.append("chance".ljust(w) + "".join(f"{self.chance:.3f}".rjust(cw) for _ in self.concepts))
         lines.append("test songs (labels)".ljust(w) + "".join(
-            f"{self.n_songs.get(c, '?')} ({self.n_labels.get(c, '?')})".rjust(cw) for c in self.concepts))
+            self.songs_cell(c).rjust(cw) for c in self.concepts))
         lines.append(f"({self.n_trials} trials per concept, {self.n_negatives} negatives, seed {self.seed}; "
                      "[95% interval of a bootstrap over the test songs])")
         lines += [f"{c}: not evaluated ({why})" for c, why in self.skipped.items()]
         lines += [f"WARNING: {w_}" for w_ in self.warnings]
         return "\n".join(lines)
+
+    def songs_cell(self, concept: str) -> str:
+        """``12 (6)``: the distinct test songs of a concept's trials and their labels."""
+        return f"{self.n_songs.get(concept, '?')} ({self.n_labels.get(concept, '?')})"
 
     def cell(self, model: str, concept: str) -> str:
         """``0.512 [0.431, 0.590]`` (or "-" when not evaluated)."""
@@ -451,9 +455,10 @@ def holdout(
     done: list[str] = []
     skipped: dict[str, str] = {}
     for concept in concepts:
-        if split_name_for(concept, split) not in split:
-            log.warning("skipping the %s concept: the run has no %s split", concept, split_name_for(concept, split))
-            skipped[concept] = f"no {split_name_for(concept, split)} split in the runs"
+        split_name = split_name_for(concept, split)
+        if split_name not in split:
+            log.warning("skipping the %s concept: the run has no %s split", concept, split_name)
+            skipped[concept] = f"no {split_name} split in the runs"
             continue
         try:
             trials = build_trials(
@@ -584,18 +589,6 @@ def holdout_runs(
     return result
 
 
-def run_training_songs(run_dir: str | Path, concept: str) -> set[str]:
-    """The songs a run trained on: the ``train`` rows of the splits of every concept it trained."""
-    splits = load_split(run_dir)
-    concepts = CONCEPTS if concept == "joint" else (concept,)
-    out: set[str] = set()
-    for c in concepts:
-        entry = splits.get(c) or splits.get(SPLIT_OF_CONCEPT.get(c, c))
-        if entry is not None:
-            out |= {t for t, p in split_parts(entry)[0].items() if p == "train"}
-    return out
-
-
 def trial_overlap(runs: Sequence[tuple[Path, Any]], split: Mapping[str, Any]) -> list[str]:
     """One line per run whose training songs include songs the trials' splits hold out.
 
@@ -607,10 +600,12 @@ def trial_overlap(runs: Sequence[tuple[Path, Any]], split: Mapping[str, Any]) ->
     held: dict[str, set[str]] = {
         name: {t for t, p in split_parts(entry)[0].items() if p != "train"} for name, entry in split.items()
     }
+    from .provenance import training_songs  # provenance imports this module
+
     lines = []
     for run_dir, info in runs:
         try:
-            trained = run_training_songs(run_dir, str(getattr(info, "concept", "") or "joint"))
+            trained = training_songs(run=run_dir, concept=getattr(info, "concept", None)).track_ids
         except SplitError:
             continue
         found = {name: len(trained & ids) for name, ids in held.items() if trained & ids}

@@ -74,8 +74,11 @@ def _run_concept(run: Path) -> str:
     return str(config.get("concept", "")) if isinstance(config, dict) else ""
 
 
-def training_songs(*, run: str | Path) -> TrainingSongs:
+def training_songs(*, run: str | Path, concept: str | None = None) -> TrainingSongs:
     """The training songs of a run folder (or of the run a checkpoint file lies in).
+
+    ``concept`` is the run's trained concept when the caller knows it (e.g. from
+    its checkpoint); by default it is read from ``RUN/config.yaml``.
 
     Raises
     ------
@@ -87,8 +90,7 @@ def training_songs(*, run: str | Path) -> TrainingSongs:
     run = Path(run)
     if run.is_file():
         run = run.parent
-    concept = _run_concept(run)
-    concepts = RUN_CONCEPTS.get(concept, ())
+    concepts = RUN_CONCEPTS.get(concept or _run_concept(run), ())
     if concepts:
         stems = [next((s for s in SPLIT_FILES[c] if (run / "split" / f"{s}.csv").is_file()), None) for c in concepts]
         files = [run / "split" / f"{s}.csv" for s in dict.fromkeys(stems) if s is not None]

@@ -98,8 +98,7 @@ def table1(holdout: HoldoutResult) -> str:
             for m in _ordered(holdout.models)]
     rows.append(["chance (random guess)"] + [_fmt(holdout.chance) for _ in concepts])
     if holdout.n_songs:
-        rows.append(["test songs (labels)"] + [f"{holdout.n_songs.get(c, '?')} ({holdout.n_labels.get(c, '?')})"
-                                               for c in concepts])
+        rows.append(["test songs (labels)"] + [holdout.songs_cell(c) for c in concepts])
     pub = PUBLISHED["holdout"]
     for m, vals in pub.items():
         rows.append([f"*{m}: {PUBLISHED['source']}*"] + [f"*{_fmt(vals.get(c))}*" for c in concepts])

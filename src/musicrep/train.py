@@ -109,6 +109,11 @@ class TrainConfig:
     def concepts(self) -> tuple[str, ...]:
         return ("artist", "album", "track") if self.concept == "joint" else (self.concept,)
 
+    @property
+    def anchors_per_loss(self) -> int:
+        """How many anchors one concept's loss value adds up (divide by it for a per-anchor figure)."""
+        return self.batch_size if self.loss_reduction == "sum" else 1
+
     def margin(self, concept: str) -> float:
         return {"artist": self.margin_artist, "album": self.margin_album, "track": self.margin_track}[concept]
 
@@ -278,8 +283,7 @@ def validate(
         for i in range(config.valid_batches):
             b = make_batches({c: sampler}, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i)
             _, ls, ac = step_losses(model, {c: torch.from_numpy(b[c])}, config=config, device=d.device)
-            per_anchor = config.batch_size if config.loss_reduction == "sum" else 1
-            loss, acc = loss + float(ls[c]) / per_anchor, acc + float(ac[c])
+            loss, acc = loss + float(ls[c]) / config.anchors_per_loss, acc + float(ac[c])
         sums += [loss, acc]
     sums = _all_sum(sums, d)
     model.train()
@@ -356,7 +360,7 @@ def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Opt
     Losses are reported per anchor whatever the reduction, so runs with other
     batch sizes or reductions can be compared.
     """
-    per_anchor = config.batch_size if config.loss_reduction == "sum" else 1
+    per_anchor = config.anchors_per_loss
     sums = {c: [0.0, 0.0] for c in config.concepts}
     total = 0.0
     t0 = time.perf_counter()
