@@ -65,6 +65,43 @@ def _mod(path: Path, *, sample_name: str, patterns: int = 5) -> None:
     path.write_bytes(header + rows + sample)
 
 
+
+def _it(path: Path, *, rv: int, rp: int) -> None:
+    """An Impulse Tracker module: one instrument with random volume (``rv``, percent)
+    and panning (``rp``) variation over a looped square wave, a note every 4 rows of
+    one 64-row pattern (7.68 s at speed 6 / 125 BPM)."""
+    orders = bytes([0, 255])
+    header = bytearray(0xC0)
+    header[:4] = b"IMPM"
+    header[4:14] = b"random fx"
+    struct.pack_into("<4H2H2H", header, 0x20, len(orders), 1, 1, 1, 0x0214, 0x0214, 0x0D, 0)
+    header[0x30:0x36] = bytes([128, 48, 6, 125, 128, 0])
+    header[0x40:0x80] = bytes([32] * 64)
+    header[0x80:0xC0] = bytes([64] * 64)
+    table = 0xC0 + len(orders)
+    ins_at = table + 12
+    smp_at = ins_at + 554
+    pat_at = smp_at + 0x50
+    rows = b"".join(bytes([0x81, 0x03, 60, 1, 0]) if r % 4 == 0 else b"\0" for r in range(64))
+    data_at = pat_at + 8 + len(rows)
+    ins = bytearray(554)
+    ins[:4] = b"IMPI"
+    ins[0x18:0x1C] = bytes([128, 32 | 128, rv, rp])  # global volume, default pan unused, RV, RP
+    ins[0x1E] = 1
+    for note in range(120):
+        ins[0x40 + 2 * note:0x42 + 2 * note] = bytes([note, 1])
+    smp = bytearray(0x50)
+    smp[:4] = b"IMPS"
+    smp[0x11:0x14] = bytes([64, 0x11, 64])  # global volume, flags (sample + loop), volume
+    smp[0x2E] = 1  # signed samples
+    struct.pack_into("<4I", smp, 0x30, 64, 0, 64, 8363)
+    struct.pack_into("<I", smp, 0x48, data_at)
+    pattern = struct.pack("<HH4x", len(rows), 64) + rows
+    sample = bytes((40 if (i // 16) % 2 else 216) for i in range(64))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(header) + orders + struct.pack("<3I", ins_at, smp_at, pat_at)
+                     + bytes(ins) + bytes(smp) + pattern + sample)
+
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: fakegame
 
@@ -194,6 +231,39 @@ def test_games_rebuild_reuses_audio_and_writes_catalog(game_build, game_trees):
     assert "Joseph Toscano" in (out / "summary.md").read_text()
 
 
+
+def test_derandomize_it_zeroes_random_variation_only(tmp_path):
+    _it(tmp_path / "a.it", rv=50, rp=64)
+    data = (tmp_path / "a.it").read_bytes()
+    fixed = games.derandomize_it(data)
+    changed = [i for i in range(len(data)) if data[i] != fixed[i]]
+    ins_at = struct.unpack_from("<I", data, 0xC2)[0]
+    assert changed == [ins_at + 0x1A, ins_at + 0x1B] and fixed[ins_at + 0x1A:ins_at + 0x1C] == b"\0\0"
+    assert games.derandomize_it(b"not a module") == b"not a module"
+    assert games.derandomize_it(data[:0xC1]) == data[:0xC1]  # truncated: left alone
+
+
+@needs_ffmpeg
+def test_modules_with_random_effects_render_the_same_twice(tmp_path):
+    # libopenmpt draws random volume/pan variation from an unseeded generator: two
+    # builds of the corpus gave other audio for such modules (and other tables)
+    _it(tmp_path / "fx.it", rv=50, rp=64)
+    raw = [games._decode_pcm(tmp_path / "fx.it", sr=22050) for _ in range(2)]
+    assert len(raw[0]) > 22050 * 5 and not np.array_equal(*raw)  # the fixture is random as rendered
+    games.transcode(tmp_path / "fx.it", tmp_path / "one.flac")
+    games.transcode(tmp_path / "fx.it", tmp_path / "two.flac")
+    one, sr = sf.read(str(tmp_path / "one.flac"), dtype="int16")
+    assert sr == 22050 and np.abs(one).max() > 1000
+    np.testing.assert_array_equal(sf.read(str(tmp_path / "two.flac"), dtype="int16")[0], one)
+
+
+def test_a_module_that_stays_random_is_refused(tmp_path, monkeypatch):
+    renders = iter([np.zeros(100, np.int16), np.ones(100, np.int16)])
+    monkeypatch.setattr(games, "_decode_pcm", lambda path, sr: next(renders))
+    _mod(tmp_path / "x.mod", sample_name="s")
+    with pytest.raises(CorpusError, match="not reproducible"):
+        games.render_module(tmp_path / "x.mod")
+
 # --- folk corpus -----------------------------------------------------------------------
 
 BOOK_A = """X:1
@@ -292,6 +362,23 @@ def test_folk_render_for_real(tmp_path):
     again, _, _ = folk.build(out_dir=tmp_path, tunes=_tunes(), min_class_count=2, min_seconds=1.0, workers=1)
     assert {t.track_id: (tmp_path / t.path).stat().st_mtime_ns for t in again} == stamp
 
+
+
+@pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abc2midi not installed")
+def test_folk_render_does_not_depend_on_what_came_before(tmp_path):
+    # a pool worker renders tunes in scheduling order; a tune must sound the same
+    # whether it is the process's first or follows another (reverb tails, block
+    # phase, dither and voice state of a reused synthesizer made it differ)
+    pytest.importorskip("fluidsynth")
+    folk._init_worker(str(tools.find_soundfont()))
+    tunes = _tunes()
+    midis = []
+    for i, t in enumerate(tunes[:2]):
+        folk.abc_to_midi(t.header + "\n" + t.abc, tmp_path / f"{i}.mid")
+        midis.append(tmp_path / f"{i}.mid")
+    first = folk.synthesize(midis[0], program=40, tempo=1.0)
+    folk.synthesize(midis[1], program=73, tempo=1.1)
+    np.testing.assert_array_equal(folk.synthesize(midis[0], program=40, tempo=1.0), first)
 
 # --- errors and registry ------------------------------------------------------------------
 

@@ -5,6 +5,13 @@ one, else the game), ``title`` the track, ``artist`` the composer found by
 :mod:`musicrep.corpus.attribution` (empty when unknown). Each file at least
 :data:`MIN_SECONDS` long is decoded once by ffmpeg (libopenmpt for tracker modules)
 to 22,050 Hz mono FLAC, which :mod:`soundfile` reads.
+
+Tracker modules are rendered twice and kept only when both renders agree: libopenmpt
+draws random volume/panning variation and random LFO waveforms from an unseeded
+generator, so such a module would give other audio (and other tables) on every fresh
+build. Impulse Tracker's per-instrument random volume and panning variation is set to
+zero before rendering (:func:`derandomize_it`); in a mono render it only moved notes'
+loudness at random.
 """
 
 from __future__ import annotations
@@ -14,15 +21,19 @@ import hashlib
 import json
 import logging
 import re
+import struct
+import tempfile
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import soundfile
 
 from ..catalog import Track, slugify
+from ..errors import CorpusError
 from ..io import atomic_path
 from .. import progress
 from . import attribution, debian, tools
@@ -145,10 +156,64 @@ def probe(path: Path) -> tuple[float, dict]:
 
 
 def transcode(src: Path, dest: Path, *, sr: int = SAMPLE_RATE) -> None:
-    """Decode ``src`` with ffmpeg to mono FLAC at ``sr`` Hz, written atomically."""
+    """Decode ``src`` with ffmpeg to mono FLAC at ``sr`` Hz, written atomically.
+
+    A tracker module is rendered by :func:`render_module` (deterministic or refused).
+    """
+    if src.suffix.lower() in MODULE_EXT:
+        y = render_module(src, sr=sr)
+        with atomic_path(dest, suffix=".flac") as tmp:
+            soundfile.write(str(tmp), y, sr, format="FLAC", subtype="PCM_16")
+        return
     with atomic_path(dest, suffix=".flac") as tmp:
         tools.run([tools.ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(src), "-vn", "-ac", "1",
                    "-ar", str(sr), "-sample_fmt", "s16", "-c:a", "flac", "-f", "flac", str(tmp)], timeout=900)
+
+
+def _decode_pcm(src: Path, *, sr: int) -> np.ndarray:
+    """``src`` decoded by ffmpeg to 16-bit mono PCM at ``sr`` Hz."""
+    proc = tools.run([tools.ffmpeg(), "-nostdin", "-v", "error", "-i", str(src), "-vn", "-ac", "1",
+                      "-ar", str(sr), "-f", "s16le", "-"], timeout=900)
+    return np.frombuffer(proc.stdout, dtype="<i2")
+
+
+def render_module(src: Path, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Render a tracker module twice; its 16-bit samples if both renders agree.
+
+    Raises :class:`CorpusError` when they differ (the module uses random effects that
+    libopenmpt does not let us seed), so the corpus holds only reproducible audio.
+    """
+    data = src.read_bytes()
+    fixed = derandomize_it(data) if src.suffix.lower() == ".it" else data
+    with tempfile.TemporaryDirectory(prefix="musicrep-module-") as tmp:
+        path = src
+        if fixed != data:
+            path = Path(tmp) / f"module{src.suffix.lower()}"
+            path.write_bytes(fixed)
+        first, second = _decode_pcm(path, sr=sr), _decode_pcm(path, sr=sr)
+    if not np.array_equal(first, second):
+        raise CorpusError("not reproducible: two renders differ (the module uses random effects)")
+    return first
+
+
+def derandomize_it(data: bytes) -> bytes:
+    """An Impulse Tracker module with every instrument's random volume and panning
+    variation (the ``RV`` and ``RP`` bytes of each ``IMPI`` header) set to zero.
+
+    Anything that is not a well-formed IT file is returned unchanged.
+    """
+    if len(data) < 0xC0 or data[:4] != b"IMPM":
+        return data
+    n_orders, n_instruments = struct.unpack_from("<2H", data, 0x20)
+    table = 0xC0 + n_orders
+    if table + 4 * n_instruments > len(data):
+        return data
+    out = bytearray(data)
+    for offset in struct.unpack_from(f"<{n_instruments}I", data, table):
+        if offset + 0x1C <= len(data) and data[offset:offset + 4] == b"IMPI":
+            out[offset + 0x1A] = 0  # RV: random volume variation, percent
+            out[offset + 0x1B] = 0  # RP: random panning variation
+    return bytes(out)
 
 
 def _license(tags: dict, stanzas, relpath: str, copyright_text: str) -> str:
