@@ -67,3 +67,7 @@ class CheckpointError(MusicrepError):
 
 class CorpusError(MusicrepError):
     """The built-in corpus cannot be assembled (missing tool, package or file)."""
+
+
+class FolderLockedError(MusicrepError):
+    """Another process is writing the output folder this command would write."""
