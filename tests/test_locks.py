@@ -69,3 +69,23 @@ def test_reentrant_in_one_process_and_outside_the_folder(tmp_path):
     assert lock_path(folder) == tmp_path / ".work.lock"
     with folder_lock(folder):  # released after the outermost block
         pass
+
+
+def test_the_sweep_and_the_main_job_lock_their_folders(tmp_path):
+    from musicrep.pipeline import profile_config, run_pipeline
+    from musicrep.sweep import run_sweep
+
+    for name, job in [
+        ("sweep", lambda folder: run_sweep(kind="margin_artist", values=[0.1], store=tmp_path / "store",
+                                           out_dir=folder)),
+        ("work", lambda folder: run_pipeline(folder, config=profile_config("quick"))),
+    ]:
+        folder = tmp_path / name
+        proc = _holder(folder, tmp_path / f"{name}.flag")
+        try:
+            with pytest.raises(FolderLockedError, match=f"PID {proc.pid}"):
+                job(folder)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert not folder.exists()  # refused before writing anything

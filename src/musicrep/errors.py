@@ -71,3 +71,11 @@ class CorpusError(MusicrepError):
 
 class FolderLockedError(MusicrepError):
     """Another process is writing the output folder this command would write."""
+
+
+class TrainingError(MusicrepError):
+    """Training ran but gave no usable model (e.g. validation was never finite)."""
+
+
+class DiskFullError(MusicrepError):
+    """The disk filled up while a job wrote its folder; freeing space and rerunning resumes."""

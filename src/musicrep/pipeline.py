@@ -32,6 +32,7 @@ from typing import Callable
 from .config import load_config, save_config, to_dict
 from .errors import ConfigError
 from .io import atomic_write_json
+from .locks import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +162,17 @@ class Stages:
 
 def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
     """Run (or resume) the main job into ``out_dir``; return the report folder."""
+    work = Path(out_dir)
+    with folder_lock(work):  # one main job per work folder; its stages lock their own folders too
+        return _run_stages(work, config)
+
+
+def _run_stages(work: Path, config: PipelineConfig) -> Path:
     from .catalog import read_csv
     from .corpus import build_corpus
     from .store import prepare
     from .train import train
 
-    work = Path(out_dir)
     work.mkdir(parents=True, exist_ok=True)
     save_config(config, work / "pipeline.yaml")
     stages = Stages(work)

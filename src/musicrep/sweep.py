@@ -48,6 +48,7 @@ import yaml
 from .config import load_config, to_dict
 from .errors import ConfigError, MusicrepError
 from .io import atomic_write_json, atomic_write_text
+from .locks import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -413,45 +414,46 @@ def run_sweep(
 
         tcfg = transfer_config if transfer_config is not None else TransferConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_manifest(out, {
-        "kind": kind, "field": field, "concept": train_concept,
-        "values": sorted((v for v, _ in configs.values()), key=value_order),
-        "store": str(Path(store).resolve()),
-        "transfer_store": str(Path(transfer_store).resolve()) if transfer_store is not None else None,
-        "train_config": to_dict(base), "transfer_config": to_dict(tcfg) if tcfg is not None else None,
-        "holdout_trials": holdout_trials,
-    })
-    points = []
-    for name, (value, config) in configs.items():
-        pdir = out / name
-        label = f"{field}={format_value(value)}"
-        if (pdir / "DONE").is_file() and (pdir / "result.json").is_file():
-            log.info("%s: finished earlier; skipped", label)
-            points.append(_read_point(pdir))
-            continue
-        run_dir = pdir / "run"
-        point_concept = getattr(config, "concept", train_concept) or "model"
-        t0 = time.perf_counter()
-        try:
-            if not (run_dir / "DONE").is_file():
-                log.info("%s: training a %s model in %s", label, point_concept, run_dir)
-                train_fn(store, run_dir, config, resume=run_dir.exists())
-            point = SweepPoint(value=value, status="done", run=str(run_dir), concept=point_concept,
-                               validation=read_validation(run_dir, monitor=getattr(config, "monitor", "valid_loss")))
-            _test_point(point, store=store, transfer_store=transfer_store, transfer_config=tcfg,
-                        holdout_trials=holdout_trials)
-        except MusicrepError as exc:
-            log.error("%s failed: %s", label, exc)
-            points.append(SweepPoint(value=value, status="failed", run=str(run_dir), error=str(exc),
-                                     concept=point_concept))
-            continue
-        point.seconds = round(time.perf_counter() - t0, 1)
-        atomic_write_json(pdir / "result.json", dataclasses.asdict(point))
-        atomic_write_text(pdir / "DONE", f"{label}\n")  # written last
-        points.append(point)
-    return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name if transfer_store else "",
-                       path=str(out), field=field, concept=train_concept or "")
+    with folder_lock(out):  # one sweep per folder: two would train the same points
+        out.mkdir(parents=True, exist_ok=True)
+        _check_manifest(out, {
+            "kind": kind, "field": field, "concept": train_concept,
+            "values": sorted((v for v, _ in configs.values()), key=value_order),
+            "store": str(Path(store).resolve()),
+            "transfer_store": str(Path(transfer_store).resolve()) if transfer_store is not None else None,
+            "train_config": to_dict(base), "transfer_config": to_dict(tcfg) if tcfg is not None else None,
+            "holdout_trials": holdout_trials,
+        })
+        points = []
+        for name, (value, config) in configs.items():
+            pdir = out / name
+            label = f"{field}={format_value(value)}"
+            if (pdir / "DONE").is_file() and (pdir / "result.json").is_file():
+                log.info("%s: finished earlier; skipped", label)
+                points.append(_read_point(pdir))
+                continue
+            run_dir = pdir / "run"
+            point_concept = getattr(config, "concept", train_concept) or "model"
+            t0 = time.perf_counter()
+            try:
+                if not (run_dir / "DONE").is_file():
+                    log.info("%s: training a %s model in %s", label, point_concept, run_dir)
+                    train_fn(store, run_dir, config, resume=run_dir.exists())
+                point = SweepPoint(value=value, status="done", run=str(run_dir), concept=point_concept,
+                                   validation=read_validation(run_dir, monitor=getattr(config, "monitor", "valid_loss")))
+                _test_point(point, store=store, transfer_store=transfer_store, transfer_config=tcfg,
+                            holdout_trials=holdout_trials)
+            except MusicrepError as exc:
+                log.error("%s failed: %s", label, exc)
+                points.append(SweepPoint(value=value, status="failed", run=str(run_dir), error=str(exc),
+                                         concept=point_concept))
+                continue
+            point.seconds = round(time.perf_counter() - t0, 1)
+            atomic_write_json(pdir / "result.json", dataclasses.asdict(point))
+            atomic_write_text(pdir / "DONE", f"{label}\n")  # written last
+            points.append(point)
+        return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name if transfer_store else "",
+                           path=str(out), field=field, concept=train_concept or "")
 
 
 def _test_point(point: SweepPoint, *, store: str | Path, transfer_store: str | Path | None, transfer_config: Any,

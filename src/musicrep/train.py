@@ -22,7 +22,9 @@ import dataclasses
 import json
 import logging
 import math
+import errno
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -32,7 +34,8 @@ import torch.distributed as dist
 from . import progress
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import save_config, to_dict
-from .errors import ConfigError
+from .errors import ConfigError, DiskFullError, TrainingError
+from .locks import folder_lock
 from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
 from .losses import REDUCTIONS, accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
 from .model import INITS, Encoder
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 
 CONCEPT_CHOICES: tuple[str, ...] = ("artist", "album", "track", "joint")
 # Settings that may change when resuming: they do not change the numbers.
-RESUMABLE: frozenset[str] = frozenset({"epochs", "patience", "num_workers", "prefetch", "threads", "tensorboard"})
+RESUMABLE: frozenset[str] = frozenset({"epochs", "patience", "num_workers", "prefetch", "tensorboard"})
 
 
 def _f(default, **meta):
@@ -312,7 +315,8 @@ def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     now = to_dict(config)
-    changed = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
+    # threads: compared as the count the run really used, by _match_arithmetic
+    changed = sorted(k for k in now if k not in RESUMABLE | {"threads"} and saved.get(k) != now[k])
     if changed:
         k = changed[0]
         raise ConfigError(f"{path}: cannot resume with {k}={now[k]!r}; the run was started with "
@@ -431,11 +435,34 @@ def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, r
     d = _setup_dist()
     threads = torch.get_num_threads()
     try:
-        return _train(FeatureStore(Path(store_path)), Path(store_path), out_dir, config, resume=resume, d=d)
+        # one writer per run folder; under DDP the ranks share it and rank 0 holds the lock
+        with folder_lock(out_dir) if d.main else contextlib.nullcontext():
+            return _train(FeatureStore(Path(store_path)), Path(store_path), out_dir, config, resume=resume, d=d)
+    except (OSError, RuntimeError) as exc:
+        if _disk_full(exc, out_dir):
+            raise DiskFullError(f"{out_dir}: the disk is full ({exc}); free some space and rerun with --resume: "
+                                "training continues from the last finished epoch") from exc
+        raise
     finally:
         torch.set_num_threads(threads)  # the setting is for this run, not for the caller's process
         if d.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether ``exc`` is a write that failed for want of space in ``folder``.
+
+    ``torch.save`` reports a full disk as a ``RuntimeError`` from its C++ writer
+    (``basic_ios::clear``, ``PytorchStreamWriter failed``), so those count when
+    the folder's file system has (almost) no space left.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    try:
+        free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    except OSError:
+        return False
+    return free < 64 * 2**20
 
 
 @dataclasses.dataclass
@@ -465,13 +492,15 @@ class TrainState:
 
 
 def checkpoint_payload(model: Encoder, optimizer: torch.optim.Optimizer, state: TrainState, *,
-                       config: TrainConfig, feature_config) -> dict:
+                       config: TrainConfig, feature_config, world: int = 1) -> dict:
     """Everything ``last.pt`` / ``best.pt`` hold: weights, optimizer, state, settings, RNG."""
     return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.model_config),
             "feature_config": to_dict(feature_config), "optimizer": optimizer.state_dict(),
             "step": state.step, "epoch": state.epoch, "best_metric": state.best, "bad_epochs": state.bad_epochs,
             "monitor": config.monitor, "config": to_dict(config), "concept": config.concept,
-            "rng": {"torch": torch.get_rng_state()}}
+            "rng": {"torch": torch.get_rng_state()},
+            # the arithmetic's shape: another thread or process count gives other sums
+            "threads": torch.get_num_threads(), "world_size": world}
 
 
 def _resume_from(out_dir: Path, store, config: TrainConfig, *, resume: bool) -> dict | None:
@@ -491,6 +520,39 @@ def _resume_from(out_dir: Path, store, config: TrainConfig, *, resume: bool) -> 
         raise ConfigError(f"{last_path}: the run was trained on features with other settings than "
                           f"{store.path}'s; resume with the store it was started on")
     return ckpt
+
+
+def _match_arithmetic(ckpt: dict, config: TrainConfig, d: _Dist, *, out_dir: Path) -> None:
+    """Make a resumed run compute as the interrupted one did, or refuse.
+
+    The process count sets the global batch (``batch_size`` is per process) and the
+    CPU thread count the order of floating-point sums (a resume on another count
+    ended 1.2e-4 away from the uninterrupted weights). A run started with
+    ``threads=0`` resumes on the count it really used.
+    """
+    saved_world = ckpt.get("world_size")
+    if saved_world is None:  # checkpoints before the field: run.json has it
+        saved_world = _read_json(out_dir / "run.json").get("world_size", 1)
+    if saved_world != d.world:
+        raise ConfigError(f"{out_dir}: the run was trained by {saved_world} process(es) and this resume has "
+                          f"{d.world}; batch_size is per process, so resume with {saved_world} "
+                          f"(e.g. torchrun --nproc_per_node {saved_world}) to continue the same run")
+    saved_threads = ckpt.get("threads")
+    if saved_threads is None or d.device.type != "cpu":
+        return
+    if config.threads == 0:
+        torch.set_num_threads(saved_threads)
+    elif config.threads != saved_threads:
+        raise ConfigError(f"{out_dir}: the run computed with {saved_threads} CPU thread(s); resuming with "
+                          f"threads={config.threads} would change its arithmetic. Resume with "
+                          f"--set threads={saved_threads} (or 0, which follows the run)")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _samplers(store, store_path: Path, splits: dict[str, Split], config: TrainConfig):
@@ -524,6 +586,8 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
             remove_stale_temps(path, older_than=time.time())
     _set_threads(config, d)
     ckpt = _resume_from(out_dir, store, config, resume=resume)
+    if ckpt is not None:
+        _match_arithmetic(ckpt, config, d, out_dir=out_dir)
     # Splits: made once and written beside the run; a resumed run reads them back.
     splits = load_splits(out_dir / "split") if ckpt is not None else make_run_splits(catalog=store.catalog, config=config)
     for s in splits.values():
@@ -570,7 +634,7 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
                          row["valid_loss"], row["valid_acc"], " (best)" if improved else "")
                 if d.main:
                     _save_epoch(out_dir, rows, tb, checkpoint_payload(
-                        model, optimizer, state, config=config, feature_config=store.feature_config),
+                        model, optimizer, state, config=config, feature_config=store.feature_config, world=d.world),
                         config=config, improved=improved)
                 if state.bad_epochs >= config.patience:
                     log.info("early stop: %s did not improve for %d epochs", config.monitor, state.bad_epochs)
@@ -581,6 +645,9 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
             tb.close()
     if d.world > 1:
         _record_weight_spread(model, out_dir, d)
+    if not math.isfinite(state.best):
+        raise TrainingError(f"{out_dir}: {config.monitor} was never finite in {state.epoch} epoch(s), so there "
+                            "is no best model (the run diverged); lower the learning rate and train afresh")
     if d.main:
         atomic_write_text(out_dir / "DONE", f"epoch {state.epoch} step {state.step} best {config.monitor} "
                                             f"{state.best:.6g}\n")

@@ -1,0 +1,124 @@
+"""Training never gives a silently wrong run: one writer per run folder, exact resumes
+(thread and process counts), no DONE for a diverged run, a named error on a full disk."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+import torch
+
+import musicrep.train as train_module
+from musicrep.checkpoint import read_checkpoint, save_checkpoint
+from musicrep.config import load_config
+from musicrep.errors import ConfigError, DiskFullError, TrainingError
+from musicrep.train import TrainConfig, train
+
+SETTINGS = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=4", "epochs=2",
+            "valid_batches=1", "songs_per_artist=10", "tensorboard=false", "seed=3"]
+ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _config(*more: str) -> TrainConfig:
+    return load_config(TrainConfig, None, SETTINGS + ["threads=1", *more])
+
+
+def test_a_second_train_into_one_run_folder_fails_at_once(synth_store, tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "musicrep", "-q", "train", "--store", str(synth_store.path), "-o", str(run),
+            *[f"--set={s}" for s in SETTINGS + ["threads=1", "epochs=40", "steps_per_epoch=20"]]]
+    first = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not (run / "config.yaml").is_file():
+            assert first.poll() is None and time.time() < deadline, first.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        second = subprocess.run(args[:-1] + ["--set=seed=4"], env=ENV, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert f"is being written by PID {first.pid}" in second.stderr, second.stderr[-2000:]
+        assert "seed: 3" in (run / "config.yaml").read_text()  # the first run's files, untouched
+    finally:
+        first.kill()
+        first.wait()
+
+
+def _one_epoch(store, run):
+    train(store.path, run, _config("epochs=1"))
+    return read_checkpoint(run / "last.pt")
+
+
+def test_resume_on_another_thread_count_is_refused_and_zero_follows_the_run(synth_store, tmp_path):
+    run = tmp_path / "run"
+    ckpt = _one_epoch(synth_store, run)
+    assert ckpt["threads"] == 1 and ckpt["world_size"] == 1
+    with pytest.raises(ConfigError, match=r"1 CPU thread\(s\); resuming with threads=2"):
+        train(synth_store.path, run, load_config(TrainConfig, None, SETTINGS + ["threads=2"]), resume=True)
+    torch.set_num_threads(2)  # the caller's count; threads=0 must compute with the run's 1
+    seen = []
+    real = train_module.train_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    train_module.train_epoch = spy
+    try:
+        train(synth_store.path, run, load_config(TrainConfig, None, SETTINGS + ["threads=0"]), resume=True)
+    finally:
+        train_module.train_epoch = real
+        torch.set_num_threads(1)
+    assert seen == [1] and (run / "DONE").is_file()
+
+
+def test_resume_with_another_process_count_is_refused(synth_store, tmp_path):
+    run = tmp_path / "run"
+    ckpt = _one_epoch(synth_store, run)
+    save_checkpoint({**ckpt, "world_size": 2}, run / "last.pt")  # as if torchrun --nproc_per_node 2 wrote it
+    with pytest.raises(ConfigError, match=r"trained by 2 process\(es\) and this resume has 1"):
+        train(synth_store.path, run, _config(), resume=True)
+
+
+def _validation(values):
+    it = iter(values)
+
+    def fake(model, samplers, *, config, d):
+        v = next(it)
+        return {"valid_loss": v, "valid_acc": 0.5, "valid_loss_artist": v, "valid_acc_artist": 0.5}
+    return fake
+
+
+def test_a_run_whose_validation_is_never_finite_gets_no_done(synth_store, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "validate", _validation([float("nan")] * 3))
+    with pytest.raises(TrainingError, match="never finite in 3 epoch"):
+        train(synth_store.path, tmp_path / "run", _config("epochs=3", "monitor=valid_loss"))
+    assert not (tmp_path / "run" / "DONE").exists() and not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_a_nan_first_validation_keeps_early_stopping(synth_store, tmp_path, monkeypatch):
+    # NaN, then 1.0 (best), then two worse epochs: patience 2 stops after epoch 4
+    monkeypatch.setattr(train_module, "validate", _validation([float("nan"), 1.0, 2.0, 3.0, 0.5, 0.4]))
+    run = train(synth_store.path, tmp_path / "run", _config("epochs=6", "patience=2", "monitor=valid_loss"))
+    assert read_checkpoint(run / "best.pt")["epoch"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
+
+
+def test_a_full_disk_names_the_folder_and_the_resume(synth_store, tmp_path, monkeypatch):
+    def full(payload, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(train_module, "save_checkpoint", full)
+    with pytest.raises(DiskFullError, match=r"run: the disk is full .*rerun with --resume"):
+        train(synth_store.path, tmp_path / "run", _config())
+    # torch.save's C++ writer says so as a RuntimeError; it counts only when the disk is full
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda payload, path: (_ for _ in ()).throw(
+        RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")))
+    with pytest.raises(RuntimeError, match="PytorchStreamWriter") as info:
+        train(synth_store.path, tmp_path / "run2", _config())
+    assert not isinstance(info.value, DiskFullError)  # this disk has room: not misreported
+    monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=10))
+    with pytest.raises(DiskFullError):
+        train(synth_store.path, tmp_path / "run3", _config())
