@@ -33,6 +33,7 @@ from .config import load_config, save_config, to_dict
 from .errors import ConfigError
 from .io import atomic_write_json
 from .locks import folder_lock
+from .profiles import profile_settings
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,8 @@ PROFILES: dict[str, dict] = {
     "default": {
         "train_corpus": "games",
         "transfer_corpus": "folk",
-        # lr 0.03: chosen among 0.1 (the authors'), 0.03 and 0.01 by validation accuracy of
-        # joint models at these settings (`musicrep sweep lr`, see docs/fidelity.md)
-        "train": {
-            "width": 128, "batch_size": 15, "lr": 0.03, "epochs": 12, "steps_per_epoch": 100,
-            "valid_batches": 16, "patience": 6, "songs_per_artist": 10, "artist_valid": 1, "artist_test": 1,
-            "songs_per_album": 10, "album_valid": 1, "album_test": 1,
-        },
+        # the `cpu` training profile (musicrep/configs/cpu.yaml), which says why each differs
+        "train": profile_settings("cpu"),
         "transfer": {"cnn_steps": 600},
     },
     "quick": {

@@ -190,6 +190,17 @@ def make_run_splits(*, catalog, config: TrainConfig) -> dict[str, Split]:
     )
 
 
+def describe_use(split: Split, *, n_catalog: int) -> str:
+    """One line on what a concept's split uses of the catalog and what it leaves out."""
+    parts = {p: len(split.track_ids(p)) for p in ("train", "valid", "test")}
+    used = sum(parts.values())
+    what = "songs" if split.concept == "track" else f"{split.concept}s"
+    return (f"{split.concept} split: {used} songs of {split.n_labels} {what} "
+            f"({parts['train']} train, {parts['valid']} valid, {parts['test']} test); {n_catalog - used} of the "
+            f"catalog's {n_catalog} songs left out (too few songs per {split.concept}, no {split.concept} "
+            f"label, or over the per-{split.concept} count)")
+
+
 def make_encoder(config: TrainConfig, *, n_mels: int) -> Encoder:
     """The encoder a run trains, with the run's architecture and init settings."""
     return Encoder(width=config.width, n_mels=n_mels, conv_bias=config.conv_bias, bn_eps=config.bn_eps,
@@ -592,6 +603,9 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     splits = load_splits(out_dir / "split") if ckpt is not None else make_run_splits(catalog=store.catalog, config=config)
     for s in splits.values():
         check_in_catalog(s, store.catalog)
+    if d.main:
+        for c in config.concepts:
+            log.info("%s", describe_use(concept_split(splits, c), n_catalog=len(store.catalog)))
     train_s, valid_s, specs = _samplers(store, store_path, splits, config)
 
     # ---- model, normalisation, optimizer

@@ -34,7 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.add_parser(sub)
+    _add_common_flags(sub)
     return parser
+
+
+def _add_common_flags(sub: argparse._SubParsersAction) -> None:
+    """Accept ``-q``/``-v`` after any (sub)command too: ``musicrep embed x.mp3 -q``.
+
+    SUPPRESS as the default keeps a flag given before the subcommand from being reset.
+    """
+    for parser in {id(p): p for p in sub.choices.values()}.values():
+        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                            help="no progress bars; warnings and errors only")
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_common_flags(action)
 
 
 def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
