@@ -26,8 +26,12 @@ setup: $(BIN)/python
 system-deps:
 	sh scripts/system-deps.sh
 
+# The default profile's joint model is the one the package ships (musicrep/models/):
+# the main job packages it with its model card, and this copies it into the source.
 main: system-deps setup
 	$(BIN)/musicrep run --profile $(PROFILE) -o $(WORK)
+	@if [ "$(PROFILE)" = default ]; then cp $(WORK)/model/* src/musicrep/models/ && \
+		echo "shipped model updated: src/musicrep/models/ (see its MODEL_CARD.md)"; fi
 
 test: system-deps setup
 	$(BIN)/python -m pytest -q --durations=15

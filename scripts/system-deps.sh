@@ -5,6 +5,7 @@
 #   abcmidi            abc2midi: folk tunes (ABC) -> MIDI
 #   fluid-soundfont-gm a General MIDI soundfont for FluidSynth
 #   libfluidsynth3     the synthesizer pyfluidsynth loads
+#   fonts-wqy-microhei a font with CJK and Hangul glyphs for the report's figures (labels in any script)
 #
 # As root: installs what is missing (apt-get update only when apt has no package
 # lists or cannot find a package). Not root: if something is missing, prints the
@@ -12,7 +13,7 @@
 # Usage: scripts/system-deps.sh [--check]   (--check: report only, install nothing)
 set -eu
 
-PACKAGES="${MUSICREP_SYSTEM_PACKAGES:-ffmpeg abcmidi fluid-soundfont-gm libfluidsynth3}"
+PACKAGES="${MUSICREP_SYSTEM_PACKAGES:-ffmpeg abcmidi fluid-soundfont-gm libfluidsynth3 fonts-wqy-microhei}"
 CHECK_ONLY=0
 [ "${1:-}" = "--check" ] && CHECK_ONLY=1
 
@@ -22,7 +23,7 @@ installed() {
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     echo "system-deps: this is not a Debian/Ubuntu system (no dpkg/apt-get)." >&2
-    echo "system-deps: install by hand: ffmpeg, abc2midi (abcmidi), a General MIDI .sf2 soundfont, libfluidsynth" >&2
+    echo "system-deps: install by hand: ffmpeg, abc2midi (abcmidi), a General MIDI .sf2 soundfont, libfluidsynth, a CJK font (WenQuanYi Micro Hei or Noto CJK)" >&2
     exit 1
 fi
 

@@ -203,7 +203,22 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
     report_dir = work / "report"
     stages.run("report", lambda: _report(runs, report_dir, results, [transfer_json], config, stages),
                settings=to_dict(config))
+    if "joint" in config.concepts:
+        stages.run("model", lambda: _package_model(work, results / "holdout.json", transfer_json, config),
+                   settings=to_dict(config))
     return report_dir
+
+
+def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineConfig) -> None:
+    """The joint model and its card in ``WORK/model/`` (``make main`` ships it in the package)."""
+    from .pretrained import package_model
+
+    def read(path: Path):
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    package_model(run_dir=work / "runs" / "joint", out_dir=work / "model", holdout=read(holdout),
+                  transfer=read(transfer), corpus=read(work / "corpus" / config.train_corpus / "summary.json"),
+                  command="make main" if config == profile_config("default") else "musicrep run")
 
 
 def _holdout(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
