@@ -7,6 +7,7 @@ parts with ``np.load(allow_pickle=False)``; settings are validated key by key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import ast
 import os
 from pathlib import Path
@@ -107,6 +108,7 @@ def test_damaged_checkpoint_is_a_named_error(tmp_path, damage, capsys):
 def test_a_store_part_holding_objects_is_refused_not_run(tmp_path):
     import soundfile as sf
 
+    from musicrep.config import FeatureConfig
     from musicrep.store import _part_name, prepare
 
     sr = 22050
@@ -120,8 +122,10 @@ def test_a_store_part_holding_objects_is_refused_not_run(tmp_path):
     marker = tmp_path / "pwned"
     parts = tmp_path / "s" / "parts"
     parts.mkdir()
-    part = (parts / _part_name("t2")).with_suffix(".npy")
+    name = _part_name(cat[2], FeatureConfig().hash())
+    part = parts / f"{name}.npy"
     np.save(part, np.array([Evil(marker)], dtype=object), allow_pickle=True)
+    (parts / f"{name}.json").write_text(json.dumps({"track_id": "t2", "path": str(paths[2]), "n_frames": 1}))
     with pytest.raises(StoreError) as info:
         prepare(cat, tmp_path / "s", workers=1)
     assert str(part) in str(info.value) and "delete it" in str(info.value)

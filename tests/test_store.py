@@ -207,10 +207,10 @@ def test_a_worker_that_dies_costs_only_its_track(collection, tmp_path, monkeypat
     real = store_module.compute_track
     victim = collection[1].path
 
-    def dies_on_victim(path, config):
+    def dies_on_victim(path, config, **kwargs):
         if path == victim:
             os._exit(1)  # a decoder crash takes the whole worker process down
-        return real(path, config)
+        return real(path, config, **kwargs)
 
     # fork, so the workers inherit the patched function
     monkeypatch.setattr(store_module, "_start_method", lambda: "fork")

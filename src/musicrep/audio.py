@@ -2,10 +2,12 @@
 
 soundfile (libsndfile: wav, flac, ogg/vorbis, opus, mp3 with libsndfile >= 1.1)
 is tried first; anything it cannot open (tracker modules, m4a, wma, ...) goes
-through ``ffmpeg``. Audio is read in blocks, mixed to mono, and resampled with
-soxr's high-quality setting (the same resampler as ``librosa.load``'s default
-``soxr_hq``), so memory stays bounded for long files when the caller consumes
-:func:`stream_audio` block by block.
+through ``ffmpeg``, and so does the rest of a file libsndfile stops reading in
+the middle (a truncated FLAC "loses sync"), so its readable part is kept as a
+truncated WAV, OGG or MP3's is. Audio is read in blocks, mixed to mono, and
+resampled with soxr's high-quality setting (the same resampler as
+``librosa.load``'s default ``soxr_hq``), so memory stays bounded for long files
+when the caller consumes :func:`stream_audio` block by block.
 
 Every failure raises an :class:`~musicrep.errors.AudioError` subclass that names
 the file: unreadable, empty, silent, NaN/inf samples, or too short.
@@ -56,33 +58,12 @@ def _check_path(path: Path) -> None:
         raise EmptyAudioError(path, "the file is 0 bytes")
 
 
-def _soundfile_blocks(path: Path, sr: int) -> Iterator[np.ndarray]:
-    """Mono blocks at ``sr`` via libsndfile; raises sf.LibsndfileError/RuntimeError to fall back."""
-    with sf.SoundFile(str(path)) as fh:
-        native = fh.samplerate
-        resampler = None if native == sr else soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ")
-        while True:
-            block = fh.read(_BLOCK, dtype="float32", always_2d=True)
-            last = len(block) < _BLOCK
-            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-            if resampler is not None:
-                mono = resampler.resample_chunk(mono, last=last)
-            if len(mono):
-                yield mono
-            if last:
-                return
+def _ffmpeg_pcm(path: Path, exe: str, output_args: list[str]) -> Iterator[np.ndarray]:
+    """float32 samples ffmpeg writes for ``path`` (flat, interleaved), streamed from a pipe.
 
-
-def _ffmpeg_blocks(path: Path, sr: int) -> Iterator[np.ndarray]:
-    """Mono blocks at ``sr`` decoded by ffmpeg (soxr resampler), streamed from a pipe."""
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise UnreadableAudioError(path, "soundfile cannot read it and ffmpeg is not installed (apt-get install ffmpeg)")
-    cmd = [
-        exe, "-nostdin", "-v", "error", "-i", str(path), "-vn",
-        "-af", "aresample=resampler=soxr:precision=28", "-ac", "1", "-ar", str(sr),
-        "-f", "f32le", "-",
-    ]
+    Raises ``_FfmpegFailed`` (after the samples it gave) when ffmpeg exits with an error.
+    """
+    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", *output_args, "-f", "f32le", "-"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -98,7 +79,7 @@ def _ffmpeg_blocks(path: Path, sr: int) -> Iterator[np.ndarray]:
                 yield np.frombuffer(chunk[:usable], dtype="<f4").copy()
         err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
         if proc.wait() != 0:
-            raise UnreadableAudioError(path, f"ffmpeg: {err.splitlines()[-1] if err else 'failed'}")
+            raise _FfmpegFailed(err.splitlines()[-1] if err else "failed")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -108,20 +89,114 @@ def _ffmpeg_blocks(path: Path, sr: int) -> Iterator[np.ndarray]:
                 stream.close()
 
 
+class _FfmpegFailed(Exception):
+    """ffmpeg exited with an error; the message is its last line of output."""
+
+
+def _ffmpeg_rest(path: Path, *, channels: int, samplerate: int, skip: int) -> Iterator[np.ndarray]:
+    """Frames ``skip`` onwards of ``path`` at its own rate, [n, channels] float32, decoded by ffmpeg.
+
+    Used where libsndfile stops in the middle of a file: ffmpeg decodes the
+    same samples (bit-exact for FLAC), so skipping the frames libsndfile gave
+    continues the stream without a seam. Stops quietly where ffmpeg stops.
+    """
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        return
+    args = ["-ac", str(channels), "-ar", str(samplerate)]  # equal to the file's: no conversion
+    to_skip = skip * channels
+    pending = np.zeros(0, dtype=np.float32)
+    try:
+        for flat in _ffmpeg_pcm(path, exe, args):
+            if to_skip:
+                dropped = min(to_skip, len(flat))
+                flat, to_skip = flat[dropped:], to_skip - dropped
+            flat = np.concatenate([pending, flat]) if len(pending) else flat
+            usable = len(flat) - len(flat) % channels
+            pending = flat[usable:]
+            if usable:
+                yield flat[:usable].reshape(-1, channels)
+    except _FfmpegFailed as exc:  # a damaged tail: keep what came before it
+        log.debug("%s: ffmpeg stopped early (%s)", path, exc)
+
+
+def _soundfile_blocks(path: Path, sr: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
+    """Mono blocks at ``sr`` via libsndfile; raises sf.LibsndfileError/RuntimeError to fall back.
+
+    When libsndfile stops in the middle of the file (a truncated FLAC: "flac
+    decoder lost sync"), ffmpeg decodes the rest; what either could read is
+    kept and a line saying how many seconds were kept goes to ``notes``.
+    """
+    with sf.SoundFile(str(path)) as fh:
+        native, channels, expected = fh.samplerate, fh.channels, fh.frames
+        resampler = None if native == sr else soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ")
+        done = 0  # frames read at the native rate
+
+        def mono_at_sr(block: np.ndarray, last: bool) -> np.ndarray:
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            return resampler.resample_chunk(mono, last=last) if resampler is not None else mono
+
+        while True:
+            try:
+                block = fh.read(_BLOCK, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                failed_at = done
+                for rest in _ffmpeg_rest(path, channels=channels, samplerate=native, skip=done):
+                    done += len(rest)
+                    out = mono_at_sr(rest, last=False)
+                    if len(out):
+                        yield out
+                if done == 0:
+                    raise  # nothing readable at all: the caller reports libsndfile's error
+                tail = mono_at_sr(np.zeros((0, channels), np.float32), last=True)
+                if len(tail):
+                    yield tail
+                note = (f"kept {done / native:.2f} s of {expected / native:.2f} s: libsndfile stopped at "
+                        f"{failed_at / native:.2f} s ({str(exc).strip() or type(exc).__name__})"
+                        + (", ffmpeg decoded the rest it could" if done > failed_at else ""))
+                log.warning("%s: damaged audio, %s", path, note)
+                if notes is not None:
+                    notes.append(note)
+                return
+            done += len(block)
+            last = len(block) < _BLOCK
+            mono = mono_at_sr(block, last)
+            if len(mono):
+                yield mono
+            if last:
+                return
+
+
+def _ffmpeg_blocks(path: Path, sr: int) -> Iterator[np.ndarray]:
+    """Mono blocks at ``sr`` decoded by ffmpeg (soxr resampler), streamed from a pipe."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise UnreadableAudioError(path, "soundfile cannot read it and ffmpeg is not installed (apt-get install ffmpeg)")
+    args = ["-af", "aresample=resampler=soxr:precision=28", "-ac", "1", "-ar", str(sr)]
+    try:
+        yield from _ffmpeg_pcm(path, exe, args)
+    except _FfmpegFailed as exc:
+        raise UnreadableAudioError(path, f"ffmpeg: {exc}") from None
+
+
 def stream_audio(
-    path: str | os.PathLike, *, sr: int = 22050, min_samples: int = 0
+    path: str | os.PathLike, *, sr: int = 22050, min_samples: int = 0, notes: list[str] | None = None
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of ``path`` resampled to ``sr``.
 
     The checks that need the whole signal (empty, silent, NaN/inf, too short)
     run as the blocks pass and raise at the end of the stream (NaN/inf at once),
     so a consumer must treat its partial result as invalid on an exception.
+    A damaged file whose readable part is kept (a truncated FLAC) is not an
+    error; a line saying how many seconds were kept goes to ``notes``.
 
     Parameters
     ----------
     path : audio file
     sr : target sample rate in Hz
     min_samples : raise TooShortAudioError when fewer samples come out
+    notes : if given, a list that receives one line per damaged file whose
+        readable part was kept
 
     Yields
     ------
@@ -132,7 +207,7 @@ def stream_audio(
     try:
         with sf.SoundFile(str(path)):
             pass
-        blocks = _soundfile_blocks(path, sr)
+        blocks = _soundfile_blocks(path, sr, notes)
     except (sf.LibsndfileError, RuntimeError, TypeError):
         blocks = _ffmpeg_blocks(path, sr)
     total = 0

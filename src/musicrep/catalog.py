@@ -3,6 +3,14 @@
 A catalog is a CSV with at least the columns of :data:`COLUMNS`. Any other column
 (``split``, ``license``, ``source``, ...) is kept as it is in :attr:`Track.extra`.
 Builders for public datasets' own metadata files live in :mod:`musicrep.datasets`.
+
+The label columns (:data:`LABEL_COLUMNS`) are normalised whenever a :class:`Track`
+is made, so text that only looks different is one label: Unicode NFC, zero-width
+characters removed, runs of whitespace (line breaks included) made one space.
+Splits and probes group songs by these strings, so ``"Beyonce\u0301"`` (NFD) and
+``"Beyonc\u00e9"``, or ``"AB\u200bBA"`` and ``"ABBA"``, must not become two artists.
+Case is kept unless asked for (:func:`read_csv` ``casefold_labels=True``,
+:meth:`Catalog.normalized`): ``"ABBA"`` and ``"Abba"`` may be two artists.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -21,6 +31,33 @@ from .io import atomic_write_csv
 
 COLUMNS: tuple[str, ...] = ("track_id", "path", "artist", "album", "title", "genre", "duration")
 REQUIRED: tuple[str, ...] = ("track_id", "path")
+#: The free-text columns songs are grouped and labelled by; see :func:`normalize_label`.
+LABEL_COLUMNS: tuple[str, ...] = ("artist", "album", "title", "genre")
+
+# Invisible characters that make two equal-looking labels differ: zero width
+# space, non-joiner and joiner, word joiner, and the byte order mark.
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def normalize_label(text: str, *, casefold: bool = False) -> str:
+    """One spelling of a label: NFC, no zero-width characters, single spaces.
+
+    Parameters
+    ----------
+    text : an artist, album, title or genre
+    casefold : also fold case (``"ABBA"`` -> ``"abba"``); off by default, since
+        case can tell two artists apart
+
+    Returns
+    -------
+    str
+        ``text`` in Unicode NFC with U+200B..U+200D, U+2060 and U+FEFF removed,
+        every run of whitespace (line breaks included) one space, and no
+        leading or trailing space.
+    """
+    text = unicodedata.normalize("NFC", str(text).translate(_ZERO_WIDTH))
+    text = " ".join(text.split())
+    return text.casefold() if casefold else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +72,15 @@ class Track:
     genre: str = ""
     duration: float | None = None
     extra: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        # Every way a track is made (a CSV, a builder, a store's index) gives
+        # one spelling per label; see normalize_label.
+        for column in LABEL_COLUMNS:
+            value = getattr(self, column)
+            clean = normalize_label(value) if value else ""
+            if clean != value:
+                object.__setattr__(self, column, clean)
 
     def as_row(self) -> dict:
         row = {c: getattr(self, c) for c in COLUMNS}
@@ -114,6 +160,18 @@ class Catalog(Sequence[Track]):
     def filter(self, predicate) -> "Catalog":
         return Catalog([t for t in self.tracks if predicate(t)], source=self.source)
 
+    def normalized(self, *, casefold: bool = False) -> "Catalog":
+        """This catalog with its label columns passed through :func:`normalize_label`.
+
+        Tracks are normalised when made, so this matters with ``casefold=True``:
+        ``"ABBA"`` and ``"Abba"`` then become one artist.
+        """
+        return Catalog(
+            [dataclasses.replace(t, **{c: normalize_label(getattr(t, c), casefold=casefold) for c in LABEL_COLUMNS})
+             for t in self.tracks],
+            source=self.source,
+        )
+
     def summary(self) -> dict:
         """Counts per artist/album/genre and total hours."""
         hours = sum(t.duration or 0.0 for t in self.tracks) / 3600.0
@@ -144,8 +202,9 @@ def _parse_duration(value: str, where: str) -> float | None:
         out = float(value)
     except ValueError:
         raise CatalogError(f"{where}: duration {value!r} is not a number of seconds") from None
-    if out < 0 or out != out:
-        raise CatalogError(f"{where}: duration {value!r} must be a non-negative number")
+    if not math.isfinite(out) or out < 0:
+        raise CatalogError(f"{where}: duration {value!r} must be a finite, non-negative number of seconds; "
+                           "fix the value or leave it empty")
     return out
 
 
@@ -176,29 +235,47 @@ def track_from_row(row: dict, *, base_dir: Path | None = None, where: str = "") 
     )
 
 
-def read_csv(path: str | Path, *, resolve_paths: bool = True) -> Catalog:
+def read_csv(path: str | Path, *, resolve_paths: bool = True, casefold_labels: bool = False) -> Catalog:
     """Read a catalog CSV.
 
     Needs the columns ``track_id`` and ``path``; ``artist``, ``album``, ``title``,
-    ``genre`` and ``duration`` are optional, any other column is kept. Relative
-    audio paths are resolved against the CSV's folder when ``resolve_paths``.
+    ``genre`` and ``duration`` are optional, any other column is kept. When
+    ``resolve_paths``, relative audio paths are resolved against the CSV's
+    folder and made absolute, so the catalog stays right when written to
+    another folder or used from another working folder. Labels are normalised
+    (:func:`normalize_label`), and case-folded when ``casefold_labels``.
+
+    Raises
+    ------
+    CatalogError
+        If the file is missing or not UTF-8, a column is missing or repeated,
+        or a row is malformed (extra fields, empty id or path, a duration that
+        is not a finite number of seconds >= 0, a repeated track id).
     """
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"{path}: catalog file not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # newline="": a \r inside a quoted value (a file name) stays a \r; the
+        # default newline translation would turn it into \n.
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            text = fh.read()
     except UnicodeDecodeError as exc:
         raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     # not text.splitlines(): it also splits on U+2028, U+0085, \x1c.. inside quoted values
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
+    repeated = [c for c, n in Counter(header).items() if n > 1]
+    if repeated:  # DictReader would keep the last one silently
+        raise CatalogError(f"{path}: column {repeated[0]!r} appears {Counter(header)[repeated[0]]} times in the header; "
+                           "keep one of them")
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise CatalogError(
             f"{path}: missing column(s) {', '.join(missing)}; a catalog needs "
             f"{', '.join(REQUIRED)} and may have {', '.join(COLUMNS[2:])}"
         )
+    base_dir = Path(os.path.abspath(path.parent)) if resolve_paths else None
     tracks = []
     for lineno, row in enumerate(reader, start=2):
         if None in row:  # more fields than the header
@@ -206,7 +283,6 @@ def read_csv(path: str | Path, *, resolve_paths: bool = True) -> Catalog:
                 f"{path}:{lineno}: {len(header) + len(row[None])} fields but the header has "
                 f"{len(header)}; quote values that contain commas"
             )
-        tracks.append(
-            track_from_row(row, base_dir=path.parent if resolve_paths else None, where=f"{path}:{lineno}")
-        )
-    return Catalog(tracks, source=str(path))
+        tracks.append(track_from_row(row, base_dir=base_dir, where=f"{path}:{lineno}"))
+    catalog = Catalog(tracks, source=str(path))
+    return catalog.normalized(casefold=True) if casefold_labels else catalog

@@ -8,7 +8,9 @@ from .. import datasets
 from ..datasets.fma import VALID_SUBSETS
 
 
-def _write(catalog, skipped, output: str) -> int:
+def _write(catalog, skipped, output: str, casefold_labels: bool = False) -> int:
+    if casefold_labels:
+        catalog = catalog.normalized(casefold=True)
     path = catalog.write_csv(output)
     print(f"{path}: {datasets.summary_line(catalog, skipped)}")
     return 0
@@ -20,31 +22,31 @@ def _folder(args) -> int:
     catalog = datasets.from_folder(
         args.dir, read_tags=not args.no_tags, with_duration=not args.no_duration, skipped=skipped, **kwargs
     )
-    return _write(catalog, skipped, args.output)
+    return _write(catalog, skipped, args.output, args.casefold_labels)
 
 
 def _csv(args) -> int:
     skipped: list = []
     catalog = datasets.from_csv(args.file, check_files=not args.no_check, skipped=skipped)
-    return _write(catalog, skipped, args.output)
+    return _write(catalog, skipped, args.output, args.casefold_labels)
 
 
 def _fma(args) -> int:
     skipped: list = []
     catalog = datasets.from_fma(args.tracks_csv, args.audio_dir, subset=args.subset, skipped=skipped)
-    return _write(catalog, skipped, args.output)
+    return _write(catalog, skipped, args.output, args.casefold_labels)
 
 
 def _gtzan(args) -> int:
     skipped: list = []
     catalog = datasets.from_gtzan(args.dir, split_dir=args.splits, skipped=skipped)
-    return _write(catalog, skipped, args.output)
+    return _write(catalog, skipped, args.output, args.casefold_labels)
 
 
 def _msd(args) -> int:
     skipped: list = []
     catalog = datasets.from_msd(args.db, args.audio_dir, skipped=skipped)
-    return _write(catalog, skipped, args.output)
+    return _write(catalog, skipped, args.output, args.casefold_labels)
 
 
 def add_parser(subparsers) -> None:
@@ -58,6 +60,8 @@ def add_parser(subparsers) -> None:
     def source(name: str, help: str) -> argparse.ArgumentParser:
         p = sources.add_parser(name, help=help, description=help)
         p.add_argument("-o", "--output", required=True, metavar="CATALOG_CSV", help="catalog CSV to write")
+        p.add_argument("--casefold-labels", action="store_true",
+                       help="fold the case of artist, album, title and genre ('ABBA' and 'Abba' become one artist)")
         return p
 
     p = source("folder", "a folder of tagged audio (falls back to Artist/Album/NN Title.ext)")

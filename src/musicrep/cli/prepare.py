@@ -32,4 +32,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  skipped {err['path']}: {err['reason']}" + (f" ({err['detail']})" if err.get("detail") else ""))
     if len(result.errors) > 10:
         print(f"  ... and {len(result.errors) - 10} more in {result.path / 'errors.csv'}")
+    for warn in result.warnings[:10]:
+        print(f"  stored {warn['path']} in part: {warn['detail']}")
+    if len(result.warnings) > 10:
+        print(f"  ... and {len(result.warnings) - 10} more damaged files in {result.path / 'errors.csv'}")
     return 0

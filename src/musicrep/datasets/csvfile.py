@@ -16,6 +16,7 @@ def from_csv(
     *,
     resolve_paths: bool = True,
     check_files: bool = True,
+    casefold_labels: bool = False,
     skipped: list[Skipped] | None = None,
 ) -> Catalog:
     """Read a catalog CSV (see :func:`musicrep.catalog.read_csv`) and check its audio paths.
@@ -26,17 +27,21 @@ def from_csv(
         ``album``, ``title``, ``genre``, ``duration`` (seconds) and any extra
         columns are kept
     resolve_paths : resolve relative audio paths against the CSV's folder
+        (they become absolute, so the catalog can be written anywhere)
     check_files : leave out (and report) rows whose audio file does not exist
         or is empty
+    casefold_labels : fold the case of artist, album, title and genre
+        (``"ABBA"`` and ``"Abba"`` become one artist); see
+        :func:`musicrep.catalog.normalize_label`
     skipped : if given, a list that receives one :class:`Skipped` per row left out
 
     Raises
     ------
     CatalogError
-        If the file is missing, not UTF-8, lacks a required column, has a bad
-        row, repeats a track id, or (with ``check_files``) no row has audio.
+        If the file is missing, not UTF-8, lacks or repeats a column, has a
+        bad row, repeats a track id, or (with ``check_files``) no row has audio.
     """
-    catalog = read_csv(path, resolve_paths=resolve_paths)
+    catalog = read_csv(path, resolve_paths=resolve_paths, casefold_labels=casefold_labels)
     if not check_files:
         return catalog
     skips = SkipLog(skipped, logger=log)
