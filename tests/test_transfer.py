@@ -168,6 +168,7 @@ def _run_folder(root, store, *, train_ids, concept="artist"):
     (root / "run.json").write_text(json.dumps({"store": str(store.path)}))
     rows = tuple((t, "artist", "train") for t in train_ids) + (("held-out", "artist", "test"),)
     Split(concept=concept, rows=rows).write_csv((root / "split").joinpath(f"{concept}.csv"))
+    (root / "DONE").write_text("done\n")  # a finished run: unfinished ones are refused
     return root
 
 

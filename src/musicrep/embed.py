@@ -16,6 +16,10 @@ which standardises with the mean / std buffers saved in the checkpoint. The
 song vector is the mean of the segment vectors (Lee, Park & Nam 2019). So a
 file and its stored copy give the same vector up to float rounding.
 
+Every vector that leaves this module is finite: a NaN or infinite embedding
+(a damaged or diverged checkpoint) raises :class:`NonFiniteEmbeddingError`
+naming the file or track, instead of being written or compared as a result.
+
 >>> import musicrep
 >>> model = musicrep.load("runs/artist")             # doctest: +SKIP
 >>> e = model.embed(y, 44100, segments=True)          # doctest: +SKIP
@@ -55,6 +59,10 @@ log = logging.getLogger(__name__)
 
 ARRAY_SOURCE = "<array>"
 CACHE_VERSION = 1
+
+
+class NonFiniteEmbeddingError(MusicrepError):
+    """The model gave a NaN or infinite embedding; the message names the file or track."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +112,8 @@ class EmbeddingModel:
     concept : the training concept ("artist", "album", "track", "joint"), if known
     batch_size : segments per forward pass; segments of several files share a batch
     device : torch device, "cpu" by default
+    unfinished : the checkpoint is from a run whose training did not finish
+        (loaded with ``allow_unfinished``); commands print a warning for it
     """
 
     def __init__(
@@ -115,6 +125,7 @@ class EmbeddingModel:
         concept: str = "",
         batch_size: int = 128,
         device: str = "cpu",
+        unfinished: bool = False,
     ):
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
@@ -128,6 +139,7 @@ class EmbeddingModel:
         self.checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None
         self.concept = concept
         self.batch_size = batch_size
+        self.unfinished = unfinished
         #: seconds spent per stage since creation (decode, features, forward)
         self.timings: dict[str, float] = {"decode": 0.0, "features": 0.0, "forward": 0.0}
         self._sha: str | None = None
@@ -151,6 +163,11 @@ class EmbeddingModel:
         """Length of one segment in seconds (129 frames x hop / sr, about 3 s)."""
         fc = self.feature_config
         return fc.segment_frames * fc.hop_length / fc.sample_rate
+
+    @property
+    def feature_hash(self) -> str:
+        """Hash of the front-end settings (:meth:`FeatureConfig.hash`)."""
+        return self.feature_config.hash()
 
     @property
     def run_dir(self) -> Path | None:
@@ -279,9 +296,20 @@ class EmbeddingModel:
         """
         return self.embed_frames(self.features(audio, sr), segments=segments)
 
+    def check_finite(self, vectors: np.ndarray, *, source: str) -> np.ndarray:
+        """``vectors`` unchanged when all finite; else :class:`NonFiniteEmbeddingError` naming ``source``."""
+        if not np.isfinite(vectors).all():
+            where = self.checkpoint or "this in-memory model"
+            raise NonFiniteEmbeddingError(
+                f"{source}: the model gave a NaN or infinite embedding; its checkpoint {where} is damaged "
+                "or its training diverged: use another checkpoint"
+            )
+        return vectors
+
     def _finish(self, seg_vectors: np.ndarray, *, n_frames: int, segments: bool, source: str) -> Embedding:
         fc = self.feature_config
         duration = n_frames * fc.hop_length / fc.sample_rate
+        self.check_finite(seg_vectors, source=source)
         vector = seg_vectors.mean(axis=0).astype(np.float32)
         if not segments:
             return Embedding(vector=vector, segments=None, times=None, duration=duration, source=source)
@@ -456,7 +484,14 @@ def find_audio(paths: Iterable[str | Path], *, recursive: bool = True) -> list[P
     return out
 
 
-def load(run_or_checkpoint: str | Path, *, which: str = "best", batch_size: int = 128, device: str = "cpu") -> EmbeddingModel:
+def load(
+    run_or_checkpoint: str | Path,
+    *,
+    which: str = "best",
+    batch_size: int = 128,
+    device: str = "cpu",
+    allow_unfinished: bool = False,
+) -> EmbeddingModel:
     """Load a trained model for embedding.
 
     Parameters
@@ -466,14 +501,17 @@ def load(run_or_checkpoint: str | Path, *, which: str = "best", batch_size: int 
     which : "best" or "last" when a run folder is given
     batch_size : segments per forward pass
     device : torch device
+    allow_unfinished : use a run whose training did not finish (no ``DONE``);
+        refused by default (:func:`musicrep.checkpoint.load_encoder`)
 
     Returns
     -------
     EmbeddingModel
+        ``model.unfinished`` says whether the run was unfinished.
     """
     from .checkpoint import load_encoder
 
-    encoder, info = load_encoder(run_or_checkpoint, which=which)
+    encoder, info = load_encoder(run_or_checkpoint, which=which, allow_unfinished=allow_unfinished)
     fc = info.feature_config
     if isinstance(fc, dict):
         fc = FeatureConfig(**fc)
@@ -484,13 +522,16 @@ def load(run_or_checkpoint: str | Path, *, which: str = "best", batch_size: int 
         concept=str(getattr(info, "concept", "") or ""),
         batch_size=batch_size,
         device=device,
+        unfinished=info.unfinished,
     )
     log.debug("loaded %r", model)
     return model
 
 
-def _as_model(model_or_run) -> EmbeddingModel:
-    return model_or_run if isinstance(model_or_run, EmbeddingModel) else load(model_or_run)
+def _as_model(model_or_run, *, allow_unfinished: bool = False) -> EmbeddingModel:
+    if isinstance(model_or_run, EmbeddingModel):
+        return model_or_run
+    return load(model_or_run, allow_unfinished=allow_unfinished)
 
 
 def store_id(store) -> str:
@@ -505,7 +546,9 @@ def store_id(store) -> str:
     return h.hexdigest()[:12]
 
 
-def embed_store(model_or_run, store, *, track_ids: Sequence[str] | None = None, cache: bool = True) -> tuple[list[str], np.ndarray]:
+def embed_store(
+    model_or_run, store, *, track_ids: Sequence[str] | None = None, cache: bool = True, allow_unfinished: bool = False
+) -> tuple[list[str], np.ndarray]:
     """Song embeddings of the tracks of a feature store (the training code path).
 
     Parameters
@@ -516,6 +559,7 @@ def embed_store(model_or_run, store, *, track_ids: Sequence[str] | None = None, 
     cache : with a model loaded from a checkpoint, compute the whole store once
         and keep it in ``RUN/embeddings/<ckpt>-<sha>-<feature hash>-<store id>.npy``
         with a ``.json`` beside it written last (a rerun reuses it)
+    allow_unfinished : with a run folder, use it even if its training did not finish
 
     Returns
     -------
@@ -524,7 +568,7 @@ def embed_store(model_or_run, store, *, track_ids: Sequence[str] | None = None, 
     """
     from .store import FeatureStore
 
-    model = _as_model(model_or_run)
+    model = _as_model(model_or_run, allow_unfinished=allow_unfinished)
     if not isinstance(store, FeatureStore):
         store = FeatureStore(store)
     if store.feature_config.hash() != model.feature_config.hash():
@@ -558,7 +602,9 @@ def _embed_store_tracks(model: EmbeddingModel, store, track_ids: Sequence[str]) 
         vectors = model.forward(np.concatenate([s for _, s in chunk]))
         i = 0
         for row, segs in chunk:
-            out[row] = vectors[i : i + len(segs)].mean(axis=0)
+            seg_vectors = vectors[i : i + len(segs)]
+            model.check_finite(seg_vectors, source=f"{store.path}: track {track_ids[row]!r}")
+            out[row] = seg_vectors.mean(axis=0)
             i += len(segs)
 
     for row, tid in enumerate(progress.bar(track_ids, desc="embed store", unit="track", leave=False)):
@@ -585,6 +631,7 @@ def _cached_store_embeddings(model: EmbeddingModel, store) -> tuple[list[str], n
                 meta.get("version") == CACHE_VERSION
                 and meta.get("checkpoint_sha256") == sha
                 and vectors.shape == (len(meta["track_ids"]), model.dim)
+                and np.isfinite(vectors).all()
             ):
                 log.debug("reusing cached store embeddings %s", npy)
                 return list(meta["track_ids"]), vectors

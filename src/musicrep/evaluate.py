@@ -28,6 +28,11 @@ warning below :data:`FEW_SONGS`.
 Leakage: :func:`holdout_runs` refuses runs whose training songs (of any concept
 they trained) include a held-out song of the trials, and says how many it found;
 ``allow_overlap=True`` scores them anyway, with a warning in the result.
+
+Unfinished runs: a run without ``DONE`` is refused when its model is loaded
+(:func:`load_run_model`); ``allow_unfinished=True`` scores it, with a warning in
+the result. A model whose embeddings are NaN or infinite is an error, not a
+score of 0 (a NaN similarity loses every comparison).
 """
 
 from __future__ import annotations
@@ -325,6 +330,14 @@ def score_trials(
         crops = crops.astype(np.float32, copy=False)
         for name, embed in embedders.items():
             emb = np.asarray(embed(crops)).reshape(len(part), 2 + n_neg, -1)
+            if not np.isfinite(emb).all():
+                # a NaN similarity loses every comparison: the trial would score 0 silently
+                bad = int(np.flatnonzero(~np.isfinite(emb).all(axis=2).all(axis=1))[0])
+                raise EvaluationError(
+                    f"model {name!r} gave a NaN or infinite embedding for a crop of {part[bad].anchor[0]!r} "
+                    "(or its positive / negatives); its checkpoint is damaged or its training diverged: "
+                    "use another checkpoint"
+                )
             out[name].append(trial_scores(emb[:, 0], emb[:, 1], emb[:, 2:]))
     return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
 
@@ -508,11 +521,19 @@ def _count_labels(store: Any, split: Mapping[str, Any], concept: str, songs: set
 # --------------------------------------------------------------------------- runs
 
 
-def load_run_model(run: str | Path, *, which: str = "best") -> tuple[torch.nn.Module, Any]:
-    """``(Encoder in eval mode, CheckpointInfo)`` of a run folder or checkpoint file."""
+def load_run_model(
+    run: str | Path, *, which: str = "best", allow_unfinished: bool = False
+) -> tuple[torch.nn.Module, Any]:
+    """``(Encoder in eval mode, CheckpointInfo)`` of a run folder or checkpoint file.
+
+    A run without ``DONE`` (training killed or still going) is refused with a
+    :class:`~musicrep.errors.CheckpointError` unless ``allow_unfinished``; then
+    ``info.unfinished`` is True (see :func:`musicrep.checkpoint.load_encoder`,
+    through which every command loads its models).
+    """
     from .checkpoint import load_encoder
 
-    return load_encoder(run, which=which)
+    return load_encoder(run, which=which, allow_unfinished=allow_unfinished)
 
 
 def model_names(infos: Sequence[tuple[Path, Any]]) -> list[str]:
@@ -534,6 +555,7 @@ def holdout_runs(
     n_negatives: int = 4,
     seed: int = 0,
     allow_overlap: bool = False,
+    allow_unfinished: bool = False,
 ) -> HoldoutResult:
     """Table 1 for trained runs: every run on every concept, on one set of trials.
 
@@ -548,18 +570,22 @@ def holdout_runs(
     which : "best" or "last" checkpoint
     allow_overlap : score runs whose training songs include held-out songs of the
         trials (with a warning in the result) instead of refusing them
+    allow_unfinished : score runs whose training did not finish (no ``DONE``),
+        with a warning in the result, instead of refusing them
 
     Raises
     ------
     EvaluationError
         when a run trained on a song that the trials hold out (and not ``allow_overlap``)
+    CheckpointError
+        when a run has no ``DONE`` (and not ``allow_unfinished``)
     """
     if not runs:
         raise ConfigError("no runs given; pass at least one run folder")
     store = open_store(store)
     loaded = []
     for run in runs:
-        model, info = load_run_model(run, which=which)
+        model, info = load_run_model(run, which=which, allow_unfinished=allow_unfinished)
         run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
         loaded.append((run_dir, model, info))
     if split_from is not None:
@@ -586,6 +612,9 @@ def holdout_runs(
     )
     result.runs = {n: str(r) for n, (r, _m, _i) in zip(names, loaded)}
     result.warnings += [f"scored despite overlap: {p}" for p in problems]
+    from .checkpoint import unfinished_warning
+
+    result.warnings += [unfinished_warning(i) for _r, _m, i in loaded if getattr(i, "unfinished", False)]
     return result
 
 

@@ -15,6 +15,10 @@ vectors, feed non-overlapping 129-frame segments and average the outputs.
 
 We use the TorchScript exporter (``dynamo=False``): it needs no extra package
 and handles this convolution-only graph exactly.
+
+The output file is written under :func:`musicrep.locks.folder_lock` on its own
+path (one writer per file); a model from an unfinished run is refused unless
+``allow_unfinished``, and then marked ``musicrep.unfinished = "true"``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 from .config import to_dict
 from .errors import MusicrepError
 from .io import atomic_path
+from .locks import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ def export_onnx(
     opset: int = 17,
     check: bool = True,
     atol: float = 1e-4,
+    allow_unfinished: bool = False,
 ) -> Path:
     """Write an ONNX file of the encoder.
 
@@ -58,21 +64,31 @@ def export_onnx(
     opset : ONNX opset version
     check : run :func:`check_parity` on random input before keeping the file
     atol : largest absolute difference accepted by the check
+    allow_unfinished : with a run folder, export it even if its training did
+        not finish (no ``DONE``); the file's metadata says so
 
     Returns
     -------
     Path of the written file.
+
+    Raises
+    ------
+    FolderLockedError
+        when another process is writing ``out``
     """
     from .embed import EmbeddingModel, load
 
-    model = model_or_run if isinstance(model_or_run, EmbeddingModel) else load(model_or_run)
-    encoder = model.encoder.to("cpu")
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        return _export(model, encoder, Path(out), opset=opset, check=check, atol=atol)
-    finally:
-        encoder.train(was_training)
+    out = Path(out)
+    with folder_lock(out):
+        model = model_or_run if isinstance(model_or_run, EmbeddingModel) else load(
+            model_or_run, allow_unfinished=allow_unfinished)
+        encoder = model.encoder.to("cpu")
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            return _export(model, encoder, out, opset=opset, check=check, atol=atol)
+        finally:
+            encoder.train(was_training)
 
 
 def _export(model, encoder: torch.nn.Module, out: Path, *, opset: int, check: bool, atol: float) -> Path:
@@ -118,6 +134,8 @@ def _add_metadata(path: Path, model) -> None:
     }
     if model.checkpoint is not None:
         meta["musicrep.checkpoint_sha256"] = model.checkpoint_sha()
+    if getattr(model, "unfinished", False):
+        meta["musicrep.unfinished"] = "true"  # the run had no DONE: a consumer must know
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

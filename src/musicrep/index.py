@@ -34,13 +34,21 @@ recorded in its checkpoint.
 
 On disk (``INDEX/``): ``<concept>.faiss`` per concept, ``tracks.csv`` (the
 catalog rows in id order), ``skipped.csv`` (tracks that could not be
-embedded, with the reason) and ``manifest.json``, written last.
+embedded, with the reason) and ``manifest.json``, written last. Every catalog
+id is either in ``tracks.csv`` or named in ``skipped.csv`` with its reason
+(two ids sharing one audio file are both indexed); ``n_tracks`` and
+``n_skipped`` count ids. :meth:`SearchIndex.load` checks the manifest against
+the files (kind, dimension, track count) before using either.
+
+Building holds :func:`musicrep.locks.folder_lock` on the index folder from
+before the first run is loaded, so a second writer fails at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 import logging
 import time
 from pathlib import Path
@@ -51,6 +59,7 @@ import numpy as np
 from .catalog import COLUMNS, Catalog
 from .errors import AudioError, MusicrepError
 from .io import atomic_path, atomic_write_csv, atomic_write_json
+from .locks import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +279,9 @@ class SearchIndex:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # also UnicodeDecodeError
             raise SearchIndexError(f"{path}: damaged index ({type(exc).__name__}: {exc}); "
                                    "run `musicrep index build --overwrite` again") from None
+        if manifest.get("n_tracks", len(rows)) != len(rows):
+            raise SearchIndexError(f"{mpath}: n_tracks is {manifest.get('n_tracks')!r} but {TRACKS} has "
+                                   f"{len(rows)} rows; the index is damaged: rebuild it with --overwrite")
         indexes = {}
         for concept, (meta, fpath) in concepts.items():
             try:
@@ -278,6 +290,7 @@ class SearchIndex:
                 raise SearchIndexError(f"{fpath}: cannot read the faiss index ({str(exc).splitlines()[0]})") from None
             if index.ntotal != len(rows):
                 raise SearchIndexError(f"{fpath}: holds {index.ntotal} vectors but {TRACKS} has {len(rows)} rows; rebuild")
+            _check_concept(faiss, index, meta, where=f"{mpath} (concept {concept!r}, file {fpath.name})")
             if meta["kind"] == "hnsw":
                 index.hnsw.efSearch = int(meta["params"]["efSearch"])
             indexes[concept] = index
@@ -343,10 +356,12 @@ class SearchIndex:
 
         concept = self._concept(by)
         if concept not in self._models:
-            ckpt = self.manifest["concepts"][concept].get("checkpoint")
+            meta = self.manifest["concepts"][concept]
+            ckpt = meta.get("checkpoint")
             if not ckpt:
                 raise SearchIndexError(f"{self.path}: the {concept} sub-index records no checkpoint to embed new audio")
-            self._models[concept] = load(ckpt)
+            # an index built from an unfinished run (said so in its manifest) queries with that run
+            self._models[concept] = load(ckpt, allow_unfinished=bool(meta.get("unfinished")))
         return self._models[concept]
 
     def search_file(self, path: str | Path, *, k: int = 10, by: str | None = None) -> list[Hit]:
@@ -354,10 +369,12 @@ class SearchIndex:
 
         When the file itself is indexed (same resolved path), it is left out.
         """
+        from .embed_job import key_of
+
         vector = self.model(by).embed_file(path).vector
         if self._by_path is None:
-            self._by_path = {str(Path(r.get("path", "")).resolve()): r["track_id"] for r in self.rows if r.get("path")}
-        me = self._by_path.get(str(Path(path).resolve()))
+            self._by_path = {key_of(r["path"]): r["track_id"] for r in self.rows if r.get("path")}
+        me = self._by_path.get(key_of(path))
         return self.search(vector, k=k, by=by, exclude=[me])[0]
 
     def query(self, query: str, *, k: int = 10, by: str | None = None) -> list[Hit]:
@@ -367,6 +384,33 @@ class SearchIndex:
         if Path(query).is_file():
             return self.search_file(query, k=k, by=by)
         raise SearchIndexError(f"{query!r} is neither a track id in {self.path} nor an audio file")
+
+
+def _check_concept(faiss, index, meta: Mapping, *, where: str) -> None:
+    """The manifest's entry for one sub-index agrees with the faiss file it names.
+
+    A manifest saying ``hnsw`` over a flat index (or the reverse) would fail
+    deep inside faiss, or search with settings the index does not have.
+    """
+    kind = meta.get("kind")
+    is_hnsw = isinstance(index, faiss.IndexHNSW)
+    is_flat = isinstance(index, faiss.IndexFlat)
+    if kind not in ("exact", "hnsw"):
+        raise SearchIndexError(f"{where}: kind {kind!r} is not 'exact' or 'hnsw'; rebuild the index with --overwrite")
+    if (kind == "hnsw" and not is_hnsw) or (kind == "exact" and not is_flat):
+        raise SearchIndexError(f"{where}: the manifest says kind {kind!r} but the file holds a "
+                               f"{type(index).__name__}; the index is damaged: rebuild it with --overwrite")
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise SearchIndexError(f"{where}: the file's metric is not inner product; rebuild the index with --overwrite")
+    if meta.get("dim") != index.d:
+        raise SearchIndexError(f"{where}: the manifest says dim {meta.get('dim')!r} but the file holds "
+                               f"{index.d}-dimensional vectors; rebuild the index with --overwrite")
+    if kind == "hnsw":
+        params = meta.get("params")
+        ef = params.get("efSearch") if isinstance(params, dict) else None
+        if not isinstance(ef, int) or isinstance(ef, bool) or ef < 1:
+            raise SearchIndexError(f"{where}: params.efSearch is {ef!r}, not a positive integer; "
+                                   "rebuild the index with --overwrite")
 
 
 def _row(track) -> dict:
@@ -401,8 +445,20 @@ def build_index(
     Returns
     -------
     SearchIndex (as loaded back from disk)
+
+    Raises
+    ------
+    FolderLockedError
+        when another process is writing ``out``
     """
     out = Path(out)
+    with folder_lock(out):
+        return _build_index_locked(out=out, rows=rows, vectors=vectors, runs=runs, skipped=skipped,
+                                   default_concept=default_concept, overwrite=overwrite, **faiss_kwargs)
+
+
+def _build_index_locked(*, out: Path, rows, vectors, runs, skipped, default_concept, overwrite,
+                        **faiss_kwargs) -> SearchIndex:
     if (out / MANIFEST).exists() and not overwrite:
         raise SearchIndexError(f"{out}: an index is already there; pass overwrite=True (--overwrite) to replace it")
     if not vectors:
@@ -410,6 +466,10 @@ def build_index(
     n = len(rows)
     if n == 0:
         raise SearchIndexError(f"{out}: no track could be embedded; nothing to index")
+    dupes = [t for t, k in Counter(str(r["track_id"]) for r in rows).items() if k > 1]
+    if dupes:
+        dupe = dupes[0]
+        raise SearchIndexError(f"{out}: track id {dupe!r} is given more than once; each row needs its own id")
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # the marker goes first, comes back last
     faiss = _faiss()
@@ -434,7 +494,8 @@ def build_index(
         default_concept = "joint" if "joint" in concepts else next(iter(concepts))
     atomic_write_json(
         out / MANIFEST,
-        {"version": VERSION, "n_tracks": n, "n_skipped": len(skipped), "default_concept": default_concept,
+        {"version": VERSION, "n_tracks": n, "n_skipped": len({r["track_id"] for r in skipped}),
+         "default_concept": default_concept,
          "order": list(concepts), "concepts": concepts, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     )
     return SearchIndex.load(out)
@@ -463,6 +524,7 @@ def build_from_runs(
     store=None,
     overwrite: bool = False,
     workers: int = 1,
+    allow_unfinished: bool = False,
     **faiss_kwargs,
 ) -> SearchIndex:
     """Embed a catalog with one or more runs and index it (see module doc).
@@ -476,9 +538,31 @@ def build_from_runs(
     store : FeatureStore (or folder) to embed from instead of decoding audio;
         tracks of the catalog missing from it are skipped
     workers : decoding threads when embedding files
+    allow_unfinished : index with runs whose training did not finish (no
+        ``DONE``); the manifest marks their sub-indexes ``"unfinished": true``
+
+    Returns
+    -------
+    SearchIndex
+        Every catalog id is in it or in ``skipped.csv`` with its reason.
+
+    Raises
+    ------
+    FolderLockedError
+        at once, before any run is loaded, when another process writes ``out``
     """
+    out = Path(out)
+    with folder_lock(out):
+        if (out / MANIFEST).exists() and not overwrite:  # before minutes of embedding, not after
+            raise SearchIndexError(f"{out}: an index is already there; pass overwrite=True (--overwrite) to replace it")
+        return _build_from_runs_locked(runs=runs, catalog=catalog, out=out, store=store, overwrite=overwrite,
+                                       workers=workers, allow_unfinished=allow_unfinished, **faiss_kwargs)
+
+
+def _build_from_runs_locked(*, runs, catalog, out: Path, store, overwrite: bool, workers: int,
+                            allow_unfinished: bool, **faiss_kwargs) -> SearchIndex:
     from . import catalog as catalog_mod
-    from .embed import embed_store, load
+    from .embed import load
 
     cat = catalog if isinstance(catalog, Catalog) else catalog_mod.read_csv(catalog)
     if store is not None and not hasattr(store, "frames"):
@@ -489,37 +573,64 @@ def build_from_runs(
     meta: dict[str, dict] = {}
     skipped: list[dict] = []
     for key, run in runs.items():
-        model = load(run)
+        model = load(run, allow_unfinished=allow_unfinished)
         concept = key or model.concept or "default"
         if concept in per_concept:
             raise SearchIndexError(f"concept {concept!r} given twice (the checkpoint of {run} says {model.concept!r})")
         meta[concept] = {"run": str(Path(run).resolve()), "checkpoint": str(model.checkpoint),
-                         "checkpoint_sha256": model.checkpoint_sha()}
-        if store is not None:
-            in_store = set(store.track_ids)
-            ids = [t.track_id for t in cat if t.track_id in in_store]
-            skipped += [{"track_id": t.track_id, "path": t.path, "concept": concept, "reason": "not in the store"}
-                        for t in cat if t.track_id not in in_store]
-            ids, vecs = embed_store(model, store, track_ids=ids)
-            per_concept[concept] = dict(zip(ids, vecs))
-        else:
-            from . import progress
-
-            found: dict[str, np.ndarray] = {}
-            by_path = {Path(t.path): t.track_id for t in cat}
-            results = model.iter_files([Path(t.path) for t in cat], workers=workers)
-            for path, result in progress.bar(results, total=len(cat), desc=f"embed ({concept})", unit="file"):
-                if isinstance(result, AudioError):
-                    log.warning("skipped %s", result)
-                    skipped.append({"track_id": by_path[path], "path": str(path), "concept": concept,
-                                    "reason": str(result)})
-                else:
-                    found[by_path[path]] = result.vector
-            per_concept[concept] = found
+                         "checkpoint_sha256": model.checkpoint_sha(), "unfinished": model.unfinished}
+        embed = _embed_from_store if store is not None else _embed_from_files
+        per_concept[concept], lost = embed(model, cat, store=store, concept=concept, workers=workers)
+        skipped += lost
     # Only tracks embedded by every run: one table serves all sub-indexes.
     common = [t for t in cat if all(t.track_id in v for v in per_concept.values())]
+    named = {r["track_id"] for r in skipped}
+    unaccounted = [t.track_id for t in cat if t.track_id not in named and not all(
+        t.track_id in v for v in per_concept.values())]
+    if unaccounted:  # the printed count must be the catalog, less the ids named in skipped.csv
+        raise SearchIndexError(f"{out}: {len(unaccounted)} catalog id(s) were neither embedded nor skipped with a "
+                               f"reason, e.g. {unaccounted[0]!r}; this is a bug, please report it")
     rows = [_row(t) for t in common]
     vectors = {c: np.stack([v[t.track_id] for t in common]) if common else np.zeros((0, 1), np.float32)
                for c, v in per_concept.items()}
     return build_index(out=out, rows=rows, vectors=vectors, runs=meta, skipped=skipped, overwrite=overwrite,
                        **faiss_kwargs)
+
+
+def _embed_from_store(model, cat: Catalog, *, store, concept: str, workers: int) -> tuple[dict, list[dict]]:
+    """``({track_id: vector}, skipped rows)`` of the catalog's tracks, from the feature store."""
+    from .embed import embed_store
+
+    in_store = set(store.track_ids)
+    ids = [t.track_id for t in cat if t.track_id in in_store]
+    skipped = [{"track_id": t.track_id, "path": t.path, "concept": concept, "reason": "not in the store"}
+               for t in cat if t.track_id not in in_store]
+    ids, vecs = embed_store(model, store, track_ids=ids)
+    return dict(zip(ids, vecs)), skipped
+
+
+def _embed_from_files(model, cat: Catalog, *, store, concept: str, workers: int) -> tuple[dict, list[dict]]:
+    """``({track_id: vector}, skipped rows)`` of the catalog's tracks, decoding each audio file once.
+
+    Several ids may share one file (the same recording listed twice): the file
+    is embedded once and every id sharing it gets its vector, or its error.
+    """
+    from . import progress
+
+    ids_of: dict[Path, list[str]] = {}
+    for t in cat:
+        ids_of.setdefault(Path(t.path), []).append(t.track_id)
+    shared = sum(len(v) for v in ids_of.values() if len(v) > 1)
+    if shared:
+        log.info("%d catalog ids share an audio file with another id; each is indexed", shared)
+    found: dict[str, np.ndarray] = {}
+    skipped: list[dict] = []
+    results = model.iter_files(list(ids_of), workers=workers)
+    for path, result in progress.bar(results, total=len(ids_of), desc=f"embed ({concept})", unit="file"):
+        if isinstance(result, AudioError):
+            log.warning("skipped %s", result)
+            skipped += [{"track_id": tid, "path": str(path), "concept": concept, "reason": str(result)}
+                        for tid in ids_of[path]]
+        else:
+            found.update({tid: result.vector for tid in ids_of[path]})
+    return found, skipped

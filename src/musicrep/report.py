@@ -5,6 +5,11 @@ directly); :func:`build_report` computes what is missing from run folders and
 stores, then calls it. Published numbers (Lee, Park & Nam 2019, as quoted in
 shared/DESIGN.md) are shown beside ours only as clearly labelled references: they
 come from models trained on the Million Song Dataset, not on our collection.
+
+A report that includes a run whose training did not finish (no ``DONE``; only
+with ``allow_unfinished``) says so in a note right under its title, naming the
+runs, and lists them in ``results.json`` under ``unfinished_runs``. Writing holds
+:func:`musicrep.locks.folder_lock` on the report folder.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .catalog import slugify
 from .errors import ConfigError
 from .evaluate import CONCEPTS, HoldoutResult
 from .io import atomic_path, atomic_write_json, atomic_write_text
+from .locks import folder_lock
 from .sweep import SweepResult, format_value, value_order
 from .transfer import DISPLAY, TransferResult
 
@@ -371,12 +377,44 @@ def write_report(
     Returns
     -------
     Path of ``report.md``
+
+    Raises
+    ------
+    FolderLockedError
+        when another process is writing ``out_dir``
     """
-    out = Path(out_dir)
+    with folder_lock(out_dir):
+        return _write_report_locked(Path(out_dir), holdout=holdout, transfer=transfer, sweeps=sweeps, runs=runs,
+                                    maps=maps, title=title, notes=notes)
+
+
+def unfinished_runs(runs: Sequence[str | Path], *, holdout: HoldoutResult | None = None,
+                    transfers: Sequence[TransferResult] = ()) -> list[str]:
+    """The run folders among those a report shows whose training did not finish (no ``DONE``).
+
+    Parameters
+    ----------
+    runs : run folders (training curves, or the runs of a ``musicrep report``)
+    holdout, transfers : results whose ``runs`` name more run folders
+    """
+    from .checkpoint import unfinished_run
+
+    named = [*runs, *(holdout.runs.values() if holdout is not None else ())]
+    named += [r for t in transfers for r in getattr(t, "runs", {}).values()]
+    found = (unfinished_run(r) for r in named if Path(r).exists())
+    return list(dict.fromkeys(str(r) for r in found if r is not None))
+
+
+def _write_report_locked(out: Path, *, holdout, transfer, sweeps, runs, maps, title, notes) -> Path:
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     transfers = [transfer] if isinstance(transfer, TransferResult) else list(transfer or [])
     md = [f"# {title}", ""]
+    unfinished = unfinished_runs(runs, holdout=holdout, transfers=transfers)
+    if unfinished:
+        md += ["**Unfinished runs:** the training of " + ", ".join(f"`{r}`" for r in unfinished)
+               + " did not finish (no DONE); their numbers come from the best checkpoint so far, not from a "
+               "finished run.", ""]
     md.append(f"Published numbers appear in *italic* rows, labelled “{PUBLISHED['source']}”: they are "
               "references from a different training collection, not results of this code.")
     figures: dict[str, str] = {}
@@ -425,6 +463,7 @@ def write_report(
         "transfer": [r.to_dict() for r in transfers],
         "sweeps": [s.to_dict() for s in sweeps],
         "runs": [str(r) for r in runs],
+        "unfinished_runs": unfinished,
         "figures": figures,
         "published": PUBLISHED,
     })
@@ -448,6 +487,7 @@ def build_report(
     notes: Sequence[str] = (),
     title: str = "musicrep report",
     allow_overlap: bool = False,
+    allow_unfinished: bool = False,
 ) -> Path:
     """Compute hold-out, transfer and maps for ``runs`` and write the report.
 
@@ -464,12 +504,35 @@ def build_report(
     seed : seed of the hold-out trials and the maps
     notes, title : passed on to :func:`write_report`
     allow_overlap : see :func:`musicrep.evaluate.holdout_runs`
+    allow_unfinished : report runs whose training did not finish (no ``DONE``);
+        the report names them in a note under its title
+
+    Raises
+    ------
+    FolderLockedError
+        at once, before anything is computed, when another process writes ``out_dir``
     """
+    with folder_lock(out_dir):
+        return _build_report_locked(
+            runs, out_dir=out_dir, store=store, transfer_stores=transfer_stores, sweep_dirs=sweep_dirs,
+            n_trials=n_trials, n_negatives=n_negatives, transfer_config=transfer_config, baselines=baselines,
+            map_points=map_points, seed=seed, notes=notes, title=title, allow_overlap=allow_overlap,
+            allow_unfinished=allow_unfinished)
+
+
+def _build_report_locked(runs, *, out_dir, store, transfer_stores, sweep_dirs, n_trials, n_negatives,
+                         transfer_config, baselines, map_points, seed, notes, title, allow_overlap,
+                         allow_unfinished) -> Path:
+    from .checkpoint import unfinished_message, unfinished_run
+    from .errors import CheckpointError
     from .evaluate import holdout_runs, open_store, run_store_path
     from .sweep import load_sweep
     from .transfer import BASELINES, TransferConfig, transfer_runs
 
     runs = [Path(r) for r in runs]
+    unfinished = [r for r in runs if unfinished_run(r) is not None]
+    if unfinished and not allow_unfinished:  # before minutes of hold-out trials, not after
+        raise CheckpointError(unfinished_message(unfinished_run(unfinished[0])))
     if store is None and runs:
         store = run_store_path(runs[0])
     holdout = None
@@ -479,21 +542,23 @@ def build_report(
             raise ConfigError(f"{runs[0]}: its config names no store; pass --store STORE")
         fs = open_store(store)
         holdout = holdout_runs(runs, store=fs, n_trials=n_trials, n_negatives=n_negatives, seed=seed,
-                               allow_overlap=allow_overlap)
+                               allow_overlap=allow_overlap, allow_unfinished=allow_unfinished)
     tcfg = transfer_config or TransferConfig()
     transfers = [
-        transfer_runs(runs, store=t, config=tcfg, baselines=BASELINES if baselines is None else baselines)
+        transfer_runs(runs, store=t, config=tcfg, baselines=BASELINES if baselines is None else baselines,
+                      allow_unfinished=allow_unfinished)
         for t in transfer_stores
     ]
     sweeps = [load_sweep(d) for d in sweep_dirs]
     maps = embedding_maps(runs, stores=([fs] if fs is not None else []) + list(transfer_stores),
-                          max_points=map_points, seed=seed) if runs and map_points > 0 else []
+                          max_points=map_points, seed=seed, allow_unfinished=allow_unfinished) \
+        if runs and map_points > 0 else []
     return write_report(out_dir, holdout=holdout, transfer=transfers, sweeps=sweeps, runs=runs, maps=maps,
                         notes=notes, title=title)
 
 
 def embedding_maps(runs: Sequence[str | Path], *, stores: Sequence[Any], max_points: int = 1500,
-                   seed: int = 0) -> list[EmbeddingMap]:
+                   seed: int = 0, allow_unfinished: bool = False) -> list[EmbeddingMap]:
     """t-SNE maps of the first joint run (else the first run) on each store, by artist and by genre.
 
     Parameters
@@ -501,20 +566,24 @@ def embedding_maps(runs: Sequence[str | Path], *, stores: Sequence[Any], max_poi
     runs : run folders
     stores : FeatureStores or paths; a store without an artist or genre column with
         two or more values gets no map
+    allow_unfinished : draw runs whose training did not finish (no ``DONE``)
     """
+    from .embed import load
     from .evaluate import load_run_model, open_store
     from .transfer import song_embeddings
 
     runs = [Path(r) for r in runs]
-    concepts = {r: str(getattr(load_run_model(r)[1], "concept", "")) for r in runs}
+    concepts = {r: str(getattr(load_run_model(r, allow_unfinished=allow_unfinished)[1], "concept", ""))
+                for r in runs}
     chosen = next((r for r in runs if concepts[r] == "joint"), runs[0])
+    model = load(chosen, allow_unfinished=allow_unfinished)
     maps = []
     for s in (open_store(x) for x in stores):
         cols = {c: [t.get(c) for t in s.catalog] for c in ("artist", "genre")}
         cols = {c: v for c, v in cols.items() if any(v) and len(set(v)) > 1}
         if not cols:
             continue
-        vec = song_embeddings(chosen, store=s, track_ids=s.track_ids)
+        vec = song_embeddings(model, store=s, track_ids=s.track_ids)
         maps.append(embedding_map(vec, labels=cols, name=f"{chosen.name} on {Path(s.path).name}",
                                   max_points=max_points, seed=seed))
     return maps

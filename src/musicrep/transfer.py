@@ -204,7 +204,8 @@ def trial_plan(catalog: Sequence[Any], *, track_ids: Sequence[str], config: Tran
 # --------------------------------------------------------------------------- features
 
 
-def song_embeddings(model: Any, *, store: Any, track_ids: Sequence[str], cache: bool = True) -> np.ndarray:
+def song_embeddings(model: Any, *, store: Any, track_ids: Sequence[str], cache: bool = True,
+                    allow_unfinished: bool = False) -> np.ndarray:
     """Song embeddings float32 [n, D], in the order of ``track_ids``.
 
     Computed by :func:`musicrep.embed.embed_store` (mean of the non-overlapping
@@ -215,7 +216,7 @@ def song_embeddings(model: Any, *, store: Any, track_ids: Sequence[str], cache: 
 
     if not isinstance(model, (str, Path, EmbeddingModel)):
         model = EmbeddingModel(model, feature_config=store.feature_config)  # in memory: never cached
-    ids, vectors = embed_store(model, store, track_ids=list(track_ids), cache=cache)
+    ids, vectors = embed_store(model, store, track_ids=list(track_ids), cache=cache, allow_unfinished=allow_unfinished)
     pos = {t: i for i, t in enumerate(ids)}
     return np.asarray(vectors, dtype=np.float32)[[pos[t] for t in track_ids]]
 
@@ -296,6 +297,7 @@ def transfer(
     config: TransferConfig = TransferConfig(),
     baselines: Iterable[str] = BASELINES,
     dataset: str | None = None,
+    allow_unfinished: bool = False,
 ) -> TransferResult:
     """Linear-probe transfer of several models, plus baselines, over the same trials.
 
@@ -307,6 +309,7 @@ def transfer(
     config : see :class:`TransferConfig`
     baselines : any of "genres", "random", "mfcc", "logmel"
     dataset : name shown in tables (default: the store folder's name)
+    allow_unfinished : use run folders whose training did not finish (no ``DONE``)
 
     Returns
     -------
@@ -322,7 +325,7 @@ def transfer(
     runs = {k: str(v) for k, v in models.items() if isinstance(v, (str, Path))}
     warnings = _overlap_warnings(list(runs.values()), store=store, track_ids=plan.track_ids)
 
-    methods, width = _probe_models(models, store=store, plan=plan, config=config)
+    methods, width = _probe_models(models, store=store, plan=plan, config=config, allow_unfinished=allow_unfinished)
     embed = functools.partial(song_embeddings, store=store, track_ids=plan.track_ids)
     methods.update(run_baselines(baselines, store=store, plan=plan, config=config, width=width, embed=embed))
     return TransferResult(
@@ -332,7 +335,7 @@ def transfer(
 
 
 def _probe_models(
-    models: Mapping[str, Any], *, store: Any, plan: TrialPlan, config: TransferConfig
+    models: Mapping[str, Any], *, store: Any, plan: TrialPlan, config: TransferConfig, allow_unfinished: bool = False
 ) -> tuple[dict[str, ProbeResult], int]:
     """The probe on each model's song embeddings, and the width of the encoder
     baselines: ``config.baseline_width``, else half the first model's embedding
@@ -340,7 +343,7 @@ def _probe_models(
     methods: dict[str, ProbeResult] = {}
     width = config.baseline_width
     for name, model in models.items():
-        vec = song_embeddings(model, store=store, track_ids=plan.track_ids)
+        vec = song_embeddings(model, store=store, track_ids=plan.track_ids, allow_unfinished=allow_unfinished)
         methods[name] = probe_trials(name, features=vec, plan=plan, config=config)
         width = width or vec.shape[1] // 2
     return methods, width or 256
@@ -364,13 +367,15 @@ def transfer_runs(
     config: TransferConfig = TransferConfig(),
     baselines: Iterable[str] = BASELINES,
     dataset: str | None = None,
+    allow_unfinished: bool = False,
 ) -> TransferResult:
     """:func:`transfer` for trained run folders, named by their concept."""
     from .evaluate import load_run_model
 
-    infos = [(Path(r), load_run_model(r)[1]) for r in runs]
+    infos = [(Path(r), load_run_model(r, allow_unfinished=allow_unfinished)[1]) for r in runs]
     names = model_names(infos)
-    return transfer({n: Path(r) for n, r in zip(names, runs)}, store=store, config=config, baselines=baselines, dataset=dataset)
+    return transfer({n: Path(r) for n, r in zip(names, runs)}, store=store, config=config, baselines=baselines,
+                    dataset=dataset, allow_unfinished=allow_unfinished)
 
 
 def transfer_store(

@@ -10,7 +10,7 @@ def _run(args) -> int:
     from ..embed import load
     from ..embed_job import embed_to_files
 
-    model = load(args.run, which=args.which, batch_size=args.batch_size)
+    model = load(args.run, which=args.which, batch_size=args.batch_size, allow_unfinished=args.allow_unfinished)
     report = embed_to_files(
         model=model,
         inputs=args.paths,
@@ -25,6 +25,9 @@ def _run(args) -> int:
     for err in report.errors:
         print(f"skipped {err}", file=sys.stderr)
     where = args.table or args.output
+    if model.unfinished:
+        print(f"WARNING: {model.run_dir} did not finish training (no DONE): these vectors come from "
+              f"{model.checkpoint.name}, not from a finished run", file=sys.stderr)
     print(
         f"{where}: embedded {len(report.embedded)} file(s) ({report.seconds_of_audio / 60:.1f} min of audio), "
         f"{len(report.already_done)} already done, {len(report.errors)} unusable"
@@ -48,7 +51,10 @@ def add_parser(subparsers) -> None:
     out.add_argument("--table", metavar="TABLE", help="one table for all files: .npz or .csv")
     p.add_argument("--catalog", metavar="CSV", help="catalog whose metadata (track_id, artist, album, title, genre) goes with the vectors")
     p.add_argument("--segments", action="store_true", help="also store per-segment vectors and their times (s) in each .npz")
-    p.add_argument("--overwrite", action="store_true", help="embed again files whose output exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="embed again files whose output exists (needed when outputs of another model are there)")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="use a run whose training did not finish (no DONE), with a warning")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="decoding threads (default: 1)")
     p.add_argument("--batch-size", type=int, default=128, metavar="N", help="segments per forward pass (default: 128)")

@@ -18,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint of each run")
     h.add_argument("--allow-overlap", action="store_true",
                    help="score runs that trained on songs the trials hold out (refused otherwise; flagged in the output)")
+    h.add_argument("--allow-unfinished", action="store_true",
+                   help="score runs whose training did not finish (no DONE; refused otherwise; flagged in the output)")
     h.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     h.set_defaults(func=run_holdout)
 
@@ -37,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--config", help="YAML file with transfer settings (probe, standardize, seeds, cnn_trials, ...)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one transfer setting, e.g. probe=adam_grid, standardize=per_dim, seeds=[0,1,2]")
+    t.add_argument("--allow-unfinished", action="store_true",
+                   help="use runs whose training did not finish (no DONE); the output says so")
     t.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     t.set_defaults(func=run_transfer)
 
@@ -50,7 +54,8 @@ def run_holdout(args: argparse.Namespace) -> int:
     if store is None:
         raise ConfigError(f"{args.runs[0]}: its config names no store; pass --store STORE")
     result = holdout_runs(args.runs, store=store, which=args.which, n_trials=args.trials,
-                          n_negatives=args.negatives, seed=args.seed, allow_overlap=args.allow_overlap)
+                          n_negatives=args.negatives, seed=args.seed, allow_overlap=args.allow_overlap,
+                          allow_unfinished=args.allow_unfinished)
     print(result.table())
     if args.json:
         atomic_write_json(args.json, result.to_dict())
@@ -64,11 +69,12 @@ def run_transfer(args: argparse.Namespace) -> int:
     from ..transfer import BASELINES, TransferConfig, transfer_runs, transfer_store
 
     config = load_config(TransferConfig, args.config, args.set)
-    _model, info = load_encoder(args.run[0])
+    _model, info = load_encoder(args.run[0], allow_unfinished=args.allow_unfinished)
     store = transfer_store(store=args.store, catalog=args.catalog, store_dir=args.store_dir,
                            feature_config=info.feature_config)
     baselines = BASELINES if args.baselines is None else args.baselines
-    result = transfer_runs(args.run, store=store, config=config, baselines=baselines, dataset=args.name)
+    result = transfer_runs(args.run, store=store, config=config, baselines=baselines, dataset=args.name,
+                           allow_unfinished=args.allow_unfinished)
     print(result.table())
     if args.json:
         atomic_write_json(args.json, result.to_dict())

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def _run(args) -> int:
     from ..embed import load
     from ..export import export_onnx
 
-    model = load(args.run, which=args.which)
+    model = load(args.run, which=args.which, allow_unfinished=args.allow_unfinished)
     path = export_onnx(model_or_run=model, out=args.output, opset=args.opset, check=not args.no_check)
+    if model.unfinished:
+        print(f"WARNING: {model.run_dir} did not finish training (no DONE): {path} holds its "
+              f"{model.checkpoint.name}, marked musicrep.unfinished", file=sys.stderr)
     check = "" if args.no_check else ", matches PyTorch on random input"
     print(f"{path}: ONNX opset {args.opset}, input logmel [batch, frames, {model.encoder.n_mels}] -> "
           f"embedding [batch, {model.dim}]{check}")
@@ -27,4 +32,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="MODEL_ONNX", help="ONNX file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="export a run whose training did not finish (no DONE), with a warning")
     p.set_defaults(func=_run)

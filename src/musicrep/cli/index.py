@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def _build(args) -> int:
     from ..index import build_from_runs, parse_runs
@@ -14,13 +16,18 @@ def _build(args) -> int:
         store=args.store,
         overwrite=args.overwrite,
         workers=args.workers,
+        allow_unfinished=args.allow_unfinished,
         kind=args.kind,
         exact_max=args.exact_max,
         target_recall=args.target_recall,
     )
     m = index.manifest
-    print(f"{index.path}: {m['n_tracks']} tracks indexed, {m['n_skipped']} skipped (see skipped.csv)")
+    # counted from what is in the index, so the line cannot disagree with it
+    print(f"{index.path}: {len(index)} tracks indexed, {m['n_skipped']} skipped (see skipped.csv)")
     for concept, meta in m["concepts"].items():
+        if meta.get("unfinished"):
+            print(f"WARNING: the {concept} sub-index comes from {meta.get('run')}, whose training did not finish "
+                  "(no DONE)", file=sys.stderr)
         params = " ".join(f"{k}={v}" for k, v in meta["params"].items())
         star = " (default)" if concept == m["default_concept"] else ""
         print(f"  {concept}{star}: {meta['kind']} {params} dim={meta['dim']} recall@10={meta['recall_at_10']:.3f}")
@@ -62,6 +69,8 @@ def add_parser(subparsers) -> None:
     b.add_argument("--target-recall", type=float, default=0.95, metavar="R", help="recall@10 the HNSW efSearch is tuned to (default 0.95)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index")
     b.add_argument("--workers", type=int, default=1, metavar="N", help="decoding threads (default 1)")
+    b.add_argument("--allow-unfinished", action="store_true",
+                   help="index with runs whose training did not finish (no DONE), with a warning")
     b.set_defaults(func=_build)
 
     s = subparsers.add_parser("search", help="songs most like a file or an indexed track")

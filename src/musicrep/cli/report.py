@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,13 +24,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the hold-out trials and the maps")
     p.add_argument("--allow-overlap", action="store_true",
                    help="score runs that trained on songs the hold-out trials hold out (refused otherwise)")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="report runs whose training did not finish (no DONE; refused otherwise; noted in the report)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..errors import ConfigError
-    from ..report import build_report
+    from ..report import build_report, unfinished_runs
     from ..transfer import TransferConfig
 
     if not (args.runs or args.sweep):
@@ -39,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
         n_trials=args.trials, n_negatives=args.negatives, baselines=args.baselines,
         transfer_config=load_config(TransferConfig, args.transfer_config, args.transfer_set),
         map_points=args.map_points, seed=args.seed, allow_overlap=args.allow_overlap,
+        allow_unfinished=args.allow_unfinished,
     )
     print(path.read_text(encoding="utf-8"))
     print(f"written: {path} (figures in {path.parent / 'figures'})")
+    for run_dir in unfinished_runs(args.runs):
+        print(f"WARNING: {run_dir} did not finish training (no DONE); the report says so under its title",
+              file=sys.stderr)
     return 0
