@@ -17,6 +17,7 @@ import musicrep.train as train_module
 from musicrep.checkpoint import read_checkpoint, save_checkpoint
 from musicrep.config import load_config
 from musicrep.errors import ConfigError, DiskFullError, TrainingError
+from musicrep.testing import synth_collection
 from musicrep.train import TrainConfig, train
 
 SETTINGS = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=4", "epochs=2",
@@ -122,3 +123,42 @@ def test_a_full_disk_names_the_folder_and_the_resume(synth_store, tmp_path, monk
     monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=10))
     with pytest.raises(DiskFullError):
         train(synth_store.path, tmp_path / "run3", _config())
+
+
+def test_a_resumed_run_is_unfinished_until_it_ends_again(synth_store, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _one_epoch(synth_store, run)
+    assert (run / "DONE").is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # killed during the resumed run's first epoch
+
+    monkeypatch.setattr(train_module, "train_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_store.path, run, _config("epochs=3"), resume=True)
+    assert not (run / "DONE").exists()  # no longer looks finished
+
+
+def test_the_same_audio_under_two_ids_is_never_trained_on_and_held_out(tmp_path):
+    import dataclasses
+    import shutil
+
+    from musicrep.catalog import Catalog, read_csv
+    from musicrep.splits import load_splits
+    from musicrep.store import duplicate_groups, prepare
+
+    catalog = read_csv(synth_collection(tmp_path / "audio", n_artists=4, albums_per_artist=2, songs_per_album=5,
+                                        seconds=4.0))
+    original = catalog[0]
+    copy = tmp_path / "audio" / "copy-of-first.flac"
+    shutil.copy(original.path, copy)  # a re-rip under another id (and another artist, as a mislabel would)
+    twin = dataclasses.replace(original, track_id="zz-copy", path=str(copy), artist=catalog[-1].artist)
+    store = prepare(Catalog(list(catalog) + [twin]), tmp_path / "store", workers=1).path
+    assert duplicate_groups(store) == [sorted([original.track_id, "zz-copy"])]
+    for seed in range(5):
+        run = train(store, tmp_path / f"run{seed}", _config("epochs=1", "steps_per_epoch=1", f"seed={seed}",
+                                                          "songs_per_artist=10"))
+        splits = load_splits(run / "split")
+        ids = {tid for s in splits.values() for tid, _, _ in s.rows}
+        assert "zz-copy" not in ids  # one recording, one place
+

@@ -32,17 +32,17 @@ T = TypeVar("T")
 class FeatureConfig:
     """The log-mel front end of the paper (Lee, Park & Nam 2019, section 3)."""
 
-    sample_rate: int = dataclasses.field(default=22050, metadata={"min": 1})
-    n_fft: int = dataclasses.field(default=1024, metadata={"min": 2})
-    hop_length: int = dataclasses.field(default=512, metadata={"min": 1})
-    n_mels: int = dataclasses.field(default=128, metadata={"min": 1})
+    sample_rate: int = dataclasses.field(default=22050, metadata={"min": 1, "max": 384000})
+    n_fft: int = dataclasses.field(default=1024, metadata={"min": 2, "max": 65536})
+    hop_length: int = dataclasses.field(default=512, metadata={"min": 1, "max": 65536})
+    n_mels: int = dataclasses.field(default=128, metadata={"min": 1, "max": 1024})
     fmin: float = dataclasses.field(default=0.0, metadata={"min": 0.0})
     # None means sample_rate / 2
     fmax: float | None = dataclasses.field(default=None, metadata={"min": 0.0, "min_exclusive": True})
     # compression log10(1 + log_scale * mel)
     log_scale: float = dataclasses.field(default=10.0, metadata={"min": 0.0, "min_exclusive": True})
     # about 3 s at 22,050 Hz / hop 512
-    segment_frames: int = dataclasses.field(default=129, metadata={"min": 1})
+    segment_frames: int = dataclasses.field(default=129, metadata={"min": 1, "max": 100000})
 
     def hash(self) -> str:
         """Stable short hash of the settings that change the stored features."""

@@ -31,7 +31,9 @@ artist split does not use) and its valid and test slots from the artist split's
 held-out songs (the same part first, then unused songs); the track split adds
 the songs without an artist, keeping the album split's part for those it holds.
 An album that cannot be filled that way does not qualify. Single-concept and joint runs on the same catalog and seed
-get exactly the same splits.
+get exactly the same splits. Tracks with the same audio as another (found by the
+store's content hash) are left out before drawing (:func:`drop_duplicates`), so no
+recording is both trained on and held out.
 
 All random draws come from ``np.random.default_rng(seed)`` over lists sorted
 by name and track id, so the same catalog and seed give the same split.
@@ -284,6 +286,28 @@ def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0, album
         rows += [(unknown[i], unknown[i], names[k]) for k, i in enumerate(order)]
         log.info("track split: the artist split plus %d song(s) without an artist", n)
     return Split(concept="track", rows=tuple(rows))
+
+
+def drop_duplicates(catalog: Sequence[Track], groups: Iterable[Sequence[str]]) -> tuple[Catalog, dict[str, str]]:
+    """The catalog with one track per group of identical audio, and what was left out.
+
+    The same recording under two track ids (a copy, a re-rip) would otherwise land
+    in training and in a held-out set, or be its own positive pair; the first id of
+    each group (in sort order) stays.
+
+    Parameters
+    ----------
+    catalog : the tracks
+    groups : track ids sharing one audio content (:func:`musicrep.store.duplicate_groups`)
+
+    Returns
+    -------
+    kept : the catalog without the other members of each group
+    dropped : left-out track id -> the id that stays
+    """
+    dropped = {tid: sorted(group)[0] for group in groups for tid in sorted(group)[1:]}
+    kept = Catalog([t for t in catalog if t.track_id not in dropped], source=getattr(catalog, "source", "catalog"))
+    return kept, dropped
 
 
 def make_splits(

@@ -19,14 +19,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import json
 import logging
 import math
-import errno
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -35,12 +36,13 @@ from . import progress
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import save_config, to_dict
 from .errors import ConfigError, DiskFullError, TrainingError
-from .locks import folder_lock
 from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
+from .locks import folder_lock
 from .losses import REDUCTIONS, accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
 from .model import INITS, Encoder
 from .sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
-from .splits import Split, check_in_catalog, load_splits, make_splits, write_splits
+from .splits import Split, check_in_catalog, drop_duplicates, load_splits, make_splits, write_splits
+from .store import duplicate_groups
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +178,17 @@ def _weight_spread(model: torch.nn.Module, d: _Dist) -> float:
 
 # ---------------------------------------------------------------- pieces
 
-def make_run_splits(*, catalog, config: TrainConfig) -> dict[str, Split]:
+def make_run_splits(*, catalog, config: TrainConfig, duplicates: Sequence[Sequence[str]] = ()) -> dict[str, Split]:
     """Every split the catalog can give (not only the run's concepts'), drawn together.
 
     See :func:`musicrep.splits.make_splits`: a song held out by any concept is
     held out by all, and runs of different concepts with one seed share them.
+    ``duplicates`` (groups of track ids with the same audio) keep one track each.
     """
+    if duplicates:
+        catalog, dropped = drop_duplicates(catalog, duplicates)
+        log.warning("%d track(s) left out of the splits: the same audio as another track (e.g. %s = %s)",
+                    len(dropped), *next(iter(dropped.items())))
     return make_splits(
         catalog=catalog, concepts=config.concepts, n_artists=config.n_artists,
         songs_per_artist=config.songs_per_artist, artist_valid=config.artist_valid, artist_test=config.artist_test,
@@ -599,8 +606,11 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     ckpt = _resume_from(out_dir, store, config, resume=resume)
     if ckpt is not None:
         _match_arithmetic(ckpt, config, d, out_dir=out_dir)
+        if d.main:  # a resumed run (e.g. with more epochs) is unfinished until it ends again
+            (out_dir / "DONE").unlink(missing_ok=True)
     # Splits: made once and written beside the run; a resumed run reads them back.
-    splits = load_splits(out_dir / "split") if ckpt is not None else make_run_splits(catalog=store.catalog, config=config)
+    splits = load_splits(out_dir / "split") if ckpt is not None else make_run_splits(
+        catalog=store.catalog, config=config, duplicates=duplicate_groups(store))
     for s in splits.values():
         check_in_catalog(s, store.catalog)
     if d.main:
