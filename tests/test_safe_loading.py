@@ -303,3 +303,13 @@ def test_damaged_search_index_is_a_named_error(tmp_path, damage, capsys):
     assert str(out) in str(info.value)
     assert main(["-q", "search", str(out), "--query", "t1"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_the_same_checkpoint_gives_the_same_bytes(tmp_path):
+    # torch.save names the archive's inner folder after the file it writes, and the
+    # atomic write's temp file has a random name: the shipped model's checksum must
+    # not change when make main packages the same weights again
+    payload = {"model": {"w": torch.arange(6.0)}, "concept": "joint"}
+    a, b = save_checkpoint(payload, tmp_path / "a.pt"), save_checkpoint(payload, tmp_path / "b.pt")
+    assert a.read_bytes() == b.read_bytes()
+    assert torch.equal(read_checkpoint(a)["model"]["w"], torch.arange(6.0))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import math
@@ -81,13 +82,19 @@ def _digest(obj: Any) -> str:
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
-    """Write ``payload`` (plus its digest) to ``path`` atomically (temp file + rename)."""
+    """Write ``payload`` (plus its digest) to ``path`` atomically (temp file + rename).
+
+    The same payload gives the same bytes: ``torch.save`` to a file names the
+    archive's inner folder after the (random) temp file, so it saves to memory.
+    """
     path = Path(path)
     body = {k: v for k, v in payload.items() if k != "digest"}
     body["format_version"] = FORMAT_VERSION
     body["digest"] = _digest(body)
+    buffer = io.BytesIO()
+    torch.save(body, buffer)
     with atomic_path(path) as tmp:
-        torch.save(body, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
