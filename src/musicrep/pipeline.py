@@ -216,8 +216,14 @@ def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineCo
     def read(path: Path):
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
+    from collections import Counter
+
+    from .catalog import read_csv
+
+    corpus = work / "corpus" / config.train_corpus
+    licenses = Counter(t.extra.get("license", "") or "not stated" for t in read_csv(corpus / "catalog.csv"))
     package_model(run_dir=work / "runs" / "joint", out_dir=work / "model", holdout=read(holdout),
-                  transfer=read(transfer), corpus=read(work / "corpus" / config.train_corpus / "summary.json"),
+                  transfer=read(transfer), corpus=read(corpus / "summary.json"), licenses=dict(licenses),
                   command="make main" if config == profile_config("default") else "musicrep run")
 
 

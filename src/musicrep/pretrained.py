@@ -69,6 +69,7 @@ def package_model(
     holdout: dict | None = None,
     transfer: dict | None = None,
     corpus: dict | None = None,
+    licenses: dict[str, int] | None = None,
     command: str = "make main",
 ) -> Path:
     """Write a finished run's best checkpoint, stripped, and its model card to ``out_dir``.
@@ -80,6 +81,7 @@ def package_model(
     holdout : the main job's ``results/holdout.json`` (its row for this model goes in the card)
     transfer : the main job's transfer result (``results/transfer-<corpus>.json``)
     corpus : the training corpus's ``summary.json``
+    licenses : licence -> number of training tracks (the corpus catalog's ``license`` column)
     command : the command that made it, for the card
 
     Returns
@@ -105,6 +107,7 @@ def package_model(
         "holdout": _holdout_row(holdout, concept),
         "transfer": _transfer_row(transfer, concept),
         "training_data": _corpus_facts(corpus),
+        "licenses": dict(sorted((licenses or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
     }
     atomic_write_json(out_dir / CARD_JSON, card)
     atomic_write_text(out_dir / CARD_MD, model_card(card))
@@ -147,7 +150,7 @@ def model_card(card: dict) -> str:
         "**What it is.** A Siamese 1-D CNN encoder (Lee, Park & Nam 2019) trained by the main job "
         f"(`{card['made_by']}`) on the built-in `games` corpus: Debian game soundtracks, artist = composer, "
         "album = soundtrack. Input: 3-s log-mel segments (22,050 Hz, 128 mels); a song's vector is the mean "
-        f"of its segments' embeddings ({2 * s.get('width', 0)}-d, L2-normalised per segment).",
+        f"of its non-overlapping segments' embeddings ({2 * s.get('width', 0)}-d).",
         "",
         "**Good for**: trying musicrep's tools (embed, search, index) without training; \"more like this\" among "
         "game and similar instrumental music. **Not** a general-purpose music embedding: it saw "
@@ -161,8 +164,9 @@ def model_card(card: dict) -> str:
         f"- settings: width {s.get('width')}, {s.get('negatives')} negatives, batch {s.get('batch_size')}, "
         f"lr {s.get('lr')}, {s.get('epochs')} x {s.get('steps_per_epoch')} steps (best epoch {card.get('epoch')}), "
         f"margins {s.get('margin_artist')} / {s.get('margin_album')} / {s.get('margin_track')}, seed {s.get('seed')}",
-        "- licence of the training music: free licences of the Debian packages (GPL, CC-BY(-SA), Artistic, "
-        "public domain; per track in the corpus catalog's `license` column)",
+        "- licences of the training music (tracks per licence, as the Debian packages state them; per track "
+        "in the corpus catalog's `license` column): "
+        + (", ".join(f"{k} {v}" for k, v in card.get("licenses", {}).items()) or "not recorded"),
         "",
         "## Measured by the main job",
         "",

@@ -1,0 +1,68 @@
+"""The shipped model: packaged from a finished run with its card, checksum-checked on load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from musicrep.checkpoint import load_encoder, read_checkpoint
+from musicrep.config import load_config
+from musicrep.errors import CheckpointError
+from musicrep.pretrained import CARD_JSON, CARD_MD, MODEL_FILE, package_model, sha256, shipped_model
+from musicrep.train import TrainConfig, train
+
+TINY = ["concept=joint", "width=8", "negatives=1", "batch_size=4", "steps_per_epoch=2", "epochs=1",
+        "valid_batches=1", "songs_per_artist=10", "songs_per_album=5", "tensorboard=false", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def run(synth_store, tmp_path_factory):
+    return train(synth_store.path, tmp_path_factory.mktemp("run") / "joint", load_config(TrainConfig, None, TINY))
+
+
+def test_the_shipped_model_matches_its_card_and_loads_safely():
+    path = shipped_model()  # raises when the file or the card is missing or the checksum differs
+    card = json.loads((path.parent / CARD_JSON).read_text())
+    assert card["sha256"] == sha256(path) and card["concept"] == "joint"
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert "optimizer" not in payload and "rng" not in payload  # weights and settings only
+    encoder, info = load_encoder(path)
+    assert encoder.width == card["model_config"]["width"] and info.concept == "joint"
+    assert set(card["holdout"]) == {"artist", "album", "track"}  # the numbers the main job measured
+    assert (path.parent / CARD_MD).read_text().startswith("# musicrep shipped model")
+
+
+def test_package_model_strips_the_run_and_writes_the_card(run, tmp_path):
+    holdout = {"concepts": ["artist"], "accuracy": {"joint": {"artist": 0.5}}, "interval": {"joint": {"artist": [0.4, 0.6]}}}
+    path = package_model(run_dir=run, out_dir=tmp_path, holdout=holdout, corpus={"tracks": 60, "artists": {"a": 1}})
+    assert path == tmp_path / MODEL_FILE and shipped_model(folder=tmp_path) == path
+    best = read_checkpoint(run / "best.pt")
+    packed = read_checkpoint(path)
+    assert all(torch.equal(packed["model"][k], v) for k, v in best["model"].items())
+    card = json.loads((tmp_path / CARD_JSON).read_text())
+    assert card["holdout"] == {"artist": {"accuracy": 0.5, "interval": [0.4, 0.6]}}
+    assert card["training_data"] == {"tracks": 60, "artists": 1}
+    assert "| artist | 0.500 | [0.400, 0.600] |" in (tmp_path / CARD_MD).read_text()
+
+
+def test_a_changed_or_missing_shipped_file_is_refused(run, tmp_path):
+    with pytest.raises(CheckpointError, match="no shipped model"):
+        shipped_model(folder=tmp_path)
+    path = package_model(run_dir=run, out_dir=tmp_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256 differs"):
+        shipped_model(folder=tmp_path)
+
+
+def test_an_unfinished_run_is_not_packaged(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "DONE").unlink()
+    with pytest.raises(CheckpointError, match="did not finish"):
+        package_model(run_dir=copy, out_dir=tmp_path / "out")
