@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -162,3 +164,35 @@ def test_the_same_audio_under_two_ids_is_never_trained_on_and_held_out(tmp_path)
         ids = {tid for s in splits.values() for tid, _, _ in s.rows}
         assert "zz-copy" not in ids  # one recording, one place
 
+
+
+def _torchrun(args: list[str]) -> str:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "musicrep",
+           "train", *args]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", "MUSICREP_QUIET": "1"}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def test_a_two_process_run_resumed_as_two_processes_equals_the_uninterrupted_one(synth_store, tmp_path):
+    settings = [f"--set={s}" for s in SETTINGS + ["threads=1", "steps_per_epoch=3"]]
+    store = ["--store", str(synth_store.path)]
+    err = _torchrun(store + ["-o", str(tmp_path / "whole"), *settings, "--set=epochs=3"])
+    # one epoch line per epoch (from rank 0), with the loss averaged over the ranks
+    lines = [ln for ln in err.splitlines() if "musicrep.train: epoch 1:" in ln]
+    assert len(lines) == 1
+    with open(tmp_path / "whole" / "metrics.csv", newline="") as fh:
+        first = next(csv.DictReader(fh))
+    assert f"train_loss {float(first['train_loss']):.4f}" in lines[0]
+    _torchrun(store + ["-o", str(tmp_path / "split"), *settings, "--set=epochs=1"])
+    _torchrun(store + ["-o", str(tmp_path / "split"), "--resume", "--set=epochs=3"])
+    whole = read_checkpoint(tmp_path / "whole" / "last.pt")["model"]
+    resumed = read_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)

@@ -400,12 +400,14 @@ def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Opt
             bar.set_postfix(loss=f"{value:.3f}", refresh=False)
     seconds = time.perf_counter() - t0
     state.epoch += 1
-    n = config.steps_per_epoch
-    segments = config.batch_size * (2 + config.negatives) * len(config.concepts) * n * d.world
-    row = {"epoch": state.epoch, "step": state.step, "lr": optimizer.param_groups[0]["lr"], "train_loss": total / n,
+    # each rank saw its own batches: the epoch's metrics are the mean over ranks
+    flat = _all_sum([total] + [v for c in config.concepts for v in sums[c]], d)
+    n = config.steps_per_epoch * d.world
+    segments = config.batch_size * (2 + config.negatives) * len(config.concepts) * config.steps_per_epoch * d.world
+    row = {"epoch": state.epoch, "step": state.step, "lr": optimizer.param_groups[0]["lr"], "train_loss": flat[0] / n,
            "seconds": round(seconds, 3), "segments_per_s": round(segments / seconds, 1)}
-    for c in config.concepts:
-        row[f"train_loss_{c}"], row[f"train_acc_{c}"] = sums[c][0] / n, sums[c][1] / n
+    for k, c in enumerate(config.concepts):
+        row[f"train_loss_{c}"], row[f"train_acc_{c}"] = flat[1 + 2 * k] / n, flat[2 + 2 * k] / n
     return row
 
 
@@ -654,8 +656,9 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
                 row.update(validate(model, valid_s, config=config, d=d))
                 rows.append(row)
                 improved = state.update(row[config.monitor], config.monitor)
-                log.info("epoch %d: train_loss %.4f valid_loss %.4f valid_acc %.3f%s", state.epoch, row["train_loss"],
-                         row["valid_loss"], row["valid_acc"], " (best)" if improved else "")
+                if d.main:  # one line per epoch, whatever the number of processes
+                    log.info("epoch %d: train_loss %.4f valid_loss %.4f valid_acc %.3f%s", state.epoch,
+                             row["train_loss"], row["valid_loss"], row["valid_acc"], " (best)" if improved else "")
                 if d.main:
                     _save_epoch(out_dir, rows, tb, checkpoint_payload(
                         model, optimizer, state, config=config, feature_config=store.feature_config, world=d.world),
