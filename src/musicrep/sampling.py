@@ -191,7 +191,23 @@ class ConceptSampler:
         -------
         Batch with ``segments`` float32 [batch_size, 2 + N, T, n_mels]
         """
-        B, N, T = batch_size, self.negatives, self.segment_frames
+        tracks, starts = self.draw(batch_size=batch_size, rng=rng)
+        T = self.segment_frames
+        segments = np.empty((*tracks.shape, T, self._n_mels()), dtype=np.float32)
+        for (i, j), t in np.ndenumerate(tracks):
+            segments[i, j] = self.store.crop(self.track_ids[t], start=int(starts[i, j]), length=T)
+        return Batch(segments=segments, tracks=tracks, starts=starts)
+
+    def draw(self, *, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Which crops one batch holds, without reading them (:meth:`sample` reads them;
+        :mod:`musicrep.resident` gathers them on a device).
+
+        Returns
+        -------
+        tracks : int64 [batch_size, 2 + N], indices into ``track_ids`` (anchor, positive, negatives)
+        starts : int64 [batch_size, 2 + N], each crop's first frame
+        """
+        B, N = batch_size, self.negatives
         anchor = self.anchors[rng.integers(len(self.anchors), size=B)]
         a_label = self._label[anchor]
         tracks = np.empty((B, 2 + N), dtype=np.int64)
@@ -215,10 +231,7 @@ class ConceptSampler:
             bad = self._bad_negatives(neg, a_label)
         tracks[:, 2:] = neg
         starts[:, 2:] = self._random_starts(rng, neg)
-        segments = np.empty((B, 2 + N, T, self._n_mels()), dtype=np.float32)
-        for (i, j), t in np.ndenumerate(tracks):
-            segments[i, j] = self.store.crop(self.track_ids[t], rng=rng, start=int(starts[i, j]), length=T)
-        return Batch(segments=segments, tracks=tracks, starts=starts)
+        return tracks, starts
 
     def _bad_negatives(self, neg: np.ndarray, a_label: np.ndarray) -> np.ndarray:
         """[B, N] mask of negatives to redraw: the anchor's label, or (distinct) a song already in the row."""
@@ -295,6 +308,7 @@ def batch_stream(
     start_step: int = 0,
     num_workers: int = 0,
     prefetch: int = 2,
+    pin_memory: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless batches for steps ``start_step, start_step + 1, ...``, the same whichever loader.
 
@@ -305,6 +319,7 @@ def batch_stream(
     num_workers : 0 builds batches in this process (in a background thread when
         ``prefetch > 0``); K > 0 uses a torch DataLoader with K worker processes
     prefetch : batches kept ready ahead of the model
+    pin_memory : worker batches in page-locked memory, for ``non_blocking`` copies to a GPU
 
     Yields
     ------
@@ -316,7 +331,8 @@ def batch_stream(
         from torch.utils.data import DataLoader
 
         loader = DataLoader(_worker_dataset(specs, batch_size, seed, rank, start_step), batch_size=None,
-                            num_workers=num_workers, prefetch_factor=max(1, prefetch), persistent_workers=False)
+                            num_workers=num_workers, prefetch_factor=max(1, prefetch), persistent_workers=False,
+                            pin_memory=pin_memory)
         yield from loader
         return
     if prefetch <= 0:

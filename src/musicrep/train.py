@@ -40,6 +40,8 @@ from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_s
 from .locks import folder_lock
 from .losses import REDUCTIONS, accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
 from .model import INITS, Encoder
+from .resident import ResidentFrames, resident_stream
+from .resident import fits as resident_fits
 from .sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
 from .splits import Split, check_in_catalog, drop_duplicates, load_splits, make_splits, write_splits
 from .store import duplicate_groups
@@ -48,7 +50,8 @@ log = logging.getLogger(__name__)
 
 CONCEPT_CHOICES: tuple[str, ...] = ("artist", "album", "track", "joint")
 # Settings that may change when resuming: they do not change the numbers.
-RESUMABLE: frozenset[str] = frozenset({"epochs", "patience", "num_workers", "prefetch", "tensorboard"})
+RESUMABLE: frozenset[str] = frozenset({"epochs", "patience", "num_workers", "prefetch", "tensorboard",
+                                      "resident_frames"})
 
 
 def _f(default, **meta):
@@ -108,6 +111,9 @@ class TrainConfig:
     num_workers: int = _f(0, min=0)  # 0: a prefetch thread; K: K DataLoader worker processes
     prefetch: int = _f(2, min=0)  # batches made ahead of the model
     threads: int = _f(0, min=0)  # torch CPU threads; 0 leaves torch's choice (cores / processes under DDP)
+    # training frames kept on the device and batches gathered there (musicrep.resident):
+    # auto = on a GPU when they fit in half its free memory; the same batches either way
+    resident_frames: str = _f("auto", choices=("auto", "always", "never"))
     tensorboard: bool = True  # also log to RUN/tb when tensorboard is installed
 
     @property
@@ -227,8 +233,10 @@ def lr_at(step: int, config: TrainConfig) -> float:
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # on a GPU one fused kernel updates every parameter; on CPU the reference loop
+    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                           nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
+                           nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay, **fused)
 
 
 def step_losses(
@@ -590,6 +598,24 @@ def _samplers(store, store_path: Path, splits: dict[str, Split], config: TrainCo
     return train_s, valid_s, specs
 
 
+def _train_stream(store, samplers: dict[str, ConceptSampler], specs, *, config: TrainConfig, d: _Dist,
+                  start_step: int):
+    """The training batches from ``start_step``: gathered on the device from resident
+    frames (:mod:`musicrep.resident`) or read from the store by the loader; the same
+    batches either way."""
+    ids = [t for s in samplers.values() for t in s.track_ids]
+    resident = config.resident_frames == "always" or (
+        config.resident_frames == "auto" and resident_fits(store=store, track_ids=ids, device=d.device))
+    if resident:
+        frames = ResidentFrames(store=store, track_ids=ids, device=d.device)
+        log.info("training frames resident on %s (%.2f GB)", d.device, frames.frames.numel() * 2 / 1e9)
+        return resident_stream(samplers=samplers, frames=frames, batch_size=config.batch_size, seed=config.seed,
+                               rank=d.rank, start_step=start_step)
+    return batch_stream(samplers=samplers, specs=specs, batch_size=config.batch_size, seed=config.seed, rank=d.rank,
+                        start_step=start_step, num_workers=config.num_workers, prefetch=config.prefetch,
+                        pin_memory=d.device.type == "cuda")
+
+
 def _set_threads(config: TrainConfig, d: _Dist) -> None:
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -642,9 +668,8 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     tb = _tensorboard(out_dir, config.tensorboard) if d.main else None
 
     # ---- the loop: an epoch of steps, validation, metrics, checkpoints
-    stream = None if state.finished(config) else batch_stream(
-        samplers=train_s, specs=specs, batch_size=config.batch_size, seed=config.seed, rank=d.rank,
-        start_step=state.step, num_workers=config.num_workers, prefetch=config.prefetch)
+    stream = None if state.finished(config) else _train_stream(store, train_s, specs, config=config, d=d,
+                                                               start_step=state.step)
     bar = progress.bar(total=config.epochs * config.steps_per_epoch, initial=state.step, unit="step",
                        desc=f"train {config.concept}") if d.main else contextlib.nullcontext()
     model.train()
