@@ -9,6 +9,8 @@ Layout of ``STORE/`` (see docs/architecture.md)::
     store.json   feature settings, their hash, total_frames, n_mels, version
     DONE         written last; a store without it is incomplete
     parts/       only while preparing: per finished track a .npy and its .json (or an .err.json)
+    shard.json   only in the store of one shard of a catalog (``prepare(..., shard=(K, N))``)
+    merge.json   only in a store made by :func:`~musicrep.shards.merge_stores`: what it joined
 
 :func:`prepare` decodes every track once on a process pool and writes each
 result as its own part file (atomically), so a killed run resumes where it
@@ -18,7 +20,9 @@ whose file changed. When every track is done, the parts are appended to
 ``frames.f16`` and removed. A rerun with more tracks appends them; a rerun with
 nothing new does nothing; tracks stored before stay stored. Only one process
 writes a store at a time (:func:`~musicrep.locks.folder_lock`); worker
-processes die with the process that started them.
+processes die with the process that started them. Tracks are stored in
+catalog order, so the N shard stores of a catalog (:mod:`musicrep.shards`)
+merge into the store one ``prepare`` of the whole catalog writes.
 
 ``content_hash`` is the SHA-1 of a track's decoded, resampled mono samples, so
 the same audio under two ids (or in two lossless containers) is found by
@@ -402,6 +406,7 @@ def prepare(
     workers: int | None = None,
     overwrite: bool = False,
     retry_errors: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> PrepareResult:
     """Decode every track of ``catalog`` once and store its log-mel in ``out_dir``.
 
@@ -416,25 +421,33 @@ def prepare(
     workers : processes; all cores by default; 0 prepares in this process
     overwrite : delete a store made with other settings instead of refusing
     retry_errors : try again the tracks an earlier run could not use
+    shard : ``(K, N)``: store only shard K of N of ``catalog``, chosen by a hash
+        of the track id (:func:`~musicrep.shards.shard_of`) and recorded in
+        ``shard.json``; join the N stores with :func:`~musicrep.shards.merge_stores`
 
     Returns
     -------
     PrepareResult
-        Raises :class:`StoreError` when no track at all could be used, or when
-        the disk is full (a rerun then resumes).
+        Raises :class:`StoreError` when no track at all could be used (a shard
+        may hold none), or when the disk is full (a rerun then resumes).
     """
     config = config or FeatureConfig()
     store = Path(out_dir)
     with _disk_full_is_a_store_error(store), folder_lock(store):
-        return _prepare(catalog, store, config, workers, overwrite, retry_errors)
+        return _prepare(catalog, store, config, workers, overwrite, retry_errors, shard)
 
 
 def _prepare(catalog: Catalog, store: Path, config: FeatureConfig, workers: int | None,
-             overwrite: bool, retry_errors: bool) -> PrepareResult:
+             overwrite: bool, retry_errors: bool, shard: tuple[int, int] | None) -> PrepareResult:
+    from .shards import check_shard, claim_shard  # here, not at the top: shards imports this module
+
+    if shard is not None:
+        check_shard(shard)  # before --overwrite deletes anything
     if overwrite and store.exists():
         shutil.rmtree(store)
     store.mkdir(parents=True, exist_ok=True)
     _check_settings(store, config)
+    catalog = claim_shard(store, catalog, shard)
     # Tracks stored earlier stay in the store even when this catalog lacks them:
     # old frames never move (see _append).
     old_rows = _read_index(store)
@@ -469,7 +482,7 @@ def _prepare(catalog: Catalog, store: Path, config: FeatureConfig, workers: int 
     latest = {e["track_id"]: e for e in old_errors + new_errors + new_warnings}
     atomic_write_csv(store / "errors.csv", latest.values(), ERROR_COLUMNS)
     errors, warnings = _by_outcome(latest.values(), {r["track_id"] for r in rows})
-    if not rows:
+    if not rows and shard is None:
         raise StoreError(
             f"none of the {len(catalog)} tracks could be used; see {store / 'errors.csv'} for each file's reason"
         )
@@ -602,6 +615,8 @@ class FeatureStore:
         self.path = Path(path)
         if not (self.path / "DONE").exists():
             what = "is not a feature store" if not (self.path / "store.json").exists() else "is incomplete (interrupted prepare?)"
+            if (self.path / "merge.json").exists():
+                raise StoreError(f"{self.path} is incomplete (interrupted merge?); rerun `musicrep store merge ... -o {self.path}`")
             raise StoreError(f"{self.path} {what}; run `musicrep prepare CATALOG -o {self.path}`")
         self.feature_config, self.total_frames = _read_header(self.path)
         index_path = self.path / "index.csv"
@@ -672,11 +687,11 @@ class FeatureStore:
         """SHA-1 of the track's decoded mono samples; ``""`` when not recorded (older stores, :func:`from_arrays`)."""
         return self._content_hashes[self._index(track_id)]
 
-    def frames(self, track_id: str) -> np.ndarray:
-        """The track's log-mel, float32 [n_frames, n_mels], not standardised."""
+    def frames(self, track_id: str, *, dtype=np.float32) -> np.ndarray:
+        """The track's log-mel, [n_frames, n_mels], not standardised; ``dtype=np.float16``: as stored, not copied."""
         i = self._index(track_id)
         off, n = self._offsets[i], self._lengths[i]
-        return np.asarray(self._frames[off : off + n], dtype=np.float32)
+        return np.asarray(self._frames[off : off + n], dtype=dtype)
 
     def crop(self, track_id: str, *, rng: np.random.Generator | None = None, start: int | None = None, length: int | None = None) -> np.ndarray:
         """``length`` frames (one segment by default) from ``start``, or a random start drawn from ``rng``.

@@ -1,4 +1,4 @@
-"""``musicrep prepare CATALOG -o STORE``: decode every track once into a feature store."""
+"""``musicrep prepare CATALOG -o STORE [--shard K/N]``: decode every track once into a feature store."""
 
 from __future__ import annotations
 
@@ -14,20 +14,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-errors", action="store_true", help="try again the files an earlier run skipped")
     p.add_argument("--config", help="YAML file with feature settings (sample_rate, n_fft, hop_length, n_mels, ...)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one feature setting")
+    p.add_argument("--shard", metavar="K/N", help="store only shard K of N (by a hash of the track id); "
+                   "join the N stores with `musicrep store merge`")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..catalog import read_csv
     from ..config import FeatureConfig, load_config
+    from ..shards import parse_shard
     from ..store import prepare
 
     config = load_config(FeatureConfig, args.config, args.set)
+    shard = parse_shard(args.shard) if args.shard is not None else None
     result = prepare(
         read_csv(args.catalog), args.out, config=config, workers=args.workers,
-        overwrite=args.overwrite, retry_errors=args.retry_errors,
+        overwrite=args.overwrite, retry_errors=args.retry_errors, shard=shard,
     )
-    print(f"{result.path}: {result.stored} tracks stored ({result.new} new), {len(result.errors)} unusable")
+    which = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"{result.path}{which}: {result.stored} tracks stored ({result.new} new), {len(result.errors)} unusable")
     for err in result.errors[:10]:
         print(f"  skipped {err['path']}: {err['reason']}" + (f" ({err['detail']})" if err.get("detail") else ""))
     if len(result.errors) > 10:
