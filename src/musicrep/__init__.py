@@ -17,9 +17,11 @@ __version__ = "0.1.0"
 __all__ = ["MusicrepError", "__version__", "load"]
 
 
-def load(run_or_checkpoint: "str | os.PathLike", **kwargs) -> "EmbeddingModel":
+def load(run_or_checkpoint: "str | os.PathLike | None" = None, **kwargs) -> "EmbeddingModel":
     """Load a trained run or checkpoint as an :class:`~musicrep.embed.EmbeddingModel`.
 
+    With no argument, the model shipped inside the package (a small joint model
+    trained on game soundtracks; see ``musicrep/models/MODEL_CARD.md``).
     Imported lazily so that ``import musicrep`` stays light; see
     :func:`musicrep.embed.load` for the keyword arguments.
     """

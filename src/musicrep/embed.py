@@ -13,14 +13,21 @@ prepared), rounded to float16 exactly as the store
 holds them, cut into non-overlapping segments of 129 frames (the trailing
 partial segment is dropped, as in training) and passed through the encoder,
 which standardises with the mean / std buffers saved in the checkpoint. The
-song vector is the mean of the segment vectors (Lee, Park & Nam 2019). So a
-file and its stored copy give the same vector up to float rounding.
+song vector is the plain mean of the segment vectors (Lee, Park & Nam 2019;
+neither the segment vectors nor the mean are L2-normalised here: search
+normalises when it indexes). So a file and its stored copy give the same vector
+up to float rounding.
+
+``musicrep.load()`` with no argument loads the model shipped inside the package
+(:mod:`musicrep.pretrained`): a small joint model trained on game soundtracks,
+enough to try every tool without training.
 
 Every vector that leaves this module is finite: a NaN or infinite embedding
 (a damaged or diverged checkpoint) raises :class:`NonFiniteEmbeddingError`
 naming the file or track, instead of being written or compared as a result.
 
 >>> import musicrep
+>>> model = musicrep.load()                           # doctest: +SKIP
 >>> model = musicrep.load("runs/artist")             # doctest: +SKIP
 >>> e = model.embed(y, 44100, segments=True)          # doctest: +SKIP
 >>> e.vector.shape, e.segments.shape, e.times[:2]     # doctest: +SKIP
@@ -54,11 +61,17 @@ from .errors import (
 )
 from .io import atomic_path, atomic_write_json
 from .model import Encoder, split_segments
+from .pretrained import MODEL_FILE
 
 log = logging.getLogger(__name__)
 
 ARRAY_SOURCE = "<array>"
 CACHE_VERSION = 1
+#: Name of the shipped model (:mod:`musicrep.pretrained`), as commands and indexes record it.
+SHIPPED_NAME = Path(MODEL_FILE).stem
+#: The one line every command logs when it falls back to the shipped model.
+SHIPPED_NOTE = (f"using the shipped model {SHIPPED_NAME} (see musicrep/models/MODEL_CARD.md); "
+                "pass --run RUN for your own")
 
 
 class NonFiniteEmbeddingError(MusicrepError):
@@ -114,6 +127,8 @@ class EmbeddingModel:
     device : torch device, "cpu" by default
     unfinished : the checkpoint is from a run whose training did not finish
         (loaded with ``allow_unfinished``); commands print a warning for it
+    shipped : the model is the one shipped inside the package
+        (:func:`musicrep.pretrained.shipped_model`); it has no run folder to cache in
     """
 
     def __init__(
@@ -126,6 +141,7 @@ class EmbeddingModel:
         batch_size: int = 128,
         device: str = "cpu",
         unfinished: bool = False,
+        shipped: bool = False,
     ):
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
@@ -140,6 +156,7 @@ class EmbeddingModel:
         self.concept = concept
         self.batch_size = batch_size
         self.unfinished = unfinished
+        self.shipped = shipped
         #: seconds spent per stage since creation (decode, features, forward)
         self.timings: dict[str, float] = {"decode": 0.0, "features": 0.0, "forward": 0.0}
         self._sha: str | None = None
@@ -485,19 +502,21 @@ def find_audio(paths: Iterable[str | Path], *, recursive: bool = True) -> list[P
 
 
 def load(
-    run_or_checkpoint: str | Path,
+    run_or_checkpoint: str | Path | None = None,
     *,
     which: str = "best",
     batch_size: int = 128,
     device: str = "cpu",
     allow_unfinished: bool = False,
 ) -> EmbeddingModel:
-    """Load a trained model for embedding.
+    """Load a trained model for embedding; the shipped model when none is given.
 
     Parameters
     ----------
     run_or_checkpoint : a run folder (``RUN/``, uses ``best.pt`` or ``last.pt``
-        per ``which``) or a checkpoint file
+        per ``which``) or a checkpoint file; None for the model shipped inside
+        the package (:func:`musicrep.pretrained.shipped_model`, checksum-checked),
+        said so in one log line
     which : "best" or "last" when a run folder is given
     batch_size : segments per forward pass
     device : torch device
@@ -507,10 +526,17 @@ def load(
     Returns
     -------
     EmbeddingModel
-        ``model.unfinished`` says whether the run was unfinished.
+        ``model.unfinished`` says whether the run was unfinished, ``model.shipped``
+        whether it is the shipped model.
     """
     from .checkpoint import load_encoder
 
+    shipped = run_or_checkpoint is None
+    if shipped:
+        from .pretrained import shipped_model
+
+        run_or_checkpoint = shipped_model()  # CheckpointError naming what to do when it is missing
+        log.info("%s", SHIPPED_NOTE)
     encoder, info = load_encoder(run_or_checkpoint, which=which, allow_unfinished=allow_unfinished)
     fc = info.feature_config
     if isinstance(fc, dict):
@@ -523,6 +549,7 @@ def load(
         batch_size=batch_size,
         device=device,
         unfinished=info.unfinished,
+        shipped=shipped,
     )
     log.debug("loaded %r", model)
     return model
@@ -558,7 +585,8 @@ def embed_store(
     track_ids : tracks to return, in this order; all of the store's by default
     cache : with a model loaded from a checkpoint, compute the whole store once
         and keep it in ``RUN/embeddings/<ckpt>-<sha>-<feature hash>-<store id>.npy``
-        with a ``.json`` beside it written last (a rerun reuses it)
+        with a ``.json`` beside it written last (a rerun reuses it); never for the
+        shipped model (the package folder is no place for caches)
     allow_unfinished : with a run folder, use it even if its training did not finish
 
     Returns
@@ -582,7 +610,7 @@ def embed_store(
     missing = [t for t in wanted if t not in known]
     if missing:
         raise StoreError(f"{store.path}: {len(missing)} track(s) not in the store, e.g. {missing[0]!r}")
-    if not cache or model.checkpoint is None:
+    if not cache or model.checkpoint is None or model.shipped:
         return wanted, _embed_store_tracks(model, store, wanted)
     all_ids, vectors = _cached_store_embeddings(model, store)
     row = {t: i for i, t in enumerate(all_ids)}

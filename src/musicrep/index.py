@@ -30,36 +30,47 @@ query by track id works in every space; a query by audio file is embedded with
 the run of the concept asked for. Without ``--by`` the joint space is used when
 present (it blends the three notions, as the joint loss does), otherwise the
 first concept given. A single ``--run RUN`` is named after the concept
-recorded in its checkpoint.
+recorded in its checkpoint; no ``--run`` at all indexes with the model shipped
+inside the package, as "joint".
+
+Queries
+-------
+``--query`` is an indexed track id, an audio file (embedded with the concept's
+model; left out of its own answer when it is indexed), or a fragment of an
+indexed path that matches one track only. ``exclude_same="artist"`` (or
+``"album"``: same artist *and* album name) drops the hits that share the
+query's artist or album, so "more like this" finds other artists; it needs the
+query's row in the index.
 
 On disk (``INDEX/``): ``<concept>.faiss`` per concept, ``tracks.csv`` (the
 catalog rows in id order), ``skipped.csv`` (tracks that could not be
 embedded, with the reason) and ``manifest.json``, written last. Every catalog
 id is either in ``tracks.csv`` or named in ``skipped.csv`` with its reason
 (two ids sharing one audio file are both indexed); ``n_tracks`` and
-``n_skipped`` count ids. :meth:`SearchIndex.load` checks the manifest against
-the files (kind, dimension, track count) before using either.
+``n_skipped`` count ids. After ``musicrep index add`` the manifest names the
+files of the newest generation (``tracks.N.csv``, ``<concept>.N.faiss``).
+:meth:`SearchIndex.load` checks the manifest against the files (kind,
+dimension, track count) before using either, and a query by file checks that
+the recorded checkpoint still has its recorded SHA-256.
 
-Building holds :func:`musicrep.locks.folder_lock` on the index folder from
-before the first run is loaded, so a second writer fails at once.
+Writing indexes (:func:`build_index`, :func:`build_from_runs`,
+:func:`add_to_index`) is :mod:`musicrep.index_build`; those names are also
+reachable from here.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
-from collections import Counter
 import logging
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .catalog import COLUMNS, Catalog
-from .errors import AudioError, MusicrepError
-from .io import atomic_path, atomic_write_csv, atomic_write_json
-from .locks import folder_lock
+from .errors import MusicrepError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,12 @@ SKIPPED = "skipped.csv"
 VERSION = 1
 VALID_KINDS = ("auto", "exact", "hnsw")
 VALID_CONCEPTS = ("artist", "album", "track", "joint")
+#: What ``exclude_same`` may name.
+VALID_EXCLUDE = ("artist", "album")
+#: Candidates an ambiguous path fragment lists.
+SHOW_CANDIDATES = 5
+#: Names that moved to :mod:`musicrep.index_build`, still importable from here.
+_BUILD_NAMES = ("build_index", "build_from_runs", "add_to_index", "parse_runs")
 #: Collections up to this size get an exact index with ``kind="auto"``.
 EXACT_MAX = 50_000
 EF_SEARCH_GRID = (16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -221,10 +238,29 @@ def build_faiss(
     return index, info
 
 
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """What a ``--query`` string named (see :meth:`SearchIndex.resolve`).
+
+    Attributes
+    ----------
+    text : the string as given
+    how : "track id", "audio file" or "path fragment"
+    track_id : the indexed track it is, or None (a file that is not indexed)
+    path : the audio file to embed, or None (an indexed track's stored vector is used)
+    """
+
+    text: str
+    how: str
+    track_id: str | None
+    path: Path | None = None
+
+
 class SearchIndex:
     """A built index: one faiss sub-index per concept over one track table.
 
-    Load with :meth:`load`; build with :func:`build_index` or :func:`build_from_runs`.
+    Load with :meth:`load`; build with :func:`~musicrep.index_build.build_index`
+    or :func:`~musicrep.index_build.build_from_runs`.
     """
 
     def __init__(self, path: Path, manifest: dict, rows: list[dict], indexes: dict):
@@ -254,8 +290,6 @@ class SearchIndex:
     @classmethod
     def load(cls, path: str | Path) -> "SearchIndex":
         """Open an index folder; raises :class:`SearchIndexError` if it is incomplete."""
-        import csv
-
         faiss = _faiss()
         path = Path(path)
         mpath = path / MANIFEST
@@ -269,18 +303,19 @@ class SearchIndex:
             version = manifest.get("version") if isinstance(manifest, dict) else None
             raise SearchIndexError(f"{mpath}: index version {version} is not {VERSION}; rebuild it")
         try:
-            with open(path / TRACKS, encoding="utf-8", newline="") as fh:
+            tracks = _own_file(manifest.get("tracks", TRACKS))
+            with open(path / tracks, encoding="utf-8", newline="") as fh:
                 rows = list(csv.DictReader(fh))
             if rows and "track_id" not in rows[0]:
                 raise ValueError("no track_id column")
-            concepts = {c: (meta, path / meta["file"]) for c, meta in manifest["concepts"].items()}
+            concepts = {c: (meta, path / _own_file(meta["file"])) for c, meta in manifest["concepts"].items()}
             if manifest.get("default_concept") not in concepts:
                 raise KeyError("default_concept")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # also UnicodeDecodeError
             raise SearchIndexError(f"{path}: damaged index ({type(exc).__name__}: {exc}); "
                                    "run `musicrep index build --overwrite` again") from None
         if manifest.get("n_tracks", len(rows)) != len(rows):
-            raise SearchIndexError(f"{mpath}: n_tracks is {manifest.get('n_tracks')!r} but {TRACKS} has "
+            raise SearchIndexError(f"{mpath}: n_tracks is {manifest.get('n_tracks')!r} but {tracks} has "
                                    f"{len(rows)} rows; the index is damaged: rebuild it with --overwrite")
         indexes = {}
         for concept, (meta, fpath) in concepts.items():
@@ -289,7 +324,7 @@ class SearchIndex:
             except RuntimeError as exc:
                 raise SearchIndexError(f"{fpath}: cannot read the faiss index ({str(exc).splitlines()[0]})") from None
             if index.ntotal != len(rows):
-                raise SearchIndexError(f"{fpath}: holds {index.ntotal} vectors but {TRACKS} has {len(rows)} rows; rebuild")
+                raise SearchIndexError(f"{fpath}: holds {index.ntotal} vectors but {tracks} has {len(rows)} rows; rebuild")
             _check_concept(faiss, index, meta, where=f"{mpath} (concept {concept!r}, file {fpath.name})")
             if meta["kind"] == "hnsw":
                 index.hnsw.efSearch = int(meta["params"]["efSearch"])
@@ -311,8 +346,14 @@ class SearchIndex:
             raise SearchIndexError(f"{self.path}: no track with id {track_id!r}")
         return self._indexes[self._concept(by)].reconstruct(self._row_of[track_id])
 
+    def all_vectors(self, *, by: str | None = None) -> np.ndarray:
+        """Every stored unit vector of the ``by`` space, row order. [n, D] float32."""
+        index = self._indexes[self._concept(by)]
+        return index.reconstruct_n(0, index.ntotal)
+
     def search(self, queries: np.ndarray, *, k: int = 10, by: str | None = None,
-               exclude: Sequence[str | None] | None = None) -> list[list[Hit]]:
+               exclude: Sequence[str | None] | None = None,
+               keep: Callable[[dict], bool] | None = None) -> list[list[Hit]]:
         """Nearest tracks by cosine similarity.
 
         Parameters
@@ -321,6 +362,8 @@ class SearchIndex:
         k : neighbours per query
         by : concept sub-index ("artist", "album", "track", "joint"); default see module doc
         exclude : per query, a track id to leave out (the query itself)
+        keep : a hit's row -> whether it may be answered; the search reaches
+            further until ``k`` hits pass or the index is exhausted
 
         Returns
         -------
@@ -331,59 +374,178 @@ class SearchIndex:
         index = self._indexes[concept]
         if q.shape[1] != index.d:
             raise SearchIndexError(f"{self.path}: query has {q.shape[1]} dimensions, the {concept} index {index.d}")
-        extra = 1 if exclude is not None else 0
-        sims, ids = index.search(q, min(k + extra, len(self)))
+        fetch = min(k + (1 if exclude is not None else 0) + (3 * k if keep is not None else 0), len(self))
+        sims, ids = index.search(q, fetch)
         out = []
         for qi in range(len(q)):
             skip = exclude[qi] if exclude is not None else None
-            hits = []
-            for sim, i in zip(sims[qi], ids[qi]):
-                if i < 0 or self.track_ids[i] == skip:
-                    continue
-                hits.append(Hit(rank=len(hits) + 1, track_id=self.track_ids[i], similarity=float(sim), row=self.rows[i]))
-                if len(hits) == k:
-                    break
+            hits = self._hits(sims[qi], ids[qi], k=k, skip=skip, keep=keep)
+            reach = fetch
+            while keep is not None and len(hits) < k and reach < len(self):  # filtered out too many: look further
+                reach = min(len(self), 4 * reach)
+                more_sims, more_ids = index.search(q[qi : qi + 1], reach)
+                hits = self._hits(more_sims[0], more_ids[0], k=k, skip=skip, keep=keep)
             out.append(hits)
         return out
+
+    def _hits(self, sims, ids, *, k: int, skip: str | None, keep) -> list[Hit]:
+        hits = []
+        for sim, i in zip(sims, ids):
+            if i < 0 or self.track_ids[i] == skip or (keep is not None and not keep(self.rows[i])):
+                continue
+            hits.append(Hit(rank=len(hits) + 1, track_id=self.track_ids[i], similarity=float(sim), row=self.rows[i]))
+            if len(hits) == k:
+                break
+        return hits
 
     def search_track(self, track_id: str, *, k: int = 10, by: str | None = None) -> list[Hit]:
         """Neighbours of an indexed track (itself excluded)."""
         return self.search(self.vector(track_id, by=by), k=k, by=by, exclude=[track_id])[0]
 
     def model(self, by: str | None = None):
-        """The :class:`~musicrep.embed.EmbeddingModel` of a concept, loaded once."""
+        """The :class:`~musicrep.embed.EmbeddingModel` of a concept, loaded once.
+
+        Raises :class:`SearchIndexError` when the recorded checkpoint is gone or
+        no longer has the SHA-256 recorded at build time: its vectors would not
+        be comparable with the indexed ones.
+        """
         from .embed import load
 
         concept = self._concept(by)
-        if concept not in self._models:
-            meta = self.manifest["concepts"][concept]
-            ckpt = meta.get("checkpoint")
-            if not ckpt:
-                raise SearchIndexError(f"{self.path}: the {concept} sub-index records no checkpoint to embed new audio")
+        if concept in self._models:
+            return self._models[concept]
+        meta = self.manifest["concepts"][concept]
+        ckpt = meta.get("checkpoint")
+        if meta.get("shipped"):
+            model = load(None)
+            was = f"the shipped model {meta['shipped']}"
+        elif ckpt:
             # an index built from an unfinished run (said so in its manifest) queries with that run
-            self._models[concept] = load(ckpt, allow_unfinished=bool(meta.get("unfinished")))
-        return self._models[concept]
+            model = load(ckpt, allow_unfinished=bool(meta.get("unfinished")))
+            was = ckpt
+        else:
+            raise SearchIndexError(f"{self.path}: the {concept} sub-index records no checkpoint to embed new audio")
+        sha = meta.get("checkpoint_sha256")
+        if sha and model.checkpoint_sha() != sha:
+            raise SearchIndexError(
+                f"{self.path}: the {concept} sub-index was built with {was} (sha256 {sha[:12]}), which is now "
+                f"{model.checkpoint} with sha256 {model.checkpoint_sha()[:12]}: new vectors would not be comparable "
+                "with the indexed ones; rebuild the index (`musicrep index build --overwrite`)")
+        self._models[concept] = model
+        return model
+
+    def _indexed_path(self, path: str | Path) -> str | None:
+        """The id of the indexed track whose audio is ``path`` (resolved), or None."""
+        from .embed_job import key_of
+
+        if self._by_path is None:
+            self._by_path = {key_of(r["path"]): r["track_id"] for r in self.rows if r.get("path")}
+        return self._by_path.get(key_of(path))
 
     def search_file(self, path: str | Path, *, k: int = 10, by: str | None = None) -> list[Hit]:
         """Neighbours of an audio file, embedded with the run of the concept asked for.
 
         When the file itself is indexed (same resolved path), it is left out.
         """
-        from .embed_job import key_of
-
         vector = self.model(by).embed_file(path).vector
-        if self._by_path is None:
-            self._by_path = {key_of(r["path"]): r["track_id"] for r in self.rows if r.get("path")}
-        me = self._by_path.get(key_of(path))
-        return self.search(vector, k=k, by=by, exclude=[me])[0]
+        return self.search(vector, k=k, by=by, exclude=[self._indexed_path(path)])[0]
 
-    def query(self, query: str, *, k: int = 10, by: str | None = None) -> list[Hit]:
-        """``query`` is an indexed track id, or else an audio file path."""
+    def resolve(self, query: str) -> Query:
+        """What ``query`` names: an indexed track id, an audio file, or one indexed path containing it.
+
+        Raises :class:`SearchIndexError` when it names none, or when a path
+        fragment matches several tracks (the message lists some of them).
+        """
         if query in self._row_of:
-            return self.search_track(query, k=k, by=by)
+            return Query(query, "track id", query)
         if Path(query).is_file():
-            return self.search_file(query, k=k, by=by)
-        raise SearchIndexError(f"{query!r} is neither a track id in {self.path} nor an audio file")
+            return Query(query, "audio file", self._indexed_path(query), Path(query))
+        matches = self.match_path(query)
+        if len(matches) == 1:
+            return Query(query, "path fragment", matches[0])
+        if matches:
+            shown = "; ".join(f"{t} ({self.rows[self._row_of[t]]['path']})" for t in matches[:SHOW_CANDIDATES])
+            more = f" and {len(matches) - SHOW_CANDIDATES} more" if len(matches) > SHOW_CANDIDATES else ""
+            raise SearchIndexError(f"{query!r} is part of {len(matches)} indexed paths: {shown}{more}; give more "
+                                   "of the path, or a track id")
+        raise SearchIndexError(f"{query!r} is neither a track id in {self.path}, an audio file, nor part of an "
+                               "indexed path")
+
+    def match_path(self, fragment: str) -> list[str]:
+        """Ids of the tracks whose path contains ``fragment`` (ignoring case); an exact path wins alone."""
+        if not fragment:
+            return []
+        exact = [r["track_id"] for r in self.rows if r.get("path") == fragment]
+        if exact:
+            return exact
+        needle = fragment.casefold()
+        return [r["track_id"] for r in self.rows if needle in (r.get("path") or "").casefold()]
+
+    def query(self, query: str, *, k: int = 10, by: str | None = None,
+              exclude_same: str | None = None) -> list[Hit]:
+        """Neighbours of what ``query`` names (:meth:`resolve`), itself left out.
+
+        Parameters
+        ----------
+        query : an indexed track id, an audio file, or a fragment of one indexed path
+        k : neighbours
+        by : concept sub-index
+        exclude_same : "artist" or "album": leave out hits of the query's artist
+            (or album: same artist and album name); needs the query's row in the index
+        """
+        q = self.resolve(query)
+        keep = self._not_same(q, exclude_same) if exclude_same else None
+        if q.path is not None:
+            vector = self.model(by).embed_file(q.path).vector
+        else:
+            vector = self.vector(q.track_id, by=by)
+        return self.search(vector, k=k, by=by, exclude=[q.track_id], keep=keep)[0]
+
+    def _not_same(self, q: Query, what: str) -> Callable[[dict], bool]:
+        if what not in VALID_EXCLUDE:
+            raise SearchIndexError(f"exclude_same={what!r} is not one of {VALID_EXCLUDE}")
+        if q.track_id is None:
+            raise SearchIndexError(
+                f"--exclude-same {what}: {q.text} is not an indexed track (no row of {self.path} has its path), so "
+                f"its {what} is unknown; query by an indexed track id or path, add the file with `musicrep index "
+                "add`, or leave out --exclude-same")
+        row = self.rows[self._row_of[q.track_id]]
+        if not row.get(what):
+            raise SearchIndexError(f"--exclude-same {what}: track {q.track_id!r} has no {what} in {self.path}; "
+                                   f"give the catalog an {what} column, or leave out --exclude-same")
+        mine = _same_key(row, what)
+        return lambda r: _same_key(r, what) != mine
+
+
+def _same_key(row: Mapping, what: str) -> tuple[str, ...]:
+    # Two albums of one name by two artists ("Greatest Hits") are not the same album.
+    return (row.get("artist", ""),) if what == "artist" else (row.get("artist", ""), row.get("album", ""))
+
+
+def _own_file(name) -> str:
+    """A file name from the manifest, refused when it would lead out of the index folder."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"file name {name!r} is not a plain name inside the index folder")
+    return name
+
+
+def read_skipped(path: str | Path) -> list[dict]:
+    """The rows of an index's ``skipped.csv`` ([] when it has none)."""
+    try:
+        with open(Path(path) / SKIPPED, encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
+def __getattr__(name: str):
+    # Writing indexes is in musicrep.index_build (which imports this module); the
+    # names stay reachable here, looked up on first use so there is no import cycle.
+    if name in _BUILD_NAMES:
+        from . import index_build
+
+        return getattr(index_build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_concept(faiss, index, meta: Mapping, *, where: str) -> None:
@@ -413,224 +575,3 @@ def _check_concept(faiss, index, meta: Mapping, *, where: str) -> None:
                                    "rebuild the index with --overwrite")
 
 
-def _row(track) -> dict:
-    row = track.as_row()
-    return {k: ("" if v is None else str(v)) for k, v in row.items()}
-
-
-def build_index(
-    *,
-    out: str | Path,
-    rows: Sequence[Mapping],
-    vectors: Mapping[str, np.ndarray],
-    runs: Mapping[str, Mapping] | None = None,
-    skipped: Sequence[Mapping] = (),
-    default_concept: str | None = None,
-    overwrite: bool = False,
-    **faiss_kwargs,
-) -> SearchIndex:
-    """Write an index folder from ready vectors.
-
-    Parameters
-    ----------
-    out : index folder
-    rows : per track, a mapping with at least ``track_id`` (catalog columns), id order
-    vectors : concept -> np.ndarray [shape=(n, D_c)], row ``i`` for ``rows[i]``
-    runs : concept -> {"run", "checkpoint", "checkpoint_sha256"} for querying by file
-    skipped : rows ``{track_id, path, reason}`` of tracks left out
-    default_concept : the space searched without ``by``
-    overwrite : replace an existing index
-    faiss_kwargs : passed to :func:`build_faiss`
-
-    Returns
-    -------
-    SearchIndex (as loaded back from disk)
-
-    Raises
-    ------
-    FolderLockedError
-        when another process is writing ``out``
-    """
-    out = Path(out)
-    with folder_lock(out):
-        return _build_index_locked(out=out, rows=rows, vectors=vectors, runs=runs, skipped=skipped,
-                                   default_concept=default_concept, overwrite=overwrite, **faiss_kwargs)
-
-
-def _build_index_locked(*, out: Path, rows, vectors, runs, skipped, default_concept, overwrite,
-                        **faiss_kwargs) -> SearchIndex:
-    if (out / MANIFEST).exists() and not overwrite:
-        raise SearchIndexError(f"{out}: an index is already there; pass overwrite=True (--overwrite) to replace it")
-    if not vectors:
-        raise SearchIndexError(f"{out}: no concept to index")
-    n = len(rows)
-    if n == 0:
-        raise SearchIndexError(f"{out}: no track could be embedded; nothing to index")
-    dupes = [t for t, k in Counter(str(r["track_id"]) for r in rows).items() if k > 1]
-    if dupes:
-        dupe = dupes[0]
-        raise SearchIndexError(f"{out}: track id {dupe!r} is given more than once; each row needs its own id")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # the marker goes first, comes back last
-    faiss = _faiss()
-
-    concepts = {}
-    for concept, v in vectors.items():
-        v = normalize(v)
-        if v.shape[0] != n:
-            raise SearchIndexError(f"{out}: {concept} has {v.shape[0]} vectors for {n} tracks")
-        index, info = build_faiss(v, **faiss_kwargs)
-        fname = f"{concept}.faiss"
-        with atomic_path(out / fname, suffix=".faiss") as tmp:
-            faiss.write_index(index, str(tmp))
-        concepts[concept] = {"file": fname, "dim": int(v.shape[1]), **info, **dict((runs or {}).get(concept, {}))}
-        log.info("%s: %s index over %d x %d, recall@10 %.3f", concept, info["kind"], n, v.shape[1], info["recall_at_10"])
-    columns: dict[str, None] = dict.fromkeys(COLUMNS)
-    for r in rows:
-        columns.update(dict.fromkeys(r))
-    atomic_write_csv(out / TRACKS, rows, list(columns))
-    atomic_write_csv(out / SKIPPED, skipped, ["track_id", "path", "concept", "reason"])
-    if default_concept is None:
-        default_concept = "joint" if "joint" in concepts else next(iter(concepts))
-    atomic_write_json(
-        out / MANIFEST,
-        {"version": VERSION, "n_tracks": n, "n_skipped": len({r["track_id"] for r in skipped}),
-         "default_concept": default_concept,
-         "order": list(concepts), "concepts": concepts, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-    )
-    return SearchIndex.load(out)
-
-
-def parse_runs(specs: Sequence[str]) -> dict[str, str | None]:
-    """``["RUN"]`` or ``["artist=RUN_A", "album=RUN_B", ...]`` -> {concept or None: run}."""
-    out: dict[str | None, str] = {}
-    for spec in specs:
-        concept, sep, run = spec.partition("=")
-        key = concept.strip() if sep else None
-        run = run if sep else spec
-        if key is not None and key not in VALID_CONCEPTS:
-            raise SearchIndexError(f"--run {spec}: concept {key!r} is not one of {VALID_CONCEPTS}")
-        if key in out:
-            raise SearchIndexError(f"--run {spec}: concept {key or '(unnamed)'} given twice")
-        out[key] = run
-    return out
-
-
-def build_from_runs(
-    *,
-    runs: Mapping[str | None, str | Path],
-    catalog: Catalog | str | Path,
-    out: str | Path,
-    store=None,
-    overwrite: bool = False,
-    workers: int = 1,
-    allow_unfinished: bool = False,
-    **faiss_kwargs,
-) -> SearchIndex:
-    """Embed a catalog with one or more runs and index it (see module doc).
-
-    Parameters
-    ----------
-    runs : concept -> run folder or checkpoint; a ``None`` key takes the
-        concept recorded in the checkpoint
-    catalog : Catalog or catalog CSV
-    out : index folder
-    store : FeatureStore (or folder) to embed from instead of decoding audio;
-        tracks of the catalog missing from it are skipped
-    workers : decoding threads when embedding files
-    allow_unfinished : index with runs whose training did not finish (no
-        ``DONE``); the manifest marks their sub-indexes ``"unfinished": true``
-
-    Returns
-    -------
-    SearchIndex
-        Every catalog id is in it or in ``skipped.csv`` with its reason.
-
-    Raises
-    ------
-    FolderLockedError
-        at once, before any run is loaded, when another process writes ``out``
-    """
-    out = Path(out)
-    with folder_lock(out):
-        if (out / MANIFEST).exists() and not overwrite:  # before minutes of embedding, not after
-            raise SearchIndexError(f"{out}: an index is already there; pass overwrite=True (--overwrite) to replace it")
-        return _build_from_runs_locked(runs=runs, catalog=catalog, out=out, store=store, overwrite=overwrite,
-                                       workers=workers, allow_unfinished=allow_unfinished, **faiss_kwargs)
-
-
-def _build_from_runs_locked(*, runs, catalog, out: Path, store, overwrite: bool, workers: int,
-                            allow_unfinished: bool, **faiss_kwargs) -> SearchIndex:
-    from . import catalog as catalog_mod
-    from .embed import load
-
-    cat = catalog if isinstance(catalog, Catalog) else catalog_mod.read_csv(catalog)
-    if store is not None and not hasattr(store, "frames"):
-        from .store import FeatureStore
-
-        store = FeatureStore(store)
-    per_concept: dict[str, dict[str, np.ndarray]] = {}
-    meta: dict[str, dict] = {}
-    skipped: list[dict] = []
-    for key, run in runs.items():
-        model = load(run, allow_unfinished=allow_unfinished)
-        concept = key or model.concept or "default"
-        if concept in per_concept:
-            raise SearchIndexError(f"concept {concept!r} given twice (the checkpoint of {run} says {model.concept!r})")
-        meta[concept] = {"run": str(Path(run).resolve()), "checkpoint": str(model.checkpoint),
-                         "checkpoint_sha256": model.checkpoint_sha(), "unfinished": model.unfinished}
-        embed = _embed_from_store if store is not None else _embed_from_files
-        per_concept[concept], lost = embed(model, cat, store=store, concept=concept, workers=workers)
-        skipped += lost
-    # Only tracks embedded by every run: one table serves all sub-indexes.
-    common = [t for t in cat if all(t.track_id in v for v in per_concept.values())]
-    named = {r["track_id"] for r in skipped}
-    unaccounted = [t.track_id for t in cat if t.track_id not in named and not all(
-        t.track_id in v for v in per_concept.values())]
-    if unaccounted:  # the printed count must be the catalog, less the ids named in skipped.csv
-        raise SearchIndexError(f"{out}: {len(unaccounted)} catalog id(s) were neither embedded nor skipped with a "
-                               f"reason, e.g. {unaccounted[0]!r}; this is a bug, please report it")
-    rows = [_row(t) for t in common]
-    vectors = {c: np.stack([v[t.track_id] for t in common]) if common else np.zeros((0, 1), np.float32)
-               for c, v in per_concept.items()}
-    return build_index(out=out, rows=rows, vectors=vectors, runs=meta, skipped=skipped, overwrite=overwrite,
-                       **faiss_kwargs)
-
-
-def _embed_from_store(model, cat: Catalog, *, store, concept: str, workers: int) -> tuple[dict, list[dict]]:
-    """``({track_id: vector}, skipped rows)`` of the catalog's tracks, from the feature store."""
-    from .embed import embed_store
-
-    in_store = set(store.track_ids)
-    ids = [t.track_id for t in cat if t.track_id in in_store]
-    skipped = [{"track_id": t.track_id, "path": t.path, "concept": concept, "reason": "not in the store"}
-               for t in cat if t.track_id not in in_store]
-    ids, vecs = embed_store(model, store, track_ids=ids)
-    return dict(zip(ids, vecs)), skipped
-
-
-def _embed_from_files(model, cat: Catalog, *, store, concept: str, workers: int) -> tuple[dict, list[dict]]:
-    """``({track_id: vector}, skipped rows)`` of the catalog's tracks, decoding each audio file once.
-
-    Several ids may share one file (the same recording listed twice): the file
-    is embedded once and every id sharing it gets its vector, or its error.
-    """
-    from . import progress
-
-    ids_of: dict[Path, list[str]] = {}
-    for t in cat:
-        ids_of.setdefault(Path(t.path), []).append(t.track_id)
-    shared = sum(len(v) for v in ids_of.values() if len(v) > 1)
-    if shared:
-        log.info("%d catalog ids share an audio file with another id; each is indexed", shared)
-    found: dict[str, np.ndarray] = {}
-    skipped: list[dict] = []
-    results = model.iter_files(list(ids_of), workers=workers)
-    for path, result in progress.bar(results, total=len(ids_of), desc=f"embed ({concept})", unit="file"):
-        if isinstance(result, AudioError):
-            log.warning("skipped %s", result)
-            skipped += [{"track_id": tid, "path": str(path), "concept": concept, "reason": str(result)}
-                        for tid in ids_of[path]]
-        else:
-            found.update({tid: result.vector for tid in ids_of[path]})
-    return found, skipped

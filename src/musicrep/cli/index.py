@@ -1,13 +1,30 @@
-"""``musicrep index build --run [CONCEPT=]RUN ... --catalog C -o INDEX`` and
-``musicrep search INDEX --query FILE_OR_TRACK_ID -k 10 [--by artist|album|track|joint]``."""
+"""``musicrep index build [--run [CONCEPT=]RUN ...] --catalog C -o INDEX``,
+``musicrep index add INDEX --catalog MORE [--store S]`` and
+``musicrep search INDEX --query TRACK_ID|FILE|PATH_FRAGMENT [-k 10] [--by CONCEPT] [--exclude-same artist|album] [--json]``."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 
+def _print_concepts(index) -> None:
+    m = index.manifest
+    for concept in index.concepts:  # in the order given (the manifest's keys are sorted)
+        meta = m["concepts"][concept]
+        if meta.get("unfinished"):
+            print(f"WARNING: the {concept} sub-index comes from {meta.get('run')}, whose training did not finish "
+                  "(no DONE)", file=sys.stderr)
+        params = " ".join(f"{k}={v}" for k, v in meta["params"].items())
+        star = " (default)" if concept == m["default_concept"] else ""
+        model = f" model={meta['shipped']} (shipped)" if meta.get("shipped") else ""
+        print(f"  {concept}{star}: {meta['kind']} {params} dim={meta['dim']} recall@10={meta['recall_at_10']:.3f}{model}")
+        if meta.get("fallback"):
+            print(f"    exact search kept: {meta['fallback']}")
+
+
 def _build(args) -> int:
-    from ..index import build_from_runs, parse_runs
+    from ..index_build import build_from_runs, parse_runs
 
     index = build_from_runs(
         runs=parse_runs(args.run),
@@ -21,18 +38,19 @@ def _build(args) -> int:
         exact_max=args.exact_max,
         target_recall=args.target_recall,
     )
-    m = index.manifest
     # counted from what is in the index, so the line cannot disagree with it
-    print(f"{index.path}: {len(index)} tracks indexed, {m['n_skipped']} skipped (see skipped.csv)")
-    for concept, meta in m["concepts"].items():
-        if meta.get("unfinished"):
-            print(f"WARNING: the {concept} sub-index comes from {meta.get('run')}, whose training did not finish "
-                  "(no DONE)", file=sys.stderr)
-        params = " ".join(f"{k}={v}" for k, v in meta["params"].items())
-        star = " (default)" if concept == m["default_concept"] else ""
-        print(f"  {concept}{star}: {meta['kind']} {params} dim={meta['dim']} recall@10={meta['recall_at_10']:.3f}")
-        if meta.get("fallback"):
-            print(f"    exact search kept: {meta['fallback']}")
+    print(f"{index.path}: {len(index)} tracks indexed, {index.manifest['n_skipped']} skipped (see skipped.csv)")
+    _print_concepts(index)
+    return 0
+
+
+def _add(args) -> int:
+    from ..index_build import add_to_index
+
+    index, added = add_to_index(index=args.index, catalog=args.catalog, store=args.store, workers=args.workers)
+    print(f"{index.path}: {added} track(s) added, {len(index)} indexed, {index.manifest['n_skipped']} skipped "
+          "(see skipped.csv)")
+    _print_concepts(index)
     return 0
 
 
@@ -40,7 +58,12 @@ def _search(args) -> int:
     from ..index import SearchIndex
 
     index = SearchIndex.load(args.index)
-    hits = index.query(args.query, k=args.k, by=args.by)
+    hits = index.query(args.query, k=args.k, by=args.by, exclude_same=args.exclude_same)
+    if args.json:
+        print(json.dumps([{"rank": h.rank, "id": h.track_id, "score": round(h.similarity, 6),
+                           "path": h.row.get("path", ""), "artist": h.artist, "album": h.album, "title": h.title}
+                          for h in hits], ensure_ascii=False, indent=1))
+        return 0
     by = args.by or index.default_concept
     print(f"nearest to {args.query} by {by}:")
     print(f"{'rank':>4}  {'sim':>6}  {'artist':<24} {'album':<24} {'title':<28} track_id")
@@ -50,7 +73,7 @@ def _search(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from ..index import EXACT_MAX, VALID_CONCEPTS, VALID_KINDS
+    from ..index import EXACT_MAX, VALID_CONCEPTS, VALID_EXCLUDE, VALID_KINDS
 
     p = subparsers.add_parser("index", help="build a similarity-search index over song embeddings")
     verbs = p.add_subparsers(dest="index_verb", metavar="VERB", required=True)
@@ -58,12 +81,18 @@ def add_parser(subparsers) -> None:
         "build",
         help="embed a catalog with one or more runs and index it",
         description="Embed the catalog's songs with each run and build a faiss index per concept. "
-        "Give one run, or several as CONCEPT=RUN (artist, album, track, joint) for search --by CONCEPT.",
+        "Give one run, or several as CONCEPT=RUN (artist, album, track, joint) for search --by CONCEPT; "
+        "without --run, the model shipped with musicrep is used (as 'joint'). Each audio file is decoded "
+        "once for all runs; with --store (or when a run's training store holds the catalog's tracks) "
+        "features are read from the store instead.",
     )
-    b.add_argument("--run", action="append", required=True, metavar="[CONCEPT=]RUN", help="run folder or checkpoint (repeatable)")
+    b.add_argument("--run", action="append", metavar="[CONCEPT=]RUN",
+                   help="run folder or checkpoint (repeatable; default: the shipped model)")
     b.add_argument("--catalog", required=True, metavar="CSV", help="the songs to index")
     b.add_argument("-o", "--output", required=True, metavar="INDEX", help="index folder to write")
-    b.add_argument("--store", metavar="STORE", help="feature store to embed from instead of decoding the audio")
+    b.add_argument("--store", metavar="STORE",
+                   help="feature store of the catalog (`musicrep prepare CATALOG -o STORE`): read its features "
+                   "instead of decoding the audio (much faster)")
     b.add_argument("--kind", choices=VALID_KINDS, default="auto", help="auto: exact up to --exact-max tracks, HNSW above")
     b.add_argument("--exact-max", type=int, default=EXACT_MAX, metavar="N", help=f"largest exact index with --kind auto (default {EXACT_MAX})")
     b.add_argument("--target-recall", type=float, default=0.95, metavar="R", help="recall@10 the HNSW efSearch is tuned to (default 0.95)")
@@ -73,9 +102,26 @@ def add_parser(subparsers) -> None:
                    help="index with runs whose training did not finish (no DONE), with a warning")
     b.set_defaults(func=_build)
 
+    a = verbs.add_parser(
+        "add",
+        help="add a catalog's tracks to a built index",
+        description="Embed the new tracks with the models the index records (their checksums checked) and "
+        "rebuild its faiss indexes with the settings it was built with; the index is switched to the new files "
+        "in one step. Track ids already indexed are refused.",
+    )
+    a.add_argument("index", metavar="INDEX", help="index folder from `musicrep index build`")
+    a.add_argument("--catalog", required=True, metavar="CSV", help="the songs to add")
+    a.add_argument("--store", metavar="STORE", help="feature store holding the new songs (instead of decoding)")
+    a.add_argument("--workers", type=int, default=1, metavar="N", help="decoding threads (default 1)")
+    a.set_defaults(func=_add)
+
     s = subparsers.add_parser("search", help="songs most like a file or an indexed track")
     s.add_argument("index", metavar="INDEX", help="index folder from `musicrep index build`")
-    s.add_argument("--query", required=True, metavar="FILE_OR_TRACK_ID", help="an indexed track id or an audio file")
+    s.add_argument("--query", required=True, metavar="QUERY",
+                   help="an indexed track id, an audio file, or part of one indexed path (e.g. a file name)")
     s.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
     s.add_argument("--by", choices=VALID_CONCEPTS, help="similarity by artist, album, track or joint (default: joint if indexed, else the first run)")
+    s.add_argument("--exclude-same", choices=VALID_EXCLUDE,
+                   help="leave out songs of the query's artist (or album); the query must be an indexed track")
+    s.add_argument("--json", action="store_true", help="print the hits as JSON (rank, id, score, path, artist, album, title)")
     s.set_defaults(func=_search)
