@@ -1,4 +1,5 @@
-"""The main job: from nothing to the paper's tables on the built-in real corpus.
+"""The main job: from nothing to the paper's tables, on the built-in real corpus or
+on the user's own catalogs.
 
 ``musicrep run --profile default -o WORK`` runs these stages, each skipped when
 its marker says it finished (so a rerun resumes after the last finished stage,
@@ -11,7 +12,14 @@ and the stages themselves resume inside: prepare per track, training per epoch):
     holdout   Table 1: every model on every concept                 -> WORK/results/holdout.json
     transfer  Table 2: linear probe with the baselines              -> WORK/results/transfer-<corpus>.json
     maps      t-SNE maps of the joint model                         -> WORK/results/maps.json
+    sweeps    Tables 3 and 4, when the profile asks for them        -> WORK/sweeps/{negatives,artists}/
     report    renders the result files: tables, curves, figures     -> WORK/report/
+    model     the joint model and its card, as the package ships it -> WORK/model/
+
+``musicrep run --profile paper --train-catalog msd.csv --transfer-catalog gtzan.csv
+--transfer-catalog fma_small.csv`` runs the same stages at the paper's scale on the
+user's data: no corpus stage, one store and one Table 2 row per catalog, and the
+negatives (1..16 at 1,000 artists) and artists (500..10,000) sweeps.
 
 The evaluations write result files once; the report only renders them. Each
 stage's marker records the hash of the settings it ran with: after a change of
@@ -51,6 +59,16 @@ class PipelineConfig:
     seed: int = 0
     n_trials: int = dataclasses.field(default=1000, metadata={"min": 1})
     map_points: int = dataclasses.field(default=1500, metadata={"min": 0})
+    # The user's data instead of the built-in corpora (the paper profile needs them):
+    # a catalog CSV to train on (e.g. `musicrep catalog msd ...`), and genre-labelled
+    # catalog CSVs for Table 2 (`musicrep catalog gtzan ... --splits`, `catalog fma`).
+    train_catalog: str = ""
+    transfer_catalogs: tuple[str, ...] = ()
+    # Table 3 (negatives per point, joint models on sweep_negatives_artists artists)
+    # and Table 4 (training artists per point); empty: not run.
+    sweep_negatives: tuple[int, ...] = ()
+    sweep_negatives_artists: int | None = dataclasses.field(default=None, metadata={"min": 2})
+    sweep_artists: tuple[int, ...] = ()
     # TrainConfig settings applied to every model (key -> value), e.g. epochs.
     train: dict = dataclasses.field(default_factory=dict)
     # TransferConfig settings for Table 2.
@@ -66,6 +84,18 @@ PROFILES: dict[str, dict] = {
         # the `cpu` training profile (musicrep/configs/cpu.yaml), which says why each differs
         "train": profile_settings("cpu"),
         "transfer": {"cnn_steps": 600},
+    },
+    # The paper's scale on the user's data: TrainConfig's defaults are the paper's
+    # (width 256, 20 songs per artist 16/2/2, 10 per album 8/1/1, margins 0.4 / 0.25 /
+    # 0.1, 4 negatives, batch 15, 100 x 500 steps); 5,000 artists and 10,000 albums;
+    # Table 3 at 1,000 artists, Table 4 from 500 to 10,000 artists. A GPU job.
+    "paper": {
+        "train_corpus": "",
+        "transfer_corpus": "",
+        "train": {"n_artists": 5000, "n_albums": 10000},
+        "sweep_negatives": [1, 2, 4, 8, 16],
+        "sweep_negatives_artists": 1000,
+        "sweep_artists": [500, 1000, 2000, 5000, 10000],
     },
     "quick": {
         "train_corpus": "games-mini",
@@ -92,6 +122,15 @@ def profile_config(profile: str, *, config_file: str | Path | None = None, overr
     for c in config.concepts:
         if c not in CONCEPTS:
             raise ConfigError(f"concepts: {c!r} is not one of {list(CONCEPTS)}")
+    if not config.train_catalog and not config.train_corpus:
+        raise ConfigError(f"profile {profile!r} trains on your catalog: give --train-catalog CSV (e.g. made by "
+                          "`musicrep catalog msd track_metadata.db audio/ -o msd.csv`)")
+    if not config.transfer_catalogs and not config.transfer_corpus:
+        raise ConfigError(f"profile {profile!r} transfers to your genre catalogs: give --transfer-catalog CSV "
+                          "(e.g. `musicrep catalog gtzan gtzan/ --splits SPLITS -o gtzan.csv`), once per dataset")
+    for path in ((config.train_catalog,) if config.train_catalog else ()) + tuple(config.transfer_catalogs):
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: catalog file not found")
     # Validate the nested groups now rather than an hour into the job.
     _train_config("artist", config)
     _transfer_config(config)
@@ -164,49 +203,91 @@ def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
 
 
 def _run_stages(work: Path, config: PipelineConfig) -> Path:
-    from .catalog import read_csv
-    from .corpus import build_corpus
-    from .store import prepare
     from .train import train
 
     work.mkdir(parents=True, exist_ok=True)
     save_config(config, work / "pipeline.yaml")
     stages = Stages(work)
-    cache = work / "cache" / "debs"
-    corpora = {"train": config.train_corpus, "transfer": config.transfer_corpus}
-    catalogs = {role: work / "corpus" / name / "catalog.csv" for role, name in corpora.items()}
-    stores = {role: work / "stores" / name for role, name in corpora.items()}
     results = work / "results"
-
-    for role, name in corpora.items():
-        stages.run(f"corpus-{name}", lambda name=name: build_corpus(
-            name, work / "corpus" / name, workers=config.workers, cache_dir=cache, seed=config.seed),
-            settings={"seed": config.seed})
-    for role, name in corpora.items():
-        stages.run(f"prepare-{name}", lambda role=role: prepare(read_csv(catalogs[role]), stores[role],
-                                                                workers=config.workers))
+    train_store = _data(work, stages, config, role="train")
+    transfer_stores = _data(work, stages, config, role="transfer")
     runs = []
     for concept in config.concepts:
         run_dir = work / "runs" / concept
         runs.append(run_dir)
         tc = _train_config(concept, config)
         stages.run(f"train-{concept}", lambda tc=tc, run_dir=run_dir: train(
-            stores["train"], run_dir, tc, resume=(run_dir / "last.pt").exists()), settings=to_dict(tc))
-    stages.run("holdout", lambda: _holdout(runs, stores["train"], results / "holdout.json", config),
+            train_store, run_dir, tc, resume=(run_dir / "last.pt").exists()), settings=to_dict(tc))
+    stages.run("holdout", lambda: _holdout(runs, train_store, results / "holdout.json", config),
                settings={"runs": config.concepts, "n_trials": config.n_trials, "seed": config.seed})
-    transfer_json = results / f"transfer-{config.transfer_corpus}.json"
-    stages.run(f"transfer-{config.transfer_corpus}",
-               lambda: _transfer(runs, stores["transfer"], transfer_json, config),
-               settings=to_dict(_transfer_config(config)))
-    stages.run("maps", lambda: _maps(runs, [stores["train"], stores["transfer"]], results / "maps.json", config),
+    transfer_jsons = []
+    for name, store in transfer_stores.items():
+        transfer_jsons.append(results / f"transfer-{name}.json")
+        stages.run(f"transfer-{name}", lambda store=store, path=transfer_jsons[-1]: _transfer(runs, store, path, config),
+                   settings=to_dict(_transfer_config(config)))
+    stages.run("maps", lambda: _maps(runs, [train_store, *transfer_stores.values()], results / "maps.json", config),
                settings={"map_points": config.map_points, "seed": config.seed})
+    sweeps = _sweeps(work, stages, config, store=train_store, transfer_store=next(iter(transfer_stores.values())))
     report_dir = work / "report"
-    stages.run("report", lambda: _report(runs, report_dir, results, [transfer_json], config, stages),
+    stages.run("report", lambda: _report(runs, report_dir, results, transfer_jsons, sweeps, config, stages),
                settings=to_dict(config))
     if "joint" in config.concepts:
-        stages.run("model", lambda: _package_model(work, results / "holdout.json", transfer_json, config),
+        stages.run("model", lambda: _package_model(work, results / "holdout.json", transfer_jsons[0], config),
                    settings=to_dict(config))
     return report_dir
+
+
+def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
+    """The feature store(s) of a role: ``train`` -> its store; ``transfer`` -> {name: store}.
+
+    From the user's catalogs when given (named by the file's stem: ``msd.csv`` ->
+    ``WORK/stores/msd``), else from the built-in corpus, built first.
+    """
+    from .catalog import read_csv
+    from .corpus import build_corpus
+    from .store import prepare
+
+    user = [config.train_catalog] if role == "train" and config.train_catalog else \
+        list(config.transfer_catalogs) if role == "transfer" else []
+    if user:
+        catalogs = {Path(c).stem: Path(c) for c in user}
+    else:
+        name = config.train_corpus if role == "train" else config.transfer_corpus
+        catalogs = {name: work / "corpus" / name / "catalog.csv"}
+        stages.run(f"corpus-{name}", lambda: build_corpus(
+            name, work / "corpus" / name, workers=config.workers, cache_dir=work / "cache" / "debs", seed=config.seed),
+            settings={"seed": config.seed})
+    stores = {}
+    for name, catalog in catalogs.items():
+        stores[name] = work / "stores" / name
+        stages.run(f"prepare-{name}", lambda catalog=catalog, store=stores[name]: prepare(
+            read_csv(catalog), store, workers=config.workers),
+            settings=None if not user else {"catalog": str(Path(catalog).resolve())})
+    return stores[next(iter(stores))] if role == "train" else stores
+
+
+def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path, transfer_store: Path) -> list[Path]:
+    """Tables 3 and 4 when the profile asks for them: sweep folders under ``WORK/sweeps/``."""
+    from .sweep import run_sweep
+
+    base = _train_config("joint", config)
+    planned = []
+    if config.sweep_negatives:
+        neg_base = dataclasses.replace(base, n_artists=config.sweep_negatives_artists) \
+            if config.sweep_negatives_artists else base
+        planned.append(("negatives", config.sweep_negatives, neg_base))
+    if config.sweep_artists:
+        planned.append(("artists", config.sweep_artists, base))
+    folders = []
+    for kind, values, train_config in planned:
+        out = work / "sweeps" / kind
+        folders.append(out)
+        stages.run(f"sweep-{kind}", lambda kind=kind, values=values, tc=train_config, out=out: run_sweep(
+            kind=kind, values=list(values), store=store, transfer_store=transfer_store, out_dir=out, train_config=tc,
+            transfer_config=_transfer_config(config), holdout_trials=config.n_trials),
+            settings={"values": list(values), "train": to_dict(train_config), "transfer": to_dict(_transfer_config(config)),
+                      "n_trials": config.n_trials})
+    return folders
 
 
 def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineConfig) -> None:
@@ -221,9 +302,11 @@ def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineCo
     from .catalog import read_csv
 
     corpus = work / "corpus" / config.train_corpus
-    licenses = Counter(t.extra.get("license", "") or "not stated" for t in read_csv(corpus / "catalog.csv"))
+    catalog = Path(config.train_catalog) if config.train_catalog else corpus / "catalog.csv"
+    licenses = Counter(t.extra.get("license", "") or "not stated" for t in read_csv(catalog))
+    summary = None if config.train_catalog else read(corpus / "summary.json")
     package_model(run_dir=work / "runs" / "joint", out_dir=work / "model", holdout=read(holdout),
-                  transfer=read(transfer), corpus=read(corpus / "summary.json"), licenses=dict(licenses),
+                  transfer=read(transfer), corpus=summary, licenses=dict(licenses),
                   command="make main" if config == profile_config("default") else "musicrep run")
 
 
@@ -249,11 +332,12 @@ def _maps(runs: list[Path], stores: list[Path], path: Path, config: PipelineConf
     atomic_write_json(path, [m.to_dict() for m in maps])
 
 
-def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: list[Path], config: PipelineConfig,
-            stages: Stages) -> None:
+def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: list[Path], sweeps: list[Path],
+            config: PipelineConfig, stages: Stages) -> None:
     """Render the result files the evaluation stages wrote; compute nothing."""
     from .evaluate import HoldoutResult
     from .report import EmbeddingMap, write_report
+    from .sweep import load_sweep
     from .transfer import TransferResult
 
     def read(path: Path):
@@ -265,6 +349,7 @@ def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: l
         transfer=[TransferResult.from_dict(read(p)) for p in transfer_jsons],
         runs=runs,
         maps=[EmbeddingMap.from_dict(m) for m in read(results / "maps.json")],
+        sweeps=[load_sweep(d) for d in sweeps],
         notes=_notes(config, stages),
     )
 
