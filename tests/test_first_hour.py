@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -26,7 +25,10 @@ ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
 
 def _catalog(spec: dict[str, int], *, albums_of: int = 5) -> list:
     """Tracks: artist -> song count; albums of ``albums_of`` songs within each artist."""
-    return [SimpleNamespace(artist=a, album=f"{a} {i // albums_of}") for a, n in spec.items() for i in range(n)]
+    from musicrep.catalog import Track
+
+    return [Track(f"{a}-{i:03d}", f"{a}/{i}.flac", artist=a, album=f"{a} {i // albums_of}")
+            for a, n in spec.items() for i in range(n)]
 
 
 def test_profiles_are_found_by_name_and_paper_is_the_defaults(capsys):
@@ -52,8 +54,11 @@ def test_auto_fits_a_fifty_song_library_and_says_why():
     settings, why = auto_settings(_catalog({f"a{i}": 10 for i in range(5)}), concepts=("artist", "album"))
     assert (settings["songs_per_artist"], settings["artist_valid"], settings["artist_test"]) == (10, 1, 1)
     assert (settings["songs_per_album"], settings["album_valid"], settings["album_test"]) == (5, 1, 1)
-    assert settings["negatives"] == 4 and settings["width"] == 64
-    assert any("5 artists x 10 songs (8/1/1)" in line for line in why)
+    # 10 albums have 5 songs, but the artist split's held-out songs leave 4 that fit 3/1/1:
+    # 3 other albums' validation songs, so 3 distinct negatives
+    assert settings["negatives"] == 3 and settings["width"] == 64
+    assert any(line.startswith("artist: 5 artists x 10 songs (8/1/1): ") for line in why)
+    assert any(line.startswith("album: 4 albums x 5 songs (3/1/1) (10 have the songs;") for line in why)
     # 3 artists: distinct validation negatives come from 2 other artists' valid songs
     settings, _ = auto_settings(_catalog({"x": 30, "y": 25, "z": 7}), concepts=("artist",))
     assert settings["songs_per_artist"] == 20 and settings["artist_valid"] == 2 and settings["negatives"] == 2

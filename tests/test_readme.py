@@ -46,15 +46,19 @@ def test_readme_python_api_runs(tmp_path, monkeypatch):
     assert 0 < len(scope["hits"]) <= 10
 
 
+def tour_blocks() -> list[str]:
+    """The ``sh`` code blocks of the README's command-line tour."""
+    section = README.read_text(encoding="utf-8").split("## Command-line tour", 1)[1].split("\n## ", 1)[0]
+    return [part.split("```", 1)[0] for part in section.split("```sh")[1:]]
+
+
 def test_readme_cli_tour_parses():
     """Every ``musicrep ...`` line of the README's tour is accepted by the real parser."""
     import shlex
 
     from musicrep.cli import build_parser
 
-    text = README.read_text(encoding="utf-8")
-    tour = text.split("## Command-line tour", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
-    lines = [line.split("#", 1)[0].strip() for line in tour.splitlines()]
+    lines = [line.split("#", 1)[0].strip() for block in tour_blocks() for line in block.splitlines()]
     commands = [shlex.split(line) for line in lines if line.startswith(("musicrep ", "torchrun "))]
     assert len(commands) >= 15
     parser = build_parser()

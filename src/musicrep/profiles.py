@@ -60,24 +60,36 @@ def _songs_per_group(counts: Counter, *, cap: int) -> tuple[int, int]:
     return best
 
 
-def auto_settings(catalog: Sequence, *, concepts: Iterable[str] = ("artist", "album")) -> tuple[dict, list[str]]:
+def auto_settings(catalog: Sequence, *, concepts: Iterable[str] = ("artist", "album"),
+                  seed: int = 0) -> tuple[dict, list[str]]:
     """Settings that fit a catalog, and one line per choice saying why.
+
+    Split sizes: per concept, the songs per group that use the most songs with at least
+    2 groups (capped at the paper's 20 per artist, 10 per album), a tenth of them (at
+    least 1) held out for valid and for test as the paper's 2 of 20 and 1 of 10.
+    Negatives: the paper's 4, or fewer when the splits as drawn (held-out songs are
+    held out for every concept, so fewer albums may fit than have the songs) cannot
+    give that many distinct validation negatives.
 
     Parameters
     ----------
-    catalog : the tracks (``.artist``, ``.album``) the model will train on
+    catalog : the tracks (:class:`~musicrep.catalog.Track`) the model will train on
     concepts : the concepts whose split sizes to choose (the track split follows
         the artist split)
+    seed : the split seed the run will use
 
     Returns
     -------
     settings : TrainConfig keys -> values (apply on top of the ``cpu`` profile)
     why : human-readable reasons, one per decision
     """
+    from .errors import SplitError
+    from .splits import make_splits
+
     settings = dict(profile_settings("cpu"))
     why: list[str] = []
-    used = 0
-    negatives = 4
+    chosen: dict[str, int] = {}
+    qualifying: dict[str, int] = {}
     for concept, cap in (("artist", 20), ("album", 10)):
         if concept not in concepts:
             continue
@@ -87,17 +99,37 @@ def auto_settings(catalog: Sequence, *, concepts: Iterable[str] = ("artist", "al
             why.append(f"{concept}: fewer than 2 {concept}s have 4 songs, so no {concept} split is possible "
                        f"({len(counts)} {concept}s); train another concept or add music")
             continue
-        held = max(1, round(songs / 10))  # the paper's 2 of 20 and 1 of 10
+        held = max(1, round(songs / 10))
         settings.update({f"songs_per_{concept}": songs, f"{concept}_valid": held, f"{concept}_test": held,
                          f"n_{concept}s": None})
-        used = max(used, songs * groups)
-        # distinct validation negatives come from the other groups' valid songs
-        negatives = min(negatives, (groups - 1) * held)
-        why.append(f"{concept}: {groups} {concept}s x {songs} songs ({songs - 2 * held}/{held}/{held}), the most "
-                   f"songs the catalog gives with >= 2 {concept}s (cap {cap}: the paper's)")
+        chosen[concept] = held
+        qualifying[concept] = groups
+    negatives = 4
+    used = 0
+    if chosen:
+        keys = ("songs_per_artist", "artist_valid", "artist_test", "songs_per_album", "album_valid", "album_test")
+        try:
+            splits = make_splits(catalog=catalog, concepts=tuple(chosen), seed=seed,
+                                 **{k: settings[k] for k in keys})
+        except SplitError as exc:
+            why.append(f"the splits cannot be drawn at these sizes ({exc})")
+            splits = {}
+        for concept, held in chosen.items():
+            if concept not in splits:
+                continue
+            split = splits[concept]
+            groups, n = split.n_labels, len(split.rows)
+            used = max(used, n)
+            negatives = min(negatives, (groups - 1) * held)  # distinct validation negatives of other groups
+            songs = settings[f"songs_per_{concept}"]
+            fit = "" if groups == qualifying[concept] else (
+                f" ({qualifying[concept]} have the songs; the others' songs are held out by another concept)")
+            why.append(f"{concept}: {groups} {concept}s x {songs} songs ({songs - 2 * held}/{held}/{held}){fit}: the "
+                       f"size that uses the most songs with >= 2 {concept}s (the paper's: "
+                       f"{'20, 16/2/2' if concept == 'artist' else '10, 8/1/1'})")
     settings["negatives"] = max(1, negatives)
-    why.append(f"negatives: {settings['negatives']} (the paper's 4, or fewer when the validation songs of "
-               f"the other {('artists/albums')} cannot give that many distinct ones)")
+    why.append(f"negatives: {settings['negatives']} (the paper's 4, or as many distinct validation songs of other "
+               f"{'/'.join(c + 's' for c in chosen) or 'groups'} as the splits hold)")
     if used and used < 300:
         settings.update({"width": 64, "epochs": 10, "steps_per_epoch": 50, "valid_batches": 4, "patience": 4})
         why.append(f"width 64, 10 x 50 steps: a small collection ({used} songs in a split) trains in minutes "
@@ -130,8 +162,9 @@ def train_config(
             if catalog is None:
                 raise ConfigError("profile 'auto' reads the catalog: give the store (--store STORE)")
             concept = next((o.split("=", 1)[1] for o in overrides if o.startswith("concept=")), "artist")
+            seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
             settings, why = auto_settings(catalog, concepts=("artist", "album") if concept == "joint" else
-                                          ("album",) if concept == "album" else ("artist",))
+                                          ("album",) if concept == "album" else ("artist",), seed=seed)
         else:
             settings = profile_settings(profile)
         base = load_config(TrainConfig, None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
