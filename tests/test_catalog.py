@@ -49,5 +49,6 @@ def test_missing_and_non_utf8(tmp_path):
 
 def test_slugify():
     assert slugify("Joseph Toscano / Zhaytee!") == "joseph-toscano-zhaytee"
-    assert slugify("Ólafur Arnalds") == "olafur-arnalds"
+    assert slugify("Ólafur Arnalds") == "ólafur-arnalds"  # accents are letters, kept
+    assert slugify("헤로즈/01 영웅") == "헤로즈-01-영웅"
     assert slugify("???") == "x"

@@ -142,6 +142,7 @@ def test_cli_report_on_a_synthetic_collection(trained, capsys):
     assert {"artist", "joint", "chance (random guess)"} <= rows
     assert "| model \\ concept | artist | album | track |" in text  # every run on every concept
     assert "genres (baseline)" in text and "random encoder" in text
+    assert "hollow rings its held-out (validation and test) songs" in text  # the maps read the run's split
     results = json.loads((out / "results.json").read_text())
     assert results["holdout"]["models"] == ["artist", "joint"]
     assert results["holdout"]["runs"]["joint"] == str(runs[1])

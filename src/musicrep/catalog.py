@@ -98,10 +98,63 @@ class Track:
 
 
 def slugify(text: str, max_len: int = 60) -> str:
-    """ASCII, lower-case, dash-separated form of ``text`` for ids and file names."""
-    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
-    text = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    """Lower-case, dash-separated form of ``text`` for ids and file names, in any script.
+
+    Letters, digits and combining marks of every script are kept (Unicode NFC:
+    ``"헤로즈/01 영웅"`` -> ``"헤로즈-01-영웅"``, ``"Ólafur Arnalds"`` ->
+    ``"ólafur-arnalds"``); every run of anything else (spaces, punctuation,
+    symbols, ``/``) becomes one dash. ASCII text gives the same slug as it always
+    has, so ids of existing catalogs do not change. At most ``max_len``
+    characters; ``"x"`` when nothing is left.
+    """
+    text = unicodedata.normalize("NFC", str(text))
+    # categories L (letters), N (digits) and M (marks: a Devanagari vowel sign or
+    # a Hangul jamo's combining part is part of its word, not a separator)
+    kept = "".join(ch if unicodedata.category(ch)[0] in "LMN" else "-" for ch in text)
+    text = re.sub(r"-+", "-", kept).strip("-").lower()
     return text[:max_len] or "x"
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: 2 per wide character (Hangul, kana, CJK), 0 per mark.
+
+    East Asian wide and fullwidth characters (``unicodedata.east_asian_width``
+    ``W``/``F``) take two columns, combining marks and zero-width characters
+    none, everything else one; so ``"헤로즈"`` is 6 columns, ``"Beyonce\u0301"`` 7.
+    """
+    width = 0
+    for ch in str(text):
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def fit_column(text: str, width: int, *, align: str = "<") -> str:
+    """``text`` cut to at most ``width`` terminal columns, then padded to exactly ``width``.
+
+    For tables printed to a terminal, where ``f"{text:<24}"`` counts characters
+    and a Korean or Japanese name, two columns a character, pushes the rest
+    of its row to the right.
+
+    Parameters
+    ----------
+    text : a cell
+    width : its column's width in terminal columns (see :func:`display_width`)
+    align : ``"<"`` pads on the right, ``">"`` on the left
+    """
+    text = str(text)
+    if display_width(text) > width:
+        out, used = [], 0
+        for ch in text:
+            w = display_width(ch)
+            if used + w > width:
+                break
+            out.append(ch)
+            used += w
+        text = "".join(out)
+    pad = " " * (width - display_width(text))
+    return text + pad if align == "<" else pad + text
 
 
 class Catalog(Sequence[Track]):

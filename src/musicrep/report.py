@@ -14,11 +14,15 @@ runs, and lists them in ``results.json`` under ``unfinished_runs``. Writing hold
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
 import logging
+import re
+import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -41,27 +45,48 @@ MODEL_ORDER: tuple[str, ...] = ("artist", "album", "track", "joint")
 TABLE2_BASELINES: tuple[str, ...] = ("genres", "random", "mfcc", "logmel")
 
 
+#: What a song was to the run a map draws: trained on, held out (valid/test), or neither.
+TRAIN, HELD_OUT, UNUSED = "train", "held out", ""
+
+
 @dataclasses.dataclass
 class EmbeddingMap:
-    """A 2-D map of song embeddings: ``xy`` float [n, 2], ``labels[column]`` list[str] [n]."""
+    """A 2-D map of song embeddings.
+
+    Attributes
+    ----------
+    name : names the model and the store
+    xy : np.ndarray [shape=(n, 2), dtype=float]
+    labels : column -> list[str] [n]
+    roles : list[str] [n] of :data:`TRAIN`, :data:`HELD_OUT` or :data:`UNUSED`
+        (the run's split files); None when the run's split does not cover these songs
+    """
 
     name: str
     xy: np.ndarray
     labels: dict[str, list[str]]
+    roles: list[str] | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "xy": np.asarray(self.xy).tolist(), "labels": self.labels}
+        return {"name": self.name, "xy": np.asarray(self.xy).tolist(), "labels": self.labels, "roles": self.roles}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "EmbeddingMap":
+        roles = data.get("roles")
         return cls(name=data["name"], xy=np.asarray(data["xy"], dtype=np.float64),
-                   labels={k: list(v) for k, v in data["labels"].items()})
+                   labels={k: list(v) for k, v in data["labels"].items()},
+                   roles=list(roles) if roles is not None else None)
 
 
 def embedding_map(
-    vectors: np.ndarray, *, labels: Mapping[str, Sequence[str]], name: str, max_points: int = 1500, seed: int = 0
+    vectors: np.ndarray, *, labels: Mapping[str, Sequence[str]], name: str, max_points: int = 1500, seed: int = 0,
+    roles: Sequence[str] | None = None,
 ) -> EmbeddingMap:
-    """t-SNE (scikit-learn) of song embeddings [n, D] to 2-D, on at most ``max_points`` songs."""
+    """t-SNE (scikit-learn) of song embeddings [n, D] to 2-D, on at most ``max_points`` songs.
+
+    ``roles`` (list[str] [n], see :func:`split_roles`) marks training and
+    held-out songs in the map's figure.
+    """
     from sklearn.manifold import TSNE
 
     vectors = np.asarray(vectors, dtype=np.float64)
@@ -74,7 +99,41 @@ def embedding_map(
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
     perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
     xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
-    return EmbeddingMap(name=name, xy=xy, labels={k: [str(v[i]) for i in keep] for k, v in labels.items()})
+    return EmbeddingMap(name=name, xy=xy, labels={k: [str(v[i]) for i in keep] for k, v in labels.items()},
+                        roles=[roles[i] for i in keep] if roles is not None else None)
+
+
+def split_roles(run: str | Path, *, concept: str, track_ids: Sequence[str]) -> list[str] | None:
+    """What each song was to ``run``, from its split files (``RUN/split/*.csv``).
+
+    Parameters
+    ----------
+    run : a run folder
+    concept : the run's concept (``joint`` trains on every concept's split)
+    track_ids : the songs of a map
+
+    Returns
+    -------
+    list[str] [len(track_ids)] or None
+        :data:`HELD_OUT` for a valid or test song of any concept (the splits
+        never train on a song another concept holds out), :data:`TRAIN` for a
+        training song of the run's concept(s), else :data:`UNUSED`. None when
+        the run has no split files or none of the songs is in them (another
+        store's songs).
+    """
+    from .errors import SplitError
+    from .splits import load_splits
+
+    try:
+        splits = load_splits(Path(run) / "split")
+    except (SplitError, OSError) as exc:
+        log.info("%s: no split files (%s); the maps do not mark held-out songs", run, exc)
+        return None
+    held_out = {tid for sp in splits.values() for tid, _, part in sp.rows if part != "train"}
+    trained_on = [sp for c, sp in splits.items() if concept == "joint" or c == concept]
+    trained = {tid for sp in trained_on for tid, _, part in sp.rows if part == "train"}
+    roles = [HELD_OUT if t in held_out else TRAIN if t in trained else UNUSED for t in track_ids]
+    return roles if any(roles) else None
 
 
 # --------------------------------------------------------------------------- tables
@@ -201,13 +260,86 @@ def table_sweep(result: SweepResult) -> str:
 # --------------------------------------------------------------------------- figures
 
 
+#: Fonts drawn from where DejaVu Sans (matplotlib's own) has no glyph, by family name, in order:
+#: they cover Hangul, kana and CJK ideographs.
+FALLBACK_FONTS: tuple[str, ...] = (
+    "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK KR", "Noto Sans CJK JP", "Noto Sans CJK SC",
+    "Noto Sans CJK TC", "Source Han Sans", "Droid Sans Fallback", "NanumGothic",
+)
+#: The Debian/Ubuntu package named when no fallback font is installed (scripts/system-deps.sh installs it).
+FONT_PACKAGE = "fonts-wqy-microhei"
+_GLYPH_MISSING = re.compile(r"Glyph \d+ .*missing from")
+
+
+@functools.lru_cache(maxsize=1)
+def figure_fonts() -> tuple[str, ...]:
+    """Font families of the figures: DejaVu Sans, then the installed :data:`FALLBACK_FONTS`.
+
+    matplotlib (3.6+) draws each character with the first family that has it,
+    so Korean, Japanese and Chinese names show as letters, not boxes. Fonts
+    are found by family name; matplotlib's font list is written once, so a
+    font installed after it is looked for again among the system's font files.
+    """
+    from matplotlib import font_manager
+
+    def installed() -> list[str]:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        return [name for name in FALLBACK_FONTS if name in names]
+
+    found = installed()
+    if not found:
+        known = {f.fname for f in font_manager.fontManager.ttflist}
+        for path in font_manager.findSystemFonts():
+            if path not in known:
+                with contextlib.suppress(Exception):  # an unreadable font file is simply not used
+                    font_manager.fontManager.addfont(path)
+        found = installed()
+    return ("DejaVu Sans", *found)
+
+
+def _figure(plot: Callable[..., Path | None]) -> Callable[..., Path | None]:
+    """Draw and save ``plot``'s figure with :func:`figure_fonts`, without touching the caller's settings."""
+
+    @functools.wraps(plot)
+    def drawn(*args, **kwargs):
+        plt = _plt()
+        with plt.rc_context({"font.family": list(figure_fonts())}):
+            return plot(*args, **kwargs)
+
+    return drawn
+
+
 def _savefig(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    # matplotlib warns once per missing glyph (a Korean name: a dozen lines);
+    # one line naming the font to install says it better.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    missing = [w for w in caught if _GLYPH_MISSING.search(str(w.message))]
+    for w in caught:
+        if w not in missing:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        _warn_missing_glyphs(str(missing[0].message))
     return path
+
+
+_font_warning_given = False
+
+
+def _warn_missing_glyphs(example: str) -> None:
+    """Log, once per process, that the figures show boxes for some letters and which package fixes it."""
+    global _font_warning_given
+    if _font_warning_given:
+        return
+    _font_warning_given = True
+    log.warning("the figures show boxes for letters no installed font has (%s); install a font with CJK and "
+                "Hangul glyphs, e.g. Debian/Ubuntu's %s (apt-get install %s) or Noto Sans CJK",
+                example.rstrip("."), FONT_PACKAGE, FONT_PACKAGE)
 
 
 def _plt():
@@ -237,6 +369,34 @@ def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
     return cols
 
 
+def _concept_of(column: str) -> str | None:
+    """The concept a metrics column is about (``train_loss_album`` -> ``album``), None for totals."""
+    return next((c for c in CONCEPTS if column.endswith("_" + c)), None)
+
+
+def _concepts_in(cols: Mapping[str, np.ndarray]) -> set[str]:
+    return {c for c in map(_concept_of, cols) if c is not None}
+
+
+def _curve_groups(cols: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
+    """The columns each panel draws: ``{"loss": [...], "accuracy": [...]}``.
+
+    A single-concept run logs ``train_loss_artist`` equal to ``train_loss``:
+    per-concept columns are drawn only for several concepts, or where no
+    total column holds the same numbers (``train_acc_artist``).
+    """
+    several = len(_concepts_in(cols)) > 1
+    groups: dict[str, list[str]] = {}
+    for k in cols:
+        kind = "accuracy" if "acc" in k else "loss" if "loss" in k else None
+        concept = _concept_of(k)
+        if kind is None or (concept is not None and not several and k[: -len(concept) - 1] in cols):
+            continue
+        groups.setdefault(kind, []).append(k)
+    return groups
+
+
+@_figure
 def plot_curves(run: str | Path, path: Path) -> Path | None:
     """Training / validation curves of a run's ``metrics.csv`` (one panel per kind of metric)."""
     mfile = Path(run) / "metrics.csv"
@@ -245,22 +405,18 @@ def plot_curves(run: str | Path, path: Path) -> Path | None:
         return None
     cols = read_metrics(mfile)
     xkey = next((k for k in ("step", "epoch") if k in cols), None)
-    if xkey is None or not cols:
-        return None
-    groups: dict[str, list[str]] = {}
-    for k in cols:
-        kind = "accuracy" if "acc" in k else "loss" if "loss" in k else None
-        if kind is not None:
-            groups.setdefault(kind, []).append(k)
+    groups = _curve_groups(cols) if xkey is not None else {}
     if not groups:
         return None
+    several = len(_concepts_in(cols)) > 1
     plt = _plt()
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.6), squeeze=False)
     for ax, (kind, keys) in zip(axes[0], groups.items()):
         for k in keys:
             ok = np.isfinite(cols[k])
-            # one colour per concept (or the total), solid for training, dashed for validation
-            suffix = next((c for c in CONCEPTS if k.endswith("_" + c)), "all")
+            # one colour per concept (or the total; one colour in all for one concept),
+            # solid for training, dashed for validation
+            suffix = (_concept_of(k) or "all") if several else "all"
             color = f"C{(['all', *CONCEPTS]).index(suffix)}"
             style = "--" if k.startswith("valid") else "-"
             ax.plot(cols[xkey][ok], cols[k][ok], style, color=color, marker="." if ok.sum() < 30 else None, label=k)
@@ -272,52 +428,96 @@ def plot_curves(run: str | Path, path: Path) -> Path | None:
     return _savefig(fig, path)
 
 
+@_figure
 def plot_map(m: EmbeddingMap, column: str, path: Path, *, max_legend: int = 12) -> Path:
-    """The t-SNE map coloured by one label column (the most frequent labels get colours)."""
+    """The t-SNE map coloured by one label column (the most frequent labels get colours).
+
+    With ``m.roles``, training songs are filled dots, held-out (valid/test)
+    songs hollow rings and songs the run did not use small dots.
+    """
     plt = _plt()
     labels = np.asarray(m.labels[column])
+    roles = np.asarray(m.roles if m.roles is not None else [TRAIN] * len(labels))
     known = labels[labels != ""]
     names, counts = np.unique(known, return_counts=True)
     top = list(names[np.argsort(-counts, kind="stable")][:max_legend])
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
+
+    def draw(sel: np.ndarray, color: Any, label: str, marker: str = "o", **style: Any) -> None:
+        """One legend entry: its training, held-out and unused songs drawn apart."""
+        hollow = dict(facecolors="none", edgecolors=color) if marker == "o" else dict(color=color)  # "x" has no face
+        for role, kw in ((TRAIN, dict(s=10, color=color)), (HELD_OUT, dict(s=22, linewidths=0.9, **hollow)),
+                         (UNUSED, dict(s=3, color=color))):
+            part = sel & (roles == role)
+            if part.any():
+                ax.scatter(m.xy[part, 0], m.xy[part, 1], marker=marker, **kw, **style)
+        ax.scatter([], [], s=10, color=color, marker=marker, label=label, **style)  # the legend entry, once
+
     unknown = labels == ""
     if unknown.any():
-        ax.scatter(m.xy[unknown, 0], m.xy[unknown, 1], s=6, c="black", marker="x", alpha=0.4, label=f"unknown {column}")
+        draw(unknown, "black", f"unknown {column}", alpha=0.4, marker="x")
     other = ~np.isin(labels, top) & ~unknown
     if other.any():
-        ax.scatter(m.xy[other, 0], m.xy[other, 1], s=6, c="lightgrey", label=f"other ({len(names) - len(top)})")
+        draw(other, "lightgrey", f"other ({len(names) - len(top)})")
     cmap = plt.get_cmap("tab20" if len(top) > 10 else "tab10")
     for i, name in enumerate(top):
-        sel = labels == name
-        ax.scatter(m.xy[sel, 0], m.xy[sel, 1], s=10, color=cmap(i % cmap.N), label=name)
-    ax.legend(fontsize=6, markerscale=1.5, loc="best")
+        draw(labels == name, cmap(i % cmap.N), name)
+    handles, texts = ax.get_legend_handles_labels()
+    if m.roles is not None:
+        from matplotlib.lines import Line2D
+
+        n = {r: int((roles == r).sum()) for r in (TRAIN, HELD_OUT, UNUSED)}
+        marks = [(TRAIN, "o", "dimgrey", f"training song ({n[TRAIN]})"),
+                 (HELD_OUT, "o", "none", f"held out, valid/test ({n[HELD_OUT]})"),
+                 (UNUSED, ".", "dimgrey", f"not in the run's split ({n[UNUSED]})")]
+        for role, marker, face, text in marks:
+            if n[role]:
+                handles.append(Line2D([], [], linestyle="", marker=marker, markersize=3.5 if marker == "o" else 5,
+                                      markerfacecolor=face, markeredgecolor="dimgrey"))
+                texts.append(text)
+    ax.legend(handles, texts, fontsize=6, markerscale=1.5, loc="best")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"t-SNE of song embeddings: {m.name}, by {column}")
     return _savefig(fig, path)
 
 
+@_figure
 def plot_confusion(result: TransferResult, method: str, path: Path) -> Path:
-    """Row-normalised confusion matrix of one method (summed over seeds)."""
+    """Confusion matrix of one method, summed over the probe's trials.
+
+    Each cell prints its count of test predictions; its colour is that count's
+    share of the row. A row's label gives its total. Classes without test
+    songs have no row (a row of zeros would read as "never right"); the
+    figure names them under the matrix.
+    """
     plt = _plt()
     res = result.methods[method]
-    cm = np.asarray(res.confusion, dtype=np.float64)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    cm = np.asarray(res.confusion, dtype=np.int64)
+    totals = cm.sum(1)
+    rows = np.flatnonzero(totals > 0)
+    norm = cm[rows] / totals[rows, None]
     k = len(res.classes)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * k, 1.0 + 0.5 * k))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * k, 1.2 + 0.5 * max(len(rows), 1)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(k), res.classes, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(k), res.classes, fontsize=7)
-    for i in range(k):
+    ax.set_yticks(range(len(rows)), [f"{res.classes[i]} ({totals[i]})" for i in rows], fontsize=7)
+    for r, i in enumerate(rows):
         for j in range(k):
-            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+            ax.text(j, r, str(cm[i, j]), ha="center", va="center", fontsize=6,
+                    color="white" if norm[r, j] > 0.5 else "black")
+    trials = getattr(res, "n_trials", 0) or len(res.accuracies)
+    xlabel = f"predicted (counts over {trials} trial{'s' if trials != 1 else ''})"
+    empty = [res.classes[i] for i in np.flatnonzero(totals == 0)]
+    if empty:
+        xlabel += "\nno test songs: " + ", ".join(empty)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("true (row total)", fontsize=8)
     ax.set_title(f"{result.dataset}: {DISPLAY.get(method, method)} ({res.accuracy_mean:.3f})", fontsize=9)
     return _savefig(fig, path)
 
 
+@_figure
 def plot_sweep(result: SweepResult, path: Path) -> Path:
     """Transfer accuracy (± std) and hold-out accuracies against the swept value (log x)."""
     plt = _plt()
@@ -454,6 +654,9 @@ def _write_report_locked(out: Path, *, holdout, transfer, sweeps, runs, maps, ti
             fig(f"map-{m.name}-{column}", plot_map(m, column, figs / f"map-{slugify(m.name)}-{slugify(column)}.png"))
     if figures:
         md += ["", "## Figures", ""]
+        if any(m.roles is not None for m in maps):
+            md += ["In the t-SNE maps, filled dots are the run's training songs, hollow rings its held-out "
+                   "(validation and test) songs, small dots songs its split does not use.", ""]
         md += [f"![{key}]({rel})" for key, rel in figures.items()]
     if notes:
         md += ["", "## Notes", ""] + list(notes)
@@ -561,6 +764,8 @@ def embedding_maps(runs: Sequence[str | Path], *, stores: Sequence[Any], max_poi
                    seed: int = 0, allow_unfinished: bool = False) -> list[EmbeddingMap]:
     """t-SNE maps of the first joint run (else the first run) on each store, by artist and by genre.
 
+    The run's split files mark its training and held-out songs (:func:`split_roles`).
+
     Parameters
     ----------
     runs : run folders
@@ -584,6 +789,7 @@ def embedding_maps(runs: Sequence[str | Path], *, stores: Sequence[Any], max_poi
         if not cols:
             continue
         vec = song_embeddings(model, store=s, track_ids=s.track_ids)
+        roles = split_roles(chosen, concept=concepts[chosen], track_ids=s.track_ids)
         maps.append(embedding_map(vec, labels=cols, name=f"{chosen.name} on {Path(s.path).name}",
-                                  max_points=max_points, seed=seed))
+                                  max_points=max_points, seed=seed, roles=roles))
     return maps

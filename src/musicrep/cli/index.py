@@ -57,6 +57,8 @@ def _add(args) -> int:
 def _search(args) -> int:
     from ..index import SearchIndex
 
+    from ..catalog import fit_column
+
     index = SearchIndex.load(args.index)
     hits = index.query(args.query, k=args.k, by=args.by, exclude_same=args.exclude_same)
     if args.json:
@@ -68,7 +70,9 @@ def _search(args) -> int:
     print(f"nearest to {args.query} by {by}:")
     print(f"{'rank':>4}  {'sim':>6}  {'artist':<24} {'album':<24} {'title':<28} track_id")
     for h in hits:
-        print(f"{h.rank:>4}  {h.similarity:6.3f}  {h.artist[:24]:<24} {h.album[:24]:<24} {h.title[:28]:<28} {h.track_id}")
+        # columns by terminal width, so Hangul or CJK names (two columns each) stay aligned
+        print(f"{h.rank:>4}  {h.similarity:6.3f}  {fit_column(h.artist, 24)} {fit_column(h.album, 24)} "
+              f"{fit_column(h.title, 28)} {h.track_id}")
     return 0
 
 

@@ -82,9 +82,10 @@ def clean_text(value) -> str:
 def stable_ids(keys: Iterable[str], *, slug_of: Callable[[str], str] | None = None) -> list[str]:
     """Readable, unique ids for ``keys`` (e.g. relative paths), stable between runs.
 
-    The id is the slug of ``slug_of(key)`` (of the key itself by default); keys
-    whose slugs collide (``"a b.wav"`` and ``"a-b.flac"``, or names in a
-    non-Latin script that slug to the same text) get the first 8 hex digits of
+    The id is the slug of ``slug_of(key)`` (of the key itself by default), in
+    the key's own script (``"헤로즈/01 영웅"`` -> ``"헤로즈-01-영웅"``, see
+    :func:`~musicrep.catalog.slugify`); keys whose slugs collide (``"a b.wav"``
+    and ``"a-b.flac"``, or names of symbols only) get the first 8 hex digits of
     the key's SHA-1 appended, so each id depends only on its own key and on
     which keys share its slug.
     """

@@ -5,6 +5,24 @@ genre come from the file's tags (read with mutagen); a field the tags lack is
 taken from the folder layout ``Artist/Album/NN Title.ext`` (a ``CD1``/``Disc 2``
 folder under the album is looked through). Files that cannot be read are
 logged by name and left out; the walk never stops on a bad file.
+
+A folder name becomes an artist only where the layout says it is one. The
+artist stays empty (a wrong artist would be a class of its own in training
+and in the maps; an empty one only keeps the song out of the artist split)
+for an untagged file
+
+* directly in the searched folder (``song.mp3``);
+* whose would-be artist folder has a name no artist folder has
+  (:data:`NOT_ARTIST_FOLDERS`: ``Downloads``, ``Desktop``, ``New folder (2)``,
+  ``Unknown Artist``, ...; compared case-blind, a trailing number dropped);
+* directly in a top-level folder that holds no album folder, only files
+  named like a ripper's or browser's default (``track03``, ``Audio Track 3``,
+  ``07``), while other top-level folders follow ``Artist/Album/``: a
+  ``stuff/track03.mp3`` beside ``Queen/Jazz/``.
+
+Anything else keeps the layout's guess, so ``Artist/Title.ext`` libraries
+and ``Solo/1979.flac`` beside ``Artist/Album/`` folders keep their artists.
+One warning line says how many files got no artist and why.
 """
 
 from __future__ import annotations
@@ -14,9 +32,11 @@ import os
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
+from ..audio import capture_decoder_output, decoder_reason, log_decoder_output
 from ..catalog import Catalog, Track
 from ..errors import CatalogError
 from .. import progress
@@ -44,6 +64,16 @@ _ALIASES = {"albumartist": ("albumartist", "album artist", "album_artist", "aart
 VARIOUS_ARTISTS = "Various Artists"
 _DISC_DIR = re.compile(r"^(cd|disc|disk)[\s_-]*\d+$", re.IGNORECASE)
 _TRACK_NUMBER = re.compile(r"^(?:\d{1,2}[-.])?\d{1,3}(?:\s*[-._)]\s*|\s+)(?=\S)")
+#: Folder names (case-folded) that hold music but never name its artist.
+NOT_ARTIST_FOLDERS: frozenset[str] = frozenset({
+    "audio", "desktop", "documents", "download", "downloads", "incoming", "inbox", "misc", "miscellaneous",
+    "mp3", "mp3s", "music", "my music", "new folder", "songs", "temp", "tmp", "unknown", "unknown artist",
+    "unsorted", "untitled", "untitled folder",
+})
+_COPY_NUMBER = re.compile(r"\s*(?:\(\d+\)|\d+)$")  # "New folder (2)", "Untitled Folder 3"
+# A ripper's or downloader's default file name: it says nothing of the song.
+_DEFAULT_NAME = re.compile(r"^(?:(?:audio[\s_-]*)?track|piste|pista|titel|untitled|unknown)[\s_.-]*\d*$|^\d{1,3}$",
+                           re.IGNORECASE)
 
 
 def layout_fields(rel: Path) -> dict[str, str]:
@@ -52,19 +82,67 @@ def layout_fields(rel: Path) -> dict[str, str]:
     ``Artist/Album/NN Title.ext`` -> all three; ``Artist/Title.ext`` -> artist
     and title; ``Title.ext`` -> title only. Leading track numbers (``01 ``,
     ``01 - ``, ``1-01. ``) are removed from the title; a title that is only a
-    number (``1979.mp3``) is kept.
+    number (``1979.mp3``) is kept. A would-be artist folder named in
+    :data:`NOT_ARTIST_FOLDERS` (``Downloads/track03.mp3``) gives no artist.
+    The key ``no_artist`` says why the artist is empty (``""`` when it is not).
     """
-    parts = list(rel.parts[:-1])
-    if parts and _DISC_DIR.match(parts[-1]) and len(parts) >= 2:
-        parts = parts[:-1]
+    parts = _layout_folders(rel)
     stem = rel.stem
     title = _TRACK_NUMBER.sub("", stem, count=1)
-    out = {"artist": "", "album": "", "title": clean_text(title)}
+    out = {"artist": "", "album": "", "title": clean_text(title), "no_artist": ""}
     if len(parts) >= 2:
         out["artist"], out["album"] = clean_text(parts[-2]), clean_text(parts[-1])
     elif len(parts) == 1:
         out["artist"] = clean_text(parts[0])
+    else:
+        out["no_artist"] = "directly in the folder searched"
+    if out["artist"] and _never_an_artist(out["artist"]):
+        out["artist"], out["no_artist"] = "", f"in {out['artist']}/, a folder name that is never an artist's"
     return out
+
+
+def _layout_folders(rel: Path) -> list[str]:
+    """The folders of ``rel`` that the layout reads, a ``CD1``/``Disc 2`` folder looked through."""
+    parts = list(rel.parts[:-1])
+    if len(parts) >= 2 and _DISC_DIR.match(parts[-1]):
+        parts = parts[:-1]
+    return parts
+
+
+def _never_an_artist(folder: str) -> bool:
+    return _COPY_NUMBER.sub("", folder).casefold() in NOT_ARTIST_FOLDERS
+
+
+def loose_folders(rels: Sequence[Path]) -> set[str]:
+    """Top-level folders that hold loose files, not an artist's songs (see the module docstring).
+
+    Such a folder holds files directly (``stuff/track03.mp3``), all named like
+    a ripper's default, and no album folder, while another top-level folder
+    holds one (the library is laid out ``Artist/Album/``).
+
+    Parameters
+    ----------
+    rels : every audio file's path relative to the searched folder
+    """
+    with_albums = {parts[0] for parts in map(_layout_folders, rels) if len(parts) >= 2}
+    if not with_albums:
+        return set()  # an Artist/Title.ext library: every folder is an artist
+    loose: dict[str, bool] = {}
+    for rel in rels:
+        parts = _layout_folders(rel)
+        if len(parts) == 1 and parts[0] not in with_albums:
+            loose[parts[0]] = loose.get(parts[0], True) and bool(_DEFAULT_NAME.match(rel.stem.strip()))
+    return {folder for folder, default_names in loose.items() if default_names}
+
+
+def _log_no_artist(reasons: list[str]) -> None:
+    """One warning line: how many untagged files got no artist, and why."""
+    if not reasons:
+        return
+    counts = Counter(reasons)
+    why = "; ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda rn: (-rn[1], rn[0])))
+    log.warning("%d file(s) have neither an artist tag nor an artist folder, so no artist (they stay out of the "
+                "artist split): %s; tag them, or put them in Artist/Album/ folders", len(reasons), why)
 
 
 def _first(values) -> str:
@@ -170,30 +248,39 @@ def _probe(path: Path, *, read_tags: bool, with_duration: bool) -> tuple[dict[st
         # mutagen does not know the format (or gave no length): soundfile decides
         import soundfile as sf
 
+        said: list[str] = []  # what libsndfile's decoders print: a debug line, never the terminal
         try:
             if mutagen_error and path.suffix.lower() == ".mp3":
-                # a broken MP3: libsndfile's mpg123 would only repeat it, noisily on stderr
+                # a broken MP3: libsndfile's mpg123 would only repeat it
                 raise ValueError(mutagen_error)
-            info = sf.info(str(path))
+            with capture_decoder_output(into=said):
+                info = sf.info(str(path))
         except Exception as exc:
             if parsed is None:
                 # last resort: what only ffmpeg decodes (tracker modules, some AAC/WebM)
                 seconds = _ffprobe_duration(path)
                 if seconds is None:
-                    raise ValueError(mutagen_error or f"{type(exc).__name__}: {exc}") from None
+                    why = mutagen_error or f"{type(exc).__name__}: {exc}"
+                    raise ValueError(why + (f"; decoder: {decoder_reason(said)}" if said else "")) from None
                 duration = seconds
         else:
             if info.frames > 0 and info.samplerate > 0:
                 duration = info.frames / info.samplerate
+        finally:
+            log_decoder_output(path=path, said=said)
     return fields, (duration if with_duration else None)
 
 
 def _album_folder(rel: Path) -> str:
     """The album's folder: the file's folder, or its parent for ``CD1``/``Disc 2`` folders."""
-    parts = list(rel.parts[:-1])
-    if len(parts) >= 2 and _DISC_DIR.match(parts[-1]):
-        parts = parts[:-1]
-    return "/".join(parts)
+    return "/".join(_layout_folders(rel))
+
+
+def _album_id(row: dict) -> str:
+    """``owner/album``; an album without an owner (in ``Downloads/Album/``) is its folder, not ``/Album``."""
+    if not row["album"]:
+        return ""
+    return f"{row['owner']}/{row['album']}" if row["owner"] else row["folder"]
 
 
 def _set_album_owners(rows: list[dict]) -> None:
@@ -274,7 +361,9 @@ def from_folder(
         the slug of the relative path (see :func:`stable_ids`); ``path`` is
         absolute. Extra columns: ``albumartist`` (tag, may be empty) and
         ``album_id`` (``owner/album``; the owner is the album artist tag, else
-        the album's one artist, else ``Various Artists``). An album name that
+        the album's one artist, else ``Various Artists``; an album without
+        artist is its folder). ``track_id`` keeps letters of every script
+        (``헤로즈/01 영웅.mp3`` -> ``헤로즈-01-영웅``). An album name that
         several artists use gets the album artist appended
         (``"Greatest Hits [Queen]"``, see :func:`unique_album_names`).
 
@@ -289,6 +378,8 @@ def from_folder(
     exts = normalize_extensions(extensions)
     skips = SkipLog(skipped, logger=log)
     candidates = _walk(root, exts, skips)
+    loose = loose_folders(candidates)
+    no_artist: list[str] = []
     rows = []
     for rel in progress.bar(candidates, desc="reading tags", unit="file"):
         path = root / rel
@@ -315,12 +406,19 @@ def from_folder(
             skips.add(path, "cannot read file", exc.strerror or str(exc))
             continue
         layout = layout_fields(rel)
+        if len(_layout_folders(rel)) == 1 and rel.parts[0] in loose:
+            layout["artist"], layout["no_artist"] = "", (
+                f"in {rel.parts[0]}/, which holds default file names (track01, 03, ...) and no album folder, "
+                "beside Artist/Album/ folders")
+        artist = tags["artist"] or tags["albumartist"] or layout["artist"]
+        if not artist and layout["no_artist"]:
+            no_artist.append(layout["no_artist"])
         rows.append(
             dict(
                 rel=rel.as_posix(),
                 folder=_album_folder(rel),
                 path=str(path),
-                artist=tags["artist"] or tags["albumartist"] or layout["artist"],
+                artist=artist,
                 album=tags["album"] or layout["album"],
                 albumartist=tags["albumartist"],
                 title=tags["title"] or layout["title"],
@@ -328,13 +426,14 @@ def from_folder(
                 duration=duration,
             )
         )
+    _log_no_artist(no_artist)
     _set_album_owners(rows)
     # the id leaves out the file ending; 'song.mp3' and 'song.flac' differ by their hash suffix
     ids = stable_ids((r["rel"] for r in rows), slug_of=lambda rel: rel[: -len(Path(rel).suffix) or None])
     tracks = [
         Track(track_id=tid, path=r["path"], artist=r["artist"], album=r["album"], title=r["title"],
               genre=r["genre"], duration=r["duration"],
-              extra={"albumartist": r["albumartist"], "album_id": f"{r['owner']}/{r['album']}" if r["album"] else ""})
+              extra={"albumartist": r["albumartist"], "album_id": _album_id(r)})
         for tid, r in zip(ids, rows)
     ]
     tracks = unique_album_names(tracks, [r["owner"] for r in rows])
