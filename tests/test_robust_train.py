@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import errno
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from musicrep.checkpoint import read_checkpoint, save_checkpoint
 from musicrep.config import load_config
 from musicrep.errors import ConfigError, DiskFullError, TrainingError
 from musicrep.testing import synth_collection
+from test_train import _torchrun as torchrun
 from musicrep.train import TrainConfig, train
 
 SETTINGS = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=4", "epochs=2",
@@ -169,16 +169,7 @@ def test_the_same_audio_under_two_ids_is_never_trained_on_and_held_out(tmp_path)
 def _torchrun(args: list[str]) -> str:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "musicrep",
            "train", *args]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", "MUSICREP_QUIET": "1"}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-3000:]
-    return err
+    return torchrun(cmd, {**os.environ, "OMP_NUM_THREADS": "1", "MUSICREP_QUIET": "1"})
 
 
 def test_a_two_process_run_resumed_as_two_processes_equals_the_uninterrupted_one(synth_store, tmp_path):

@@ -103,8 +103,8 @@ def test_worker_processes_give_the_same_batches(store, tmp_path):
         assert np.array_equal(b, make_batches({"album": sampler}, batch_size=4, seed=7, rank=0, step=3 + k)["album"])
 
 
-def _torchrun(cmd: list[str], env: dict) -> None:
-    """Run a torchrun command in its own session and assert it succeeded.
+def _torchrun(cmd: list[str], env: dict) -> str:
+    """Run a torchrun command in its own session, assert it succeeded; its stderr.
 
     On a timeout, torchrun *and* its worker processes are killed, so a hung
     rendezvous never leaves orphans behind.
@@ -118,6 +118,7 @@ def _torchrun(cmd: list[str], env: dict) -> None:
         proc.communicate()
         raise
     assert proc.returncode == 0, stderr[-3000:]
+    return stderr
 
 
 def test_two_process_ddp_ends_with_identical_weights(store, tmp_path):
