@@ -36,7 +36,7 @@ def test_profiles_are_found_by_name_and_paper_is_the_defaults(capsys):
     default, _ = train_config()
     assert paper == default and paper.width == 256 and paper.songs_per_artist == 20
     cpu, _ = train_config(profile="cpu", overrides=["epochs=3"])
-    assert (cpu.width, cpu.lr, cpu.batch_size, cpu.epochs) == (128, 0.03, 15, 3)
+    assert (cpu.width, cpu.lr, cpu.batch_size, cpu.epochs) == (128, 0.01, 15, 3)
     assert train_config(config_file="cpu")[0] == train_config(profile="cpu")[0]  # `--config cpu` works
     assert resolve_config_file("cpu").is_file() and str(resolve_config_file("my.yaml")) == "my.yaml"
     assert main(["config", "show", "--profile", "small", "--set", "lr=0.01"]) == 0
