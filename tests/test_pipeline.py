@@ -58,3 +58,22 @@ def test_a_stage_runs_again_when_its_settings_change_and_so_do_the_later_ones(tm
     changed.run("report", lambda: calls.append("report after train 20"), settings={})  # its input changed
     assert calls == ["train 10", "report", "train 20", "report after train 20"]
     assert json.loads((tmp_path / ".stages" / "train.done").read_text())["settings"] != ""
+
+
+def test_a_train_stage_with_changed_settings_starts_afresh_and_resumes_otherwise(synth_store, tmp_path):
+    from musicrep.checkpoint import read_checkpoint
+    from musicrep.config import load_config
+    from musicrep.pipeline import _train_stage
+    from musicrep.train import TrainConfig
+
+    base = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=2", "valid_batches=1",
+            "songs_per_artist=10", "tensorboard=false", "threads=1"]
+    run = tmp_path / "runs" / "artist"
+    _train_stage(synth_store.path, run, load_config(TrainConfig, None, base + ["epochs=1", "lr=0.03"]))
+    # more epochs: the same run continues (its first epoch is kept)
+    _train_stage(synth_store.path, run, load_config(TrainConfig, None, base + ["epochs=2", "lr=0.03"]))
+    assert read_checkpoint(run / "last.pt")["epoch"] == 2 and len((run / "metrics.csv").read_text().splitlines()) == 3
+    # another lr: the old run answers another question; trained again from the start
+    _train_stage(synth_store.path, run, load_config(TrainConfig, None, base + ["epochs=1", "lr=0.01"]))
+    assert "lr: 0.01" in (run / "config.yaml").read_text() and read_checkpoint(run / "last.pt")["epoch"] == 1
+    assert (run / "DONE").is_file()

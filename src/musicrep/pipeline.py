@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -203,8 +204,6 @@ def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
 
 
 def _run_stages(work: Path, config: PipelineConfig) -> Path:
-    from .train import train
-
     work.mkdir(parents=True, exist_ok=True)
     save_config(config, work / "pipeline.yaml")
     stages = Stages(work)
@@ -216,8 +215,8 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
         run_dir = work / "runs" / concept
         runs.append(run_dir)
         tc = _train_config(concept, config)
-        stages.run(f"train-{concept}", lambda tc=tc, run_dir=run_dir: train(
-            train_store, run_dir, tc, resume=(run_dir / "last.pt").exists()), settings=to_dict(tc))
+        stages.run(f"train-{concept}", lambda tc=tc, run_dir=run_dir: _train_stage(train_store, run_dir, tc),
+                   settings=to_dict(tc))
     stages.run("holdout", lambda: _holdout(runs, train_store, results / "holdout.json", config),
                settings={"runs": config.concepts, "n_trials": config.n_trials, "seed": config.seed})
     transfer_jsons = []
@@ -235,6 +234,24 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
         stages.run("model", lambda: _package_model(work, results / "holdout.json", transfer_jsons[0], config),
                    settings=to_dict(config))
     return report_dir
+
+
+def _train_stage(store: Path, run_dir: Path, config) -> None:
+    """Train one model: resume an interrupted run of these settings, or start afresh
+    when the run folder holds a run of other settings (the stage reruns because they
+    changed, and the old run answers another question)."""
+    from .train import RESUMABLE, TrainConfig, train
+
+    resume = (run_dir / "last.pt").exists()
+    if resume:
+        old = to_dict(load_config(TrainConfig, run_dir / "config.yaml"))
+        changed = sorted(k for k, v in to_dict(config).items() if k not in RESUMABLE and old.get(k) != v)
+        if changed:
+            log.warning("%s: trained with other settings (%s); training it again from the start", run_dir,
+                        ", ".join(f"{k} {old.get(k)!r} -> {to_dict(config)[k]!r}" for k in changed))
+            shutil.rmtree(run_dir)
+            resume = False
+    train(store, run_dir, config, resume=resume)
 
 
 def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
