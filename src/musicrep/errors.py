@@ -6,6 +6,8 @@ CLI can print ``error: <message>`` without a traceback.
 
 from __future__ import annotations
 
+import errno
+
 
 class MusicrepError(Exception):
     """Base class of every error musicrep raises on purpose."""
@@ -79,3 +81,7 @@ class TrainingError(MusicrepError):
 
 class DiskFullError(MusicrepError):
     """The disk filled up while a job wrote its folder; freeing space and rerunning resumes."""
+
+
+#: ``OSError.errno`` values that mean the disk (or the user's quota) is full.
+DISK_FULL_ERRNOS: tuple[int, ...] = (errno.ENOSPC, errno.EDQUOT)

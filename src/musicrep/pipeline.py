@@ -240,12 +240,12 @@ def _train_stage(store: Path, run_dir: Path, config) -> None:
     """Train one model: resume an interrupted run of these settings, or start afresh
     when the run folder holds a run of other settings (the stage reruns because they
     changed, and the old run answers another question)."""
-    from .train import RESUMABLE, TrainConfig, train
+    from .train import TrainConfig, train, unresumable_changes
 
     resume = (run_dir / "last.pt").exists()
     if resume:
         old = to_dict(load_config(TrainConfig, run_dir / "config.yaml"))
-        changed = sorted(k for k, v in to_dict(config).items() if k not in RESUMABLE and old.get(k) != v)
+        changed = unresumable_changes(old, config)
         if changed:
             log.warning("%s: trained with other settings (%s); training it again from the start", run_dir,
                         ", ".join(f"{k} {old.get(k)!r} -> {to_dict(config)[k]!r}" for k in changed))

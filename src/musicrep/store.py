@@ -36,7 +36,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import ctypes
-import errno
 import hashlib
 import json
 import logging
@@ -59,7 +58,7 @@ import numpy as np
 from .audio import stream_audio
 from .catalog import COLUMNS, Catalog, Track, track_from_row
 from .config import FeatureConfig, _from_dict, to_dict
-from .errors import AudioError, ConfigError, StoreError
+from .errors import DISK_FULL_ERRNOS, AudioError, ConfigError, StoreError
 from .features import log_mel_stream
 from .io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
 from .locks import folder_lock
@@ -74,7 +73,6 @@ ERROR_COLUMNS = ("track_id", "path", "reason", "detail")
 INDEX_TAIL = ("content_hash", "offset", "n_frames")
 #: errors.csv reason of a track stored from the readable part of a damaged file.
 PARTIAL_REASON = "damaged audio, readable part kept"
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -101,7 +99,7 @@ def _disk_full_is_a_store_error(store: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno not in _DISK_FULL:
+        if exc.errno not in DISK_FULL_ERRNOS:
             raise
         what = f" (writing {exc.filename})" if exc.filename else ""
         raise StoreError(
@@ -194,7 +192,7 @@ def _work(track_id: str, path: str, name: str, parts_dir: str, config_dict: dict
     except AudioError as exc:
         return _record_error(parts, name, track_id, path, exc.reason, exc.detail)
     except Exception as exc:  # one bad file never kills the job
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
             raise  # the disk, not the track: never recorded as the track's fault
         return _record_error(parts, name, track_id, path, "unexpected error", f"{type(exc).__name__}: {exc}")
     with atomic_path(parts / f"{name}.npy") as tmp:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import errno
 import json
 import logging
 import math
@@ -35,7 +34,7 @@ import torch.distributed as dist
 from . import progress
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import save_config, to_dict
-from .errors import ConfigError, DiskFullError, TrainingError
+from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, TrainingError
 from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
 from .locks import folder_lock
 from .losses import REDUCTIONS, accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
@@ -339,10 +338,17 @@ def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
         return [r for r in csv.DictReader(fh) if int(r["epoch"]) <= upto_epoch]
 
 
+def unresumable_changes(saved: dict, config: TrainConfig) -> list[str]:
+    """Settings of ``config`` that differ from a run's ``saved`` ones and that a
+    resume may not change (all but :data:`RESUMABLE`), sorted."""
+    now = to_dict(config)
+    return sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
+
+
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     now = to_dict(config)
     # threads: compared as the count the run really used, by _match_arithmetic
-    changed = sorted(k for k in now if k not in RESUMABLE | {"threads"} and saved.get(k) != now[k])
+    changed = [k for k in unresumable_changes(saved, config) if k != "threads"]
     if changed:
         k = changed[0]
         raise ConfigError(f"{path}: cannot resume with {k}={now[k]!r}; the run was started with "
@@ -485,7 +491,7 @@ def _disk_full(exc: BaseException, folder: Path) -> bool:
     the folder's file system has (almost) no space left.
     """
     if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        return exc.errno in DISK_FULL_ERRNOS
     try:
         free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
     except OSError:
