@@ -109,6 +109,7 @@ def _torchrun(cmd: list[str], env: dict) -> str:
     On a timeout, torchrun *and* its worker processes are killed, so a hung
     rendezvous never leaves orphans behind.
     """
+    env = {**env, "PYTHONFAULTHANDLER": "1"}  # a rank that aborts prints its Python stacks
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -117,7 +118,7 @@ def _torchrun(cmd: list[str], env: dict) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise
-    assert proc.returncode == 0, stderr[-3000:]
+    assert proc.returncode == 0, stderr[-8000:]
     return stderr
 
 

@@ -156,6 +156,22 @@ def _setup_dist() -> _Dist:
     return _Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local, device=device)
 
 
+def _end_dist(d: _Dist, *, finished: bool) -> None:
+    """Tear the process group down, after every rank has finished when the run did.
+
+    Without the barrier a rank that finishes first tears its gloo connections
+    down while rank 0 is still writing the run's last files. Once (in CI; not
+    reproduced in 35 runs here, under load or not) such a rank aborted
+    right then ("terminate called without an active exception", SIGABRT) and
+    failed a finished run; with every rank past the barrier none tears down
+    while another still talks. After an error no barrier: the others may be gone.
+    """
+    if d.world > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def _all_sum(values: list[float], d: _Dist) -> list[float]:
     if d.world == 1:
         return values
@@ -468,10 +484,13 @@ def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, r
     out_dir = Path(out_dir)
     d = _setup_dist()
     threads = torch.get_num_threads()
+    finished = False
     try:
         # one writer per run folder; under DDP the ranks share it and rank 0 holds the lock
         with folder_lock(out_dir) if d.main else contextlib.nullcontext():
-            return _train(FeatureStore(Path(store_path)), Path(store_path), out_dir, config, resume=resume, d=d)
+            run = _train(FeatureStore(Path(store_path)), Path(store_path), out_dir, config, resume=resume, d=d)
+        finished = True
+        return run
     except (OSError, RuntimeError) as exc:
         if _disk_full(exc, out_dir):
             raise DiskFullError(f"{out_dir}: the disk is full ({exc}); free some space and rerun with --resume: "
@@ -479,8 +498,7 @@ def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, r
         raise
     finally:
         torch.set_num_threads(threads)  # the setting is for this run, not for the caller's process
-        if d.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        _end_dist(d, finished=finished)
 
 
 def _disk_full(exc: BaseException, folder: Path) -> bool:
