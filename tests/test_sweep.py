@@ -183,7 +183,8 @@ def test_margin_sweep_trains_the_margins_concept_without_transfer(store, tmp_pat
 @pytest.mark.parametrize("kind, values, message", [
     ("margin_artist", ["0.2", "abc"], "margin_artist must be a number"),
     ("margin_artist", ["0.2", "-0.1"], "margin_artist=-0.1 is out of range"),
-    ("negatives", [2, 0], "negatives=0 is out of range"),
+    ("negatives", [2, -1], "negatives=-1 is out of range"),
+    ("negatives", [2, 0], "negatives=0 leaves an anchor nothing to beat"),
     ("batch_size", ["16", "2.5"], "batch_size must be an integer"),
     ("margins", ["0.1"], "neither a legacy kind"),
 ])

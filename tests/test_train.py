@@ -240,3 +240,34 @@ def test_lr_decays_per_step_and_l2_pulls_the_kernels(store, tmp_path):
         train_step(model, model, _make_optimizer(model, config), batches, config=config, step=0)
         steps[l2] = w0 - model.features[0][1].weight.detach()
     assert torch.allclose(steps[0.5] - steps[0.0], 0.1 * 2 * 0.5 * w0, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "infonce"])
+def test_in_batch_negatives_learn_well_above_chance(store, tmp_path, loss):
+    run = train(store, tmp_path / "run", _config("concept=artist", "width=32", "epochs=3", "steps_per_epoch=15",
+                                                 "negatives=0", "in_batch_negatives=true", f"loss={loss}"))
+    rows = _metrics(run)
+    # validation uses the same candidates: of 15 other rows about 12.5 are of another artist (6 artists),
+    # so chance is about 1 / 13.5 = 0.074
+    assert max(float(r["valid_acc_artist"]) for r in rows) >= 0.16, rows
+    assert max(float(r["train_acc_artist"]) for r in rows) >= 0.5, rows
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) or len(rows) == 1
+
+
+def test_batch_labels_are_the_anchors_labels_of_the_batch(store, tmp_path):
+    from musicrep.sampling import batch_labels, batch_rng
+
+    train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1"))
+    split = load_splits(tmp_path / "run" / "split")["artist"]
+    sampler = ConceptSampler(store=FeatureStore(store), split=split, concept="artist", mode="train", negatives=2)
+    got = batch_labels({"artist": sampler}, batch_size=6, seed=4, rank=1, step=9)["artist"]
+    batch = sampler.sample(batch_size=6, rng=batch_rng(seed=4, rank=1, concept="artist", mode="train", step=9))
+    assert np.array_equal(got, sampler.anchor_labels(batch.tracks))
+    # a positive is a song of the anchor's artist: its label is the anchor's
+    assert np.array_equal(got, sampler.anchor_labels(batch.tracks[:, 1:]))
+    assert len(set(got.tolist())) > 1
+
+
+def test_negatives_zero_needs_in_batch_negatives():
+    with pytest.raises(ConfigError, match="in_batch_negatives"):
+        _config("negatives=0")

@@ -19,6 +19,15 @@ global batch: every anchor moves the weights as much as in the authors' run.
 
 The joint model adds the three concept losses, each with its own margin
 (artist 0.4, album 0.25, track 0.1 after the paper's grid search).
+
+Beyond the paper (named settings of :class:`~musicrep.train.TrainConfig`, off by
+default): **in-batch negatives** (``in_batch_negatives``), where the positives of
+the batch's other anchors serve as negatives too (those of another label: a
+song of the anchor's own artist is not a negative), and the **InfoNCE** loss
+(``loss="infonce"``, ``-log softmax(cos / temperature)`` of the positive among
+the candidates). Both work on a similarity matrix with a validity mask
+(:func:`candidate_similarities`), since the number of real negatives varies by
+anchor once in-batch candidates with the anchor's label are left out.
 """
 
 from __future__ import annotations
@@ -26,8 +35,6 @@ from __future__ import annotations
 import torch
 
 from .model import cosine
-
-DEFAULT_MARGINS: dict[str, float] = {"artist": 0.4, "album": 0.25, "track": 0.1}
 
 
 def similarities(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -54,17 +61,72 @@ def similarities(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.
 
 
 REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+LOSSES: tuple[str, ...] = ("hinge", "infonce")
 
 
-def hinge_from_similarities(sims: torch.Tensor, *, margin: float, reduction: str = "sum") -> torch.Tensor:
-    """Loss from [B, 1 + N] similarities (column 0 the positive): a scalar, summed over N and
-    summed (``"sum"``, the authors') or averaged (``"mean"``) over B."""
-    per_anchor = torch.clamp(margin - sims[:, :1] + sims[:, 1:], min=0.0).sum(dim=1)
+def candidate_similarities(
+    anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, *, labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Similarities of each anchor with its candidates, and which candidates are real.
+
+    Parameters
+    ----------
+    anchor, positive : [B, D]
+    negatives : [B, N, D] sampled negatives (N may be 0)
+    labels : int [B], each anchor's label; given, the other rows' positives join
+        as in-batch negatives wherever their label differs from the anchor's
+
+    Returns
+    -------
+    sims : [B, 1 + N (+ B)]: column 0 cos(a, p), then the N sampled negatives, then
+        (with ``labels``) cos(a_i, p_j) for every row j
+    valid : bool, same shape: column 0 and the sampled negatives always; an
+        in-batch column j only for j != i with another label
+    """
+    sims = similarities(anchor, positive, negatives)
+    valid = torch.ones_like(sims, dtype=torch.bool)
+    if labels is not None:
+        cross = cosine(anchor[:, None, :], positive[None, :, :])  # [B, B]: cos(a_i, p_j)
+        labels = labels.to(anchor.device)
+        other = labels[:, None] != labels[None, :]  # excludes the diagonal (its own positive) too
+        sims, valid = torch.cat([sims, cross], dim=1), torch.cat([valid, other], dim=1)
+    return sims, valid
+
+
+def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "sum":
         return per_anchor.sum()
     if reduction == "mean":
         return per_anchor.mean()
     raise ValueError(f"reduction={reduction!r} is not one of {list(REDUCTIONS)}")
+
+
+def masked_hinge(sims: torch.Tensor, valid: torch.Tensor, *, margin: float, reduction: str = "sum") -> torch.Tensor:
+    """The hinge over every valid negative: ``sum_j valid_ij * max(0, margin - s_i0 + s_ij)``, reduced over B.
+
+    With every candidate valid and no in-batch columns this is :func:`hinge_from_similarities`.
+    """
+    terms = torch.clamp(margin - sims[:, :1] + sims[:, 1:], min=0.0) * valid[:, 1:]
+    return _reduce(terms.sum(dim=1), reduction)
+
+
+def info_nce(sims: torch.Tensor, valid: torch.Tensor, *, temperature: float, reduction: str = "sum") -> torch.Tensor:
+    """``-log( exp(s_i0 / t) / sum_{valid j} exp(s_ij / t) )`` per anchor (column 0, the positive, included), reduced over B."""
+    logits = (sims / temperature).masked_fill(~valid, float("-inf"))
+    return _reduce(torch.logsumexp(logits, dim=1) - logits[:, 0], reduction)
+
+
+def masked_accuracy(sims: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Share of anchors whose positive beats every valid negative strictly (an anchor without negatives counts as right)."""
+    best = sims[:, 1:].masked_fill(~valid[:, 1:], float("-inf")).max(dim=1).values if sims.shape[1] > 1 else \
+        torch.full_like(sims[:, 0], float("-inf"))
+    return (sims[:, 0] > best).float().mean()
+
+
+def hinge_from_similarities(sims: torch.Tensor, *, margin: float, reduction: str = "sum") -> torch.Tensor:
+    """Loss from [B, 1 + N] similarities (column 0 the positive): a scalar, summed over N and
+    summed (``"sum"``, the authors') or averaged (``"mean"``) over B."""
+    return _reduce(torch.clamp(margin - sims[:, :1] + sims[:, 1:], min=0.0).sum(dim=1), reduction)
 
 
 def hinge_loss(

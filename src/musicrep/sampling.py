@@ -108,8 +108,8 @@ class ConceptSampler:
             raise SplitError(f"unknown concept {concept!r}; use one of {list(CONCEPTS)}")
         if mode not in MODES:
             raise SplitError(f"unknown sampling mode {mode!r}; use one of {list(MODES)}")
-        if negatives < 1:
-            raise SplitError(f"negatives={negatives} must be at least 1")
+        if negatives < 0:
+            raise SplitError(f"negatives={negatives} must be at least 0 (0: in-batch negatives only)")
         self.store, self.concept, self.mode = store, concept, mode
         self.negatives, self.segment_frames = negatives, segment_frames
         self.distinct_negatives = distinct_negatives
@@ -233,6 +233,10 @@ class ConceptSampler:
         starts[:, 2:] = self._random_starts(rng, neg)
         return tracks, starts
 
+    def anchor_labels(self, tracks: np.ndarray) -> np.ndarray:
+        """int64 [B]: the label index of each row's anchor in :meth:`draw`'s ``tracks`` (the song itself for track)."""
+        return self._label[tracks[:, 0]]
+
     def _bad_negatives(self, neg: np.ndarray, a_label: np.ndarray) -> np.ndarray:
         """[B, N] mask of negatives to redraw: the anchor's label, or (distinct) a song already in the row."""
         bad = self._label[neg] == a_label[:, None]
@@ -278,6 +282,22 @@ def make_batches(
         c: s.sample(batch_size=batch_size, rng=batch_rng(seed=seed, rank=rank, concept=c, mode=s.mode, step=step)).segments
         for c, s in samplers.items()
     }
+
+
+def batch_labels(
+    samplers: dict[str, ConceptSampler], *, batch_size: int, seed: int, rank: int, step: int
+) -> dict[str, np.ndarray]:
+    """The anchors' labels of :func:`make_batches`' batch for ``step``: concept -> int64 [B].
+
+    The same draw again, without reading a crop (a few microseconds), so the
+    batches' format and every loader (thread, worker processes, device-resident)
+    stay as they are; in-batch negatives need only these labels.
+    """
+    out = {}
+    for c, s in samplers.items():
+        tracks, _ = s.draw(batch_size=batch_size, rng=batch_rng(seed=seed, rank=rank, concept=c, mode=s.mode, step=step))
+        out[c] = s.anchor_labels(tracks)
+    return out
 
 
 def _worker_dataset(specs: Sequence[SamplerSpec], batch_size: int, seed: int, rank: int, start: int):

@@ -63,7 +63,7 @@ MARGIN_PREFIX = "margin_"
 #: validation songs): a sweep over one of them selects nothing, its validation
 #: accuracies are not on one scale
 TASK_SETTINGS: frozenset[str] = frozenset({
-    "negatives", "distinct_negatives", "concept", "seed", "n_artists", "songs_per_artist", "artist_valid",
+    "negatives", "distinct_negatives", "in_batch_negatives", "loss", "temperature", "concept", "seed", "n_artists", "songs_per_artist", "artist_valid",
     "artist_test", "n_albums", "songs_per_album", "album_valid", "album_test",
 })
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -37,11 +38,11 @@ from .config import save_config, to_dict
 from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, TrainingError
 from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
 from .locks import folder_lock
-from .losses import REDUCTIONS, accuracy_from_similarities, hinge_from_similarities, joint_loss, similarities
+from .losses import LOSSES, REDUCTIONS, candidate_similarities, info_nce, joint_loss, masked_accuracy, masked_hinge
 from .model import INITS, Encoder
 from .resident import ResidentFrames, resident_stream
 from .resident import fits as resident_fits
-from .sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
+from .sampling import ConceptSampler, SamplerSpec, batch_labels, batch_stream, make_batches
 from .splits import Split, check_in_catalog, drop_duplicates, load_splits, make_splits, write_splits
 from .store import duplicate_groups
 
@@ -71,7 +72,11 @@ class TrainConfig:
     """
 
     concept: str = _f("artist", choices=CONCEPT_CHOICES)
-    negatives: int = _f(4, min=1)
+    negatives: int = _f(4, min=0)  # sampled negatives per anchor; 0 only with in_batch_negatives
+    # beyond the paper: the batch's other positives (of other labels) as negatives too
+    in_batch_negatives: bool = False
+    loss: str = _f("hinge", choices=LOSSES)  # "infonce": softmax cross-entropy over the candidates (not the paper's)
+    temperature: float = _f(0.1, min=0.0, min_exclusive=True)  # InfoNCE only
     width: int = _f(256, min=1)
     batch_size: int = _f(15, min=2)  # anchors per concept per step (per process under DDP); the authors' 15
     loss_reduction: str = _f("sum", choices=REDUCTIONS)  # over the batch: the authors' K.sum; "mean" departs
@@ -114,6 +119,11 @@ class TrainConfig:
     # auto = on a GPU when they fit in half its free memory; the same batches either way
     resident_frames: str = _f("auto", choices=("auto", "always", "never"))
     tensorboard: bool = True  # also log to RUN/tb when tensorboard is installed
+
+    def __post_init__(self) -> None:
+        if self.negatives == 0 and not self.in_batch_negatives:
+            raise ConfigError("negatives=0 leaves an anchor nothing to beat; use negatives >= 1 or "
+                              "in_batch_negatives=true")
 
     @property
     def concepts(self) -> tuple[str, ...]:
@@ -254,14 +264,24 @@ def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
                            nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay, **fused)
 
 
+def concept_loss(sims: torch.Tensor, valid: torch.Tensor, *, concept: str, config: TrainConfig) -> torch.Tensor:
+    """One concept's loss from its candidates' similarities: the paper's hinge (its margin) or InfoNCE."""
+    if config.loss == "infonce":
+        return info_nce(sims, valid, temperature=config.temperature, reduction=config.loss_reduction)
+    return masked_hinge(sims, valid, margin=config.margin(concept), reduction=config.loss_reduction)
+
+
 def step_losses(
-    model: torch.nn.Module, batches: dict[str, torch.Tensor], *, config: TrainConfig, device: torch.device
+    model: torch.nn.Module, batches: dict[str, torch.Tensor], *, config: TrainConfig, device: torch.device,
+    labels: dict[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Loss of one step: every concept's batch through the encoder in one forward pass.
 
     Parameters
     ----------
     batches : concept -> [B, 2 + N, T, n_mels] (anchor, positive, negatives)
+    labels : concept -> int [B], the anchors' labels (:func:`musicrep.sampling.batch_labels`);
+        needed with ``config.in_batch_negatives``
 
     Returns
     -------
@@ -284,15 +304,17 @@ def step_losses(
         e = emb[offset : offset + B * K]
         e = e.reshape(K, B, -1).transpose(0, 1) if per_slot else e.reshape(B, K, -1)
         offset += B * K
-        sims = similarities(e[:, 0], e[:, 1], e[:, 2:])
-        losses[c] = hinge_from_similarities(sims, margin=config.margin(c), reduction=config.loss_reduction)
-        accs[c] = accuracy_from_similarities(sims.detach())
+        row_labels = torch.as_tensor(labels[c]) if config.in_batch_negatives else None
+        sims, valid = candidate_similarities(e[:, 0], e[:, 1], e[:, 2:], labels=row_labels)
+        losses[c] = concept_loss(sims, valid, concept=c, config=config)
+        accs[c] = masked_accuracy(sims.detach(), valid)
     return joint_loss(losses), losses, accs
 
 
 def train_step(
     net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Optimizer, batches: dict[str, torch.Tensor], *,
     config: TrainConfig, step: int, world: int = 1, device: torch.device = torch.device("cpu"),
+    labels: dict[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """One optimizer step, as the authors take it: lr decayed to ``step``, L2 on the kernels.
 
@@ -304,7 +326,7 @@ def train_step(
     """
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, config)
-    loss, losses, accs = step_losses(net, batches, config=config, device=device)
+    loss, losses, accs = step_losses(net, batches, config=config, device=device, labels=labels)
     objective = loss * world if config.loss_reduction == "sum" and world > 1 else loss
     if config.l2_conv > 0:
         # once per step, not per rank: DDP averages this part of the gradient over identical copies
@@ -325,8 +347,11 @@ def validate(
     for c, sampler in samplers.items():
         loss = acc = 0.0
         for i in range(config.valid_batches):
-            b = make_batches({c: sampler}, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i)
-            _, ls, ac = step_losses(model, {c: torch.from_numpy(b[c])}, config=config, device=d.device)
+            one = {c: sampler}
+            b = make_batches(one, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i)
+            lab = batch_labels(one, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i) \
+                if config.in_batch_negatives else None
+            _, ls, ac = step_losses(model, {c: torch.from_numpy(b[c])}, config=config, device=d.device, labels=lab)
             loss, acc = loss + float(ls[c]) / config.anchors_per_loss, acc + float(ac[c])
         sums += [loss, acc]
     sums = _all_sum(sums, d)
@@ -358,7 +383,9 @@ def unresumable_changes(saved: dict, config: TrainConfig) -> list[str]:
     """Settings of ``config`` that differ from a run's ``saved`` ones and that a
     resume may not change (all but :data:`RESUMABLE`), sorted."""
     now = to_dict(config)
-    return sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
+    # a setting newer than the run has its default there: the behaviour the run was trained with
+    defaults = to_dict(TrainConfig())
+    return sorted(k for k in now if k not in RESUMABLE and saved.get(k, defaults[k]) != now[k])
 
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
@@ -406,8 +433,11 @@ def _write_run_files(out_dir: Path, splits: dict[str, Split] | None, config: Tra
 
 
 def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Optimizer, stream, state: TrainState, *,
-                config: TrainConfig, d: _Dist, bar=None) -> dict:
+                config: TrainConfig, d: _Dist, samplers: dict[str, ConceptSampler] | None = None, bar=None) -> dict:
     """``steps_per_epoch`` training steps; advances ``state`` and returns the epoch's training metrics.
+
+    ``samplers`` (the training samplers the stream draws from) give the anchors'
+    labels for in-batch negatives.
 
     Losses are reported per anchor whatever the reduction, so runs with other
     batch sizes or reductions can be compared.
@@ -417,8 +447,10 @@ def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Opt
     total = 0.0
     t0 = time.perf_counter()
     for _ in range(config.steps_per_epoch):
+        labels = batch_labels(samplers, batch_size=config.batch_size, seed=config.seed, rank=d.rank,
+                              step=state.step) if config.in_batch_negatives else None
         loss, losses, accs = train_step(net, model, optimizer, next(stream), config=config, step=state.step,
-                                        world=d.world, device=d.device)
+                                        world=d.world, device=d.device, labels=labels)
         state.step += 1
         value = loss.item() / per_anchor
         total += value
@@ -700,7 +732,8 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     try:
         with bar:
             while not state.finished(config):
-                row = train_epoch(net, model, optimizer, stream, state, config=config, d=d, bar=bar if d.main else None)
+                row = train_epoch(net, model, optimizer, stream, state, config=config, d=d, samplers=train_s,
+                                  bar=bar if d.main else None)
                 _sync_buffers(model, d)
                 row.update(validate(model, valid_s, config=config, d=d))
                 rows.append(row)
