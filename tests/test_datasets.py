@@ -387,7 +387,8 @@ def test_fma_all_tracks_with_audio(fma):
     assert cat.track_ids == ["2", "3", "5", "10", "1234"]
     t = cat.by_id("2")
     assert (t.artist, t.album, t.title, t.genre, t.duration) == ("AWOL", "AWOL - A Way Of Life", "Food", "Hip-Hop", 168.0)
-    assert t.extra == {"album_id": "1", "artist_id": "1", "subset": "small", "split": "train"}
+    assert t.extra == {"album_id": "1", "artist_id": "1", "subset": "small", "split": "train", "label": "",
+                       "year": ""}
     assert Path(t.path) == fma[1].absolute() / "000" / "000002.mp3"
     assert [cat.by_id(i).extra["split"] for i in ("3", "5", "10")] == ["valid", "test", "train"]
     u = cat.by_id("1234")

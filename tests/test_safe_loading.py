@@ -180,7 +180,8 @@ TRAIN_BAD = [
     ("optimizer=rmsprop", "optimizer='rmsprop' is not one of"),
     ("amp=perhaps", "amp must be true or false"),
     ("epoch=3", "unknown setting epoch"),
-    ("negatives=0", "negatives=0 is out of range"),
+    ("negatives=-1", "negatives=-1 is out of range"),
+    ("negatives=0", "negatives=0 leaves an anchor nothing to beat"),
     ("batch_size=[4, 8]", "batch_size must be an integer"),
 ]
 
@@ -199,7 +200,7 @@ def test_train_cli_rejects_bad_settings_with_the_key(tmp_path, capsys, override,
     ("patience: 0\n", "patience=0 is out of range"),
     ("- width\n", "must be a mapping"),
     ("width: [16\n", "not valid YAML"),
-    ("concept: genre\n", "concept='genre' is not one of"),
+    ("concept: path\n", "concept 'path'"),
 ])
 def test_train_config_file_is_validated(tmp_path, capsys, text, message):
     cfg = tmp_path / "my settings.yaml"

@@ -45,11 +45,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .concepts import PAPER_CONCEPTS, check_concept, concept_key, ordered
+from .concepts import concept_label as _concept_label
 from .errors import ConfigError, MusicrepError, SplitError
 
 log = logging.getLogger(__name__)
 
-CONCEPTS: tuple[str, ...] = ("artist", "album", "track")
+CONCEPTS: tuple[str, ...] = PAPER_CONCEPTS
 #: which saved split each concept's trials come from when the runs have no split of
 #: the concept's own name (the track split is the artist split plus the songs
 #: without an artist; runs made before it existed have only the artist split)
@@ -83,18 +85,8 @@ class EvaluationError(MusicrepError):
 
 
 def concept_label(track: Any, concept: str) -> str:
-    """The label a track carries for ``concept`` ("" when unknown).
-
-    The track concept's label is the track id itself; an album is named by its
-    album title alone (a game soundtrack with several composers is one album).
-    """
-    if concept == "artist":
-        return (track.artist or "").strip()
-    if concept == "album":
-        return (track.album or "").strip()
-    if concept == "track":
-        return track.track_id
-    raise ConfigError(f"concept {concept!r} is not one of {list(CONCEPTS)}")
+    """The label a track carries for ``concept`` ("" when unknown); see :func:`musicrep.concepts.concept_label`."""
+    return _concept_label(track, check_concept(concept))
 
 
 # --------------------------------------------------------------------------- splits
@@ -158,7 +150,7 @@ class Trial:
 
 
 def _concept_index(concept: str) -> int:
-    return CONCEPTS.index(concept)
+    return concept_key(concept)
 
 
 def build_trials(
@@ -188,8 +180,7 @@ def build_trials(
     -------
     list of Trial, length ``n_trials``
     """
-    if concept not in CONCEPTS:
-        raise ConfigError(f"concept {concept!r} is not one of {list(CONCEPTS)}")
+    check_concept(concept)
     if n_trials < 1 or n_negatives < 1:
         raise ConfigError(f"n_trials={n_trials} and n_negatives={n_negatives} must be >= 1")
     split_name = split_name_for(concept, split)
@@ -607,7 +598,8 @@ def holdout_runs(
     names = model_names([(r, i) for r, _m, i in loaded])
     result = holdout(
         {n: m for n, (_r, m, _i) in zip(names, loaded)},
-        store=store, split=split, n_trials=n_trials, n_negatives=n_negatives, seed=seed,
+        # the paper's concepts, and every column concept the runs' splits hold
+        store=store, split=split, concepts=ordered(set(CONCEPTS) | set(split)), n_trials=n_trials, n_negatives=n_negatives, seed=seed,
         segment_frames=store.feature_config.segment_frames,
     )
     result.runs = {n: str(r) for n, (r, _m, _i) in zip(names, loaded)}

@@ -33,16 +33,13 @@ from typing import Any, Sequence
 
 import yaml
 
+from .concepts import JOINT, PAPER_CONCEPTS
 from .errors import MusicrepError, StoreError
 from .evaluate import open_store, run_store_path
 
 log = logging.getLogger(__name__)
 
-#: the concepts a run trains on, by its ``concept`` setting
-RUN_CONCEPTS: dict[str, tuple[str, ...]] = {
-    "artist": ("artist",), "album": ("album",), "track": ("track",), "joint": ("artist", "album", "track"),
-}
-#: the split files a concept trains from, first found wins
+#: the split files a concept trains from, first found wins (a column concept: its own)
 SPLIT_FILES: dict[str, tuple[str, ...]] = {"artist": ("artist",), "album": ("album",), "track": ("track", "artist")}
 
 
@@ -66,12 +63,21 @@ class TrainingSongs:
     store: Path | None
 
 
-def _run_concept(run: Path) -> str:
+def _run_config(run: Path) -> dict:
     try:
         config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        return ""
-    return str(config.get("concept", "")) if isinstance(config, dict) else ""
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def run_concepts(concept: str, *, joint=None) -> tuple[str, ...]:
+    """The concepts a run trains on, from its ``concept`` (and ``joint``) settings; () when unknown."""
+    if not concept:
+        return ()
+    if concept == JOINT:
+        return tuple(joint) if joint else PAPER_CONCEPTS  # runs from before ``joint`` trained the paper's three
+    return (concept,)
 
 
 def training_songs(*, run: str | Path, concept: str | None = None) -> TrainingSongs:
@@ -90,9 +96,10 @@ def training_songs(*, run: str | Path, concept: str | None = None) -> TrainingSo
     run = Path(run)
     if run.is_file():
         run = run.parent
-    concepts = RUN_CONCEPTS.get(concept or _run_concept(run), ())
+    config = _run_config(run)
+    concepts = run_concepts(concept or str(config.get("concept", "") or ""), joint=config.get("joint"))
     if concepts:
-        stems = [next((s for s in SPLIT_FILES[c] if (run / "split" / f"{s}.csv").is_file()), None) for c in concepts]
+        stems = [next((s for s in SPLIT_FILES.get(c, (c,)) if (run / "split" / f"{s}.csv").is_file()), None) for c in concepts]
         files = [run / "split" / f"{s}.csv" for s in dict.fromkeys(stems) if s is not None]
     else:  # config unreadable or without a concept: every saved split counts
         files = sorted((run / "split").glob("*.csv"))

@@ -35,12 +35,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .concepts import check_concept, concept_key
 from .errors import SplitError
 from .splits import Split
 
 log = logging.getLogger(__name__)
 
-CONCEPTS: tuple[str, ...] = ("artist", "album", "track")
 MODES: tuple[str, ...] = ("train", "valid", "test")
 # Which set the anchor, the positive and the negatives come from, per mode.
 _POOLS = {"train": ("train", "train", "train"), "valid": ("valid", "train", "valid"), "test": ("test", "valid", "test")}
@@ -48,7 +48,7 @@ _POOLS = {"train": ("train", "train", "train"), "valid": ("valid", "train", "val
 
 def batch_rng(*, seed: int, rank: int, concept: str, mode: str, step: int) -> np.random.Generator:
     """The generator for one batch: independent streams per seed, rank, concept, mode and step."""
-    return np.random.default_rng([seed, rank, CONCEPTS.index(concept), MODES.index(mode), step])
+    return np.random.default_rng([seed, rank, concept_key(concept), MODES.index(mode), step])
 
 
 def min_track_gap(segment_frames: int) -> int:
@@ -104,8 +104,9 @@ class ConceptSampler:
 
     def __init__(self, *, store, split: Split, concept: str, mode: str, negatives: int, segment_frames: int = 129,
                  distinct_negatives: bool = True):
-        if concept not in CONCEPTS:
-            raise SplitError(f"unknown concept {concept!r}; use one of {list(CONCEPTS)}")
+        check_concept(concept)
+        if concept != "track" and split.concept != concept:  # the track concept samples the artist split
+            raise SplitError(f"a {concept} sampler needs the {concept} split, not the {split.concept} split")
         if mode not in MODES:
             raise SplitError(f"unknown sampling mode {mode!r}; use one of {list(MODES)}")
         if negatives < 0:

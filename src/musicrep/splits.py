@@ -51,6 +51,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .catalog import Catalog, Track
+from .concepts import PAPER_CONCEPTS, concept_key, concept_label
 from .errors import SplitError
 from .io import atomic_write_csv
 
@@ -184,10 +185,10 @@ def _draw(
     return Split(concept=concept, rows=tuple(rows))
 
 
-def _groups(tracks: Iterable[Track], attr: str) -> dict[str, list[str]]:
+def _groups(tracks: Iterable[Track], concept: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
     for t in tracks:
-        key = (getattr(t, attr) or "").strip()
+        key = concept_label(t, concept)
         if key:
             out[key].append(t.track_id)
     return dict(out)
@@ -288,6 +289,35 @@ def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0, album
     return Split(concept="track", rows=tuple(rows))
 
 
+def column_split(
+    *,
+    catalog: Sequence[Track],
+    column: str,
+    n_values: int | None = None,
+    songs_per_value: int = 10,
+    n_valid: int = 1,
+    n_test: int = 1,
+    seed: int = 0,
+    keep_parts: Mapping[str, str] | None = None,
+) -> Split:
+    """The split of a concept on any catalog column (``label``, ``composer``, ...): the album rule.
+
+    Values with >= ``songs_per_value`` songs qualify; each gives that many songs,
+    ``n_valid`` valid and ``n_test`` test, the rest training. ``keep_parts``
+    (track id -> part, from the paper's concepts' splits) makes every song keep
+    the part it already has, so that a song held out by one concept is never a
+    training song of another.
+    """
+    groups = _groups(catalog, column)
+    if not groups:
+        raise SplitError(f"{column} split: no track has a {column!r} value; is it a column of the catalog?")
+    return _draw(
+        groups=groups, n_groups=n_values, songs_per_group=songs_per_value, n_valid=n_valid, n_test=n_test,
+        seed=seed + 3_000_017 + concept_key(column) % 1_000_003, concept=column, what="value",
+        total_candidates=len(groups), prior=dict(keep_parts) if keep_parts else None,
+    )
+
+
 def drop_duplicates(catalog: Sequence[Track], groups: Iterable[Sequence[str]]) -> tuple[Catalog, dict[str, str]]:
     """The catalog with one track per group of identical audio, and what was left out.
 
@@ -323,6 +353,10 @@ def make_splits(
     album_valid: int = 1,
     album_test: int = 1,
     seed: int = 0,
+    n_values: int | None = None,
+    songs_per_value: int = 10,
+    value_valid: int = 1,
+    value_test: int = 1,
 ) -> dict[str, Split]:
     """Every concept's split, drawn together so that held-out songs are held out everywhere.
 
@@ -331,19 +365,22 @@ def make_splits(
     the catalog can give is made, whichever ``concepts`` a run trains, so that
     runs of different concepts on one catalog and seed share their held-out
     songs; a split that a concept in ``concepts`` needs and the catalog cannot
-    give raises SplitError.
+    give raises SplitError. A concept on another column (``label``, ...) gets
+    its split last (:func:`column_split`), keeping every part the paper's
+    splits gave, so drawing it changes none of theirs.
 
     Parameters
     ----------
     catalog : the tracks (e.g. ``FeatureStore.catalog``)
-    concepts : the concepts that must get a split ("artist", "album", "track")
+    concepts : the concepts that must get a split ("artist", "album", "track", or catalog columns)
     n_albums : None gives twice ``n_artists`` (the paper's rule), or every
         qualifying album when ``n_artists`` is None too
+    n_values, songs_per_value, value_valid, value_test : the rule for column concepts
     the rest : as in :func:`artist_split` and :func:`album_split`
 
     Returns
     -------
-    dict with keys among "artist", "album", "track"
+    dict with keys among "artist", "album", "track" and the column concepts asked for
     """
     concepts = set(concepts)
     out: dict[str, Split] = {}
@@ -365,6 +402,11 @@ def make_splits(
         log.info("no album split (%s)", exc)
     if "artist" in out:
         out["track"] = track_split(catalog=catalog, artist=out["artist"], seed=seed, album=out.get("album"))
+    held = {tid: part for split in out.values() for tid, _, part in split.rows}
+    for column in sorted(c for c in concepts if c not in PAPER_CONCEPTS):
+        out[column] = column_split(catalog=catalog, column=column, n_values=n_values, songs_per_value=songs_per_value,
+                                   n_valid=value_valid, n_test=value_test, seed=seed, keep_parts=held)
+        held.update({tid: part for tid, _, part in out[column].rows})
     return out
 
 

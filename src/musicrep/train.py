@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from . import progress
 from .checkpoint import read_checkpoint, save_checkpoint
+from .concepts import COLUMN_MARGIN, JOINT, PAPER_CONCEPTS, check_concept
 from .config import save_config, to_dict
 from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, TrainingError
 from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
@@ -48,7 +49,6 @@ from .store import duplicate_groups
 
 log = logging.getLogger(__name__)
 
-CONCEPT_CHOICES: tuple[str, ...] = ("artist", "album", "track", "joint")
 # Settings that may change when resuming: they do not change the numbers.
 RESUMABLE: frozenset[str] = frozenset({"epochs", "patience", "num_workers", "prefetch", "tensorboard",
                                       "resident_frames"})
@@ -71,7 +71,9 @@ class TrainConfig:
     value and why one would change it.
     """
 
-    concept: str = _f("artist", choices=CONCEPT_CHOICES)
+    # artist, album, track, joint, or any catalog column that groups songs (musicrep.concepts)
+    concept: str = "artist"
+    joint: tuple[str, ...] = ("artist", "album", "track")  # the concepts a joint model trains: the paper's three
     negatives: int = _f(4, min=0)  # sampled negatives per anchor; 0 only with in_batch_negatives
     # beyond the paper: the batch's other positives (of other labels) as negatives too
     in_batch_negatives: bool = False
@@ -110,6 +112,12 @@ class TrainConfig:
     margin_artist: float = _f(0.4, min=0.0)
     margin_album: float = _f(0.25, min=0.0)
     margin_track: float = _f(0.1, min=0.0)
+    # concepts on other catalog columns: their split (like the album rule) and margins ("label=0.3")
+    n_values: int | None = _f(None, min=2)  # None: every qualifying value of the column
+    songs_per_value: int = _f(10, min=3)
+    value_valid: int = _f(1, min=1)
+    value_test: int = _f(1, min=1)
+    column_margins: tuple[str, ...] = ()  # COLUMN=MARGIN entries; a column without one gets COLUMN_MARGIN
     amp: bool = False  # bf16 autocast for the encoder's forward pass
     compile: bool = False  # torch.compile the training forward (faster steps after a minute of compiling)
     num_workers: int = _f(0, min=0)  # 0: a prefetch thread; K: K DataLoader worker processes
@@ -121,13 +129,38 @@ class TrainConfig:
     tensorboard: bool = True  # also log to RUN/tb when tensorboard is installed
 
     def __post_init__(self) -> None:
+        for c in ((self.concept,) if self.concept != JOINT else ()) + tuple(self.joint):
+            check_concept(c)
+        if self.concept == JOINT and len(set(self.joint)) < 2:
+            raise ConfigError(f"joint={','.join(self.joint)}: a joint model needs at least two different concepts")
+        self._column_margins()  # parses, or says what is wrong
         if self.negatives == 0 and not self.in_batch_negatives:
             raise ConfigError("negatives=0 leaves an anchor nothing to beat; use negatives >= 1 or "
                               "in_batch_negatives=true")
 
     @property
     def concepts(self) -> tuple[str, ...]:
-        return ("artist", "album", "track") if self.concept == "joint" else (self.concept,)
+        return tuple(self.joint) if self.concept == JOINT else (self.concept,)
+
+    @property
+    def column_concepts(self) -> tuple[str, ...]:
+        """The concepts on catalog columns other than the paper's three."""
+        return tuple(c for c in self.concepts if c not in PAPER_CONCEPTS)
+
+    def _column_margins(self) -> dict[str, float]:
+        out = {}
+        for entry in self.column_margins:
+            name, sep, value = str(entry).partition("=")
+            try:
+                margin = float(value)
+            except ValueError:
+                margin = -1.0
+            if not sep or margin < 0:
+                raise ConfigError(f"column_margins: {entry!r} is not COLUMN=MARGIN with a margin >= 0 (e.g. label=0.3)")
+            if name in PAPER_CONCEPTS:
+                raise ConfigError(f"column_margins: set the {name} margin with margin_{name}={value}")
+            out[check_concept(name)] = margin
+        return out
 
     @property
     def anchors_per_loss(self) -> int:
@@ -135,7 +168,8 @@ class TrainConfig:
         return self.batch_size if self.loss_reduction == "sum" else 1
 
     def margin(self, concept: str) -> float:
-        return {"artist": self.margin_artist, "album": self.margin_album, "track": self.margin_track}[concept]
+        paper = {"artist": self.margin_artist, "album": self.margin_album, "track": self.margin_track}
+        return paper[concept] if concept in paper else self._column_margins().get(concept, COLUMN_MARGIN)
 
 
 # ---------------------------------------------------------------- distributed
@@ -224,7 +258,8 @@ def make_run_splits(*, catalog, config: TrainConfig, duplicates: Sequence[Sequen
         catalog=catalog, concepts=config.concepts, n_artists=config.n_artists,
         songs_per_artist=config.songs_per_artist, artist_valid=config.artist_valid, artist_test=config.artist_test,
         n_albums=config.n_albums, songs_per_album=config.songs_per_album, album_valid=config.album_valid,
-        album_test=config.album_test, seed=config.seed,
+        album_test=config.album_test, seed=config.seed, n_values=config.n_values,
+        songs_per_value=config.songs_per_value, value_valid=config.value_valid, value_test=config.value_test,
     )
 
 

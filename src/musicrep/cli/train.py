@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..concepts import PAPER_CONCEPTS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..profiles import PROFILES
@@ -16,8 +18,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Train a Siamese encoder (Lee, Park & Nam 2019). Under "
                                    "`torchrun --nproc_per_node K` the same command trains with DDP.")
     p.add_argument("--store", required=True, help="feature store folder (musicrep prepare ... -o STORE)")
-    p.add_argument("--concept", choices=("artist", "album", "track", "joint"), default=None,
-                   help="what a positive shares with the anchor (default: the config's, artist)")
+    p.add_argument("--concept", default=None,
+                   help="what a positive shares with the anchor: artist, album, track, joint, or any catalog "
+                        "column that groups songs, e.g. label (default: the config's, artist)")
+    p.add_argument("--concepts", default=None, metavar="C1,C2,...",
+                   help="a joint model over these concepts, e.g. artist,album,label,track (sets concept=joint)")
+    p.add_argument("--margins", default=None, metavar="M1,M2,...",
+                   help="one hinge margin per --concepts entry, e.g. 0.4,0.25,0.3,0.1")
     p.add_argument("--negatives", type=int, default=None, help="negatives per anchor (default: 4)")
     p.add_argument("-o", "--out", required=True, help="run folder for checkpoints, metrics and the split")
     p.add_argument("--profile", choices=PROFILES, default=None,
@@ -35,9 +42,28 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.set)
     if args.concept is not None:
         overrides.append(f"concept={args.concept}")
+    overrides += _joint_overrides(args.concepts, args.margins)
     if args.negatives is not None:
         overrides.append(f"negatives={args.negatives}")
     return overrides
+
+
+def _joint_overrides(concepts: str | None, margins: str | None) -> list[str]:
+    """``--concepts`` / ``--margins`` as settings: concept=joint, joint=..., margin_<paper concept>, column_margins."""
+    if concepts is None:
+        if margins is not None:
+            raise SystemExit("musicrep train: --margins needs --concepts (one margin per concept)")
+        return []
+    names = [c.strip() for c in concepts.split(",") if c.strip()]
+    out = ["concept=joint", "joint=" + ",".join(names)]
+    if margins is None:
+        return out
+    values = [m.strip() for m in margins.split(",") if m.strip()]
+    if len(values) != len(names):
+        raise SystemExit(f"musicrep train: --margins gives {len(values)} value(s) for {len(names)} concept(s)")
+    columns = [f"{c}={m}" for c, m in zip(names, values) if c not in PAPER_CONCEPTS]
+    out += [f"margin_{c}={m}" for c, m in zip(names, values) if c in PAPER_CONCEPTS]
+    return out + (["column_margins=" + ",".join(columns)] if columns else [])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from pathlib import Path
 
 from ..catalog import Catalog, Track
@@ -78,7 +79,9 @@ def from_fma(
         share a title, see :func:`unique_album_names`), title = ``track.title``, genre = ``track.genre_top``,
         duration = ``track.duration`` (seconds of the full track: the clips of
         fma_small/medium/large are 30 s). Extra columns: ``album_id``,
-        ``artist_id``, ``subset``, ``split`` (train/valid/test).
+        ``artist_id``, ``subset``, ``split`` (train/valid/test), ``label`` (``track.publisher``,
+        else ``artist.associated_labels``) and ``year`` (of ``album.date_released``, else
+        ``track.date_recorded``).
 
     Raises
     ------
@@ -156,6 +159,9 @@ def from_fma(
                             "artist_id": get(row, "artist.id"),
                             "subset": subset_value,
                             "split": split,
+                            # columns a model can learn as concepts (--concept label)
+                            "label": get(row, "track.publisher") or get(row, "artist.associated_labels"),
+                            "year": _year(get(row, "album.date_released") or get(row, "track.date_recorded")),
                         },
                     )
                 )
@@ -175,3 +181,9 @@ def from_fma(
         path, len(catalog), n_rows, n_other_subset, subset, n_missing, audio_dir,
     )
     return check_not_empty(catalog, skips, where=str(path), what=f"no listed track has audio under {audio_dir}")
+
+
+def _year(date: str) -> str:
+    """The year of an FMA date (``2008-11-26 01:44:45``, ``11/26/2008``), "" when there is none."""
+    found = re.search(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", date or "")
+    return found.group(1) if found else ""

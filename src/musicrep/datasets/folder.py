@@ -53,13 +53,19 @@ from ._common import (
 
 log = logging.getLogger(__name__)
 
-FIELDS: tuple[str, ...] = ("artist", "albumartist", "album", "title", "genre")
+FIELDS: tuple[str, ...] = ("artist", "albumartist", "album", "title", "genre", "label", "composer", "date")
+#: tags kept as extra catalog columns: any of them can be a training concept (``--concept label``)
+EXTRA_FIELDS: tuple[str, ...] = ("label", "composer", "date")
 
 # ID3 frames (MP3 read without easy=True, WAV, AIFF) and ASF/WMA attributes.
-_ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "album": "TALB", "title": "TIT2", "genre": "TCON"}
-_ASF_KEYS = {"artist": "Author", "albumartist": "WM/AlbumArtist", "album": "WM/AlbumTitle", "title": "Title", "genre": "WM/Genre"}
-# Other key spellings (APEv2, MP4 without easy, some Vorbis writers).
-_ALIASES = {"albumartist": ("albumartist", "album artist", "album_artist", "aart")}
+_ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "album": "TALB", "title": "TIT2", "genre": "TCON",
+               "label": "TPUB", "composer": "TCOM", "date": "TDRC"}
+_ASF_KEYS = {"artist": "Author", "albumartist": "WM/AlbumArtist", "album": "WM/AlbumTitle", "title": "Title",
+             "genre": "WM/Genre", "label": "WM/Publisher", "composer": "WM/Composer", "date": "WM/Year"}
+# Other key spellings (APEv2, MP4 without easy, some Vorbis writers); a record
+# label is LABEL, ORGANIZATION or PUBLISHER in Vorbis comments.
+_ALIASES = {"albumartist": ("albumartist", "album artist", "album_artist", "aart"),
+            "label": ("label", "organization", "publisher"), "date": ("date", "year")}
 
 VARIOUS_ARTISTS = "Various Artists"
 _DISC_DIR = re.compile(r"^(cd|disc|disk)[\s_-]*\d+$", re.IGNORECASE)
@@ -198,7 +204,8 @@ def _tag_fields(tags) -> dict[str, str]:
                     break
     if not out["artist"] and "\xa9art" in lower:  # MP4 read without easy=True
         out["artist"] = _first(tags[lower["\xa9art"]])
-    for field, atom in (("album", "\xa9alb"), ("title", "\xa9nam"), ("genre", "\xa9gen")):
+    for field, atom in (("album", "\xa9alb"), ("title", "\xa9nam"), ("genre", "\xa9gen"), ("composer", "\xa9wrt"),
+                        ("date", "\xa9day")):
         if not out[field] and atom in lower:
             out[field] = _first(tags[lower[atom]])
     return out
@@ -424,6 +431,7 @@ def from_folder(
                 title=tags["title"] or layout["title"],
                 genre=tags["genre"],
                 duration=duration,
+                **{f: tags[f] for f in EXTRA_FIELDS},
             )
         )
     _log_no_artist(no_artist)
@@ -433,7 +441,7 @@ def from_folder(
     tracks = [
         Track(track_id=tid, path=r["path"], artist=r["artist"], album=r["album"], title=r["title"],
               genre=r["genre"], duration=r["duration"],
-              extra={"albumartist": r["albumartist"], "album_id": _album_id(r)})
+              extra={"albumartist": r["albumartist"], "album_id": _album_id(r), **{f: r[f] for f in EXTRA_FIELDS}})
         for tid, r in zip(ids, rows)
     ]
     tracks = unique_album_names(tracks, [r["owner"] for r in rows])
