@@ -10,6 +10,9 @@ and the stages themselves resume inside: prepare per track, training per epoch):
     prepare   log-mel feature stores for both                       -> WORK/stores/
     train     artist, album, track and joint models                 -> WORK/runs/
     holdout   Table 1: every model on every concept                 -> WORK/results/holdout.json
+    retrieval same-artist / same-album songs among nearest neighbours
+              (mAP, P@10) of every model, their concatenation and
+              baselines, on the held-out songs                      -> WORK/results/retrieval.json
     transfer  Table 2: linear probe with the baselines              -> WORK/results/transfer-<corpus>.json
     maps      t-SNE maps of the joint model                         -> WORK/results/maps.json
     sweeps    Tables 3 and 4, when the profile asks for them        -> WORK/sweeps/{negatives,artists}/
@@ -219,6 +222,9 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
                    settings=to_dict(tc))
     stages.run("holdout", lambda: _holdout(runs, train_store, results / "holdout.json", config),
                settings={"runs": config.concepts, "n_trials": config.n_trials, "seed": config.seed})
+    retrieval = _retrieval_settings(config)
+    stages.run("retrieval", lambda: _retrieval(runs, train_store, results / "retrieval.json", config),
+               settings=retrieval)
     transfer_jsons = []
     for name, store in transfer_stores.items():
         transfer_jsons.append(results / f"transfer-{name}.json")
@@ -228,8 +234,9 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
                settings={"map_points": config.map_points, "seed": config.seed})
     sweeps = _sweeps(work, stages, config, store=train_store, transfer_store=next(iter(transfer_stores.values())))
     report_dir = work / "report"
+    # the retrieval settings too: a work folder made before the retrieval stage renders its report again
     stages.run("report", lambda: _report(runs, report_dir, results, transfer_jsons, sweeps, config, stages),
-               settings=to_dict(config))
+               settings={**to_dict(config), "retrieval": retrieval})
     if "joint" in config.concepts:
         stages.run("model", lambda: _package_model(work, results / "holdout.json", transfer_jsons[0], config),
                    settings=to_dict(config))
@@ -334,6 +341,19 @@ def _holdout(runs: list[Path], store: Path, path: Path, config: PipelineConfig) 
     atomic_write_json(path, result.to_dict())
 
 
+def _retrieval_settings(config: PipelineConfig) -> dict:
+    from .retrieval import BASELINES, K, PARTS
+
+    return {"runs": config.concepts, "seed": config.seed, "k": K, "parts": PARTS, "baselines": BASELINES}
+
+
+def _retrieval(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
+    """Same-artist / same-album retrieval on the held-out songs (embeds only those: nothing cached)."""
+    from .retrieval import retrieval_runs
+
+    retrieval_runs(runs, store=store, out=path, seed=config.seed)
+
+
 def _transfer(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
     from .transfer import transfer_runs
 
@@ -354,6 +374,7 @@ def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: l
     """Render the result files the evaluation stages wrote; compute nothing."""
     from .evaluate import HoldoutResult
     from .report import EmbeddingMap, write_report
+    from .retrieval import RetrievalResult
     from .sweep import load_sweep
     from .transfer import TransferResult
 
@@ -368,6 +389,8 @@ def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: l
         maps=[EmbeddingMap.from_dict(m) for m in read(results / "maps.json")],
         sweeps=[load_sweep(d) for d in sweeps],
         notes=_notes(config, stages),
+        retrieval=RetrievalResult.from_dict(read(results / "retrieval.json"))
+        if (results / "retrieval.json").is_file() else None,
     )
 
 
