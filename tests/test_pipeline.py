@@ -19,7 +19,7 @@ def test_profiles_resolve_and_overrides_reach_the_groups():
         ("train.epoch=5", r"train\.\*: unknown setting epoch"),
         ("train.lr=0", r"train\.\*: lr=0.0 is out of range"),
         ("transfer.seeds=x", r"transfer\.\*: seeds\[0\] must be an integer"),
-        ("concepts=[artist,genre]", "'genre' is not one of"),
+        ("concepts=[artist,path]", "concept 'path'"),
         ("workers=0", "workers=0 is out of range"),
     ],
 )

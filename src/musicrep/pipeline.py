@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import load_config, save_config, to_dict
+from .concepts import JOINT, check_concept
 from .errors import ConfigError
 from .io import atomic_write_json
 from .locks import folder_lock
@@ -123,9 +124,9 @@ def profile_config(profile: str, *, config_file: str | Path | None = None, overr
     base = load_config(PipelineConfig, None, [], base=None)
     base = dataclasses.replace(base, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in PROFILES[profile].items()})
     config = load_config(PipelineConfig, config_file, overrides, base=base)
-    for c in config.concepts:
-        if c not in CONCEPTS:
-            raise ConfigError(f"concepts: {c!r} is not one of {list(CONCEPTS)}")
+    for c in config.concepts:  # the paper's models, or a model of any catalog column (label, ...)
+        if c != JOINT:
+            check_concept(c)
     if not config.train_catalog and not config.train_corpus:
         raise ConfigError(f"profile {profile!r} trains on your catalog: give --train-catalog CSV (e.g. made by "
                           "`musicrep catalog msd track_metadata.db audio/ -o msd.csv`)")
