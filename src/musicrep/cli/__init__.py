@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        module.add_parser(sub)
+        if hasattr(module, "add_parser"):  # the others add verbs to a command (e.g. cli/retrieval.py to evaluate)
+            module.add_parser(sub)
     _add_common_flags(sub)
     return parser
 

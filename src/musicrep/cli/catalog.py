@@ -1,4 +1,4 @@
-"""``musicrep catalog {folder,csv,fma,gtzan,msd} ... -o catalog.csv``."""
+"""``musicrep catalog {folder,csv,fma,gtzan,msd,mtat} ... -o catalog.csv``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,13 @@ def _msd(args) -> int:
     return _write(catalog, skipped, args.output, args.casefold_labels)
 
 
+def _mtat(args) -> int:
+    skipped: list = []
+    catalog = datasets.from_mtat(args.dir, top=args.top, keep_untagged=args.keep_untagged, audio_dir=args.audio_dir,
+                                 skipped=skipped)
+    return _write(catalog, skipped, args.output, args.casefold_labels)
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "catalog",
@@ -91,3 +98,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("db", metavar="DB")
     p.add_argument("audio_dir", metavar="AUDIO_DIR")
     p.set_defaults(func=_msd)
+
+    p = source("mtat", "MagnaTagATune: annotations_final.csv (tab-separated) and audio in 0/ .. f/; "
+                       "top-N tags, split by folder (0-b train, c valid, d-f test)")
+    p.add_argument("dir", metavar="DIR", help="the folder holding annotations_final.csv (and clip_info_final.csv)")
+    p.add_argument("--top", type=int, default=50, help="keep the N most frequent tags (default 50)")
+    p.add_argument("--keep-untagged", action="store_true",
+                   help="keep clips with none of the top-N tags (left out by default, as in the common benchmark)")
+    p.add_argument("--audio-dir", metavar="DIR", help="the folder holding 0/ .. f/ (default: DIR or DIR/mp3)")
+    p.set_defaults(func=_mtat)

@@ -1,12 +1,15 @@
-"""``musicrep evaluate holdout|transfer``: the paper's Tables 1 and 2 for trained runs."""
+"""``musicrep evaluate holdout|transfer|retrieval|tagging``: the paper's Tables 1 and 2, and beyond."""
 
 from __future__ import annotations
 
 import argparse
 
+from . import retrieval, tagging
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="hold-out prediction (Table 1) and genre transfer (Table 2) of trained runs")
+    p = sub.add_parser("evaluate", help="hold-out prediction (Table 1), genre transfer (Table 2), retrieval and "
+                                           "tagging of trained runs")
     verbs = p.add_subparsers(dest="evaluate_command", metavar="WHAT", required=True)
 
     h = verbs.add_parser("holdout", help="positive/negative prediction on the test songs: models x concepts")
@@ -43,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="use runs whose training did not finish (no DONE); the output says so")
     t.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     t.set_defaults(func=run_transfer)
+    retrieval.add_verbs(verbs)
+    tagging.add_verbs(verbs)
 
 
 def run_holdout(args: argparse.Namespace) -> int:

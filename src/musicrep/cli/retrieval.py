@@ -9,11 +9,6 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Nothing at the top level: the CLI discovers every module here, and this one's
-    verb lives under ``musicrep evaluate`` (:func:`add_verbs`)."""
-
-
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
     """Add ``retrieval`` to the ``evaluate`` group's verbs."""
     from ..retrieval import BASELINES, K, PARTS

@@ -6,6 +6,7 @@
 :func:`from_fma`     FMA's ``tracks.csv`` + ``fma_small/000/000002.mp3``
 :func:`from_gtzan`   GTZAN's ``genres/<genre>/<genre>.000NN.wav`` + split lists
 :func:`from_msd`     the MSD's ``track_metadata.db`` + audio named by track id
+:func:`from_mtat`    MagnaTagATune's ``annotations_final.csv`` + ``0/`` .. ``f/``: top-N tags, folder split
 =================  ==================================================================
 
 Every builder takes ``skipped=`` (a list that receives a :class:`Skipped` per input
@@ -19,6 +20,7 @@ from .fma import from_fma
 from .folder import from_folder
 from .gtzan import from_gtzan
 from .msd import from_msd
+from .mtat import from_mtat
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -28,5 +30,6 @@ __all__ = [
     "from_folder",
     "from_gtzan",
     "from_msd",
+    "from_mtat",
     "summary_line",
 ]
