@@ -10,8 +10,8 @@ import torch
 
 from musicrep.catalog import Track
 from musicrep.config import FeatureConfig, to_dict
+from musicrep.errors import EvaluationError
 from musicrep.evaluate import (
-    EvaluationError,
     build_trials,
     holdout,
     holdout_runs,

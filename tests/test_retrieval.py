@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from musicrep.evaluate import EvaluationError
+from musicrep.errors import EvaluationError
 from musicrep.retrieval import (
     RetrievalResult,
     average_precision,

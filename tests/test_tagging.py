@@ -13,7 +13,7 @@ from musicrep.catalog import Track
 from musicrep.cli import main
 from musicrep.config import load_config
 from musicrep.errors import ConfigError
-from musicrep.evaluate import EvaluationError
+from musicrep.errors import EvaluationError
 from musicrep.store import from_arrays as write_store
 from musicrep.tagging import (
     TaggingConfig, TaggingResult, average_precision, macro_scores, roc_auc, tag_matrix, tag_probe, tagging,

@@ -14,7 +14,7 @@ from musicrep.baselines import BaselineConfig
 from musicrep.catalog import Track
 from musicrep.config import load_config
 from musicrep.errors import ConfigError
-from musicrep.evaluate import EvaluationError
+from musicrep.errors import EvaluationError
 from musicrep.probe import ProbeConfig
 from musicrep.store import from_arrays as write_store
 from musicrep.transfer import TransferConfig, TransferResult, dataset_split, transfer, transfer_runs, trial_plan

@@ -594,11 +594,10 @@ def embed_store(
     track_ids : list[str] [n]
     vectors : np.ndarray [shape=(n, D), float32]
     """
-    from .store import FeatureStore
+    from .store import open_store
 
     model = _as_model(model_or_run, allow_unfinished=allow_unfinished)
-    if not isinstance(store, FeatureStore):
-        store = FeatureStore(store)
+    store = open_store(store)
     if store.feature_config.hash() != model.feature_config.hash():
         raise StoreError(
             f"{store.path}: built with features {to_dict(store.feature_config)} but the model "

@@ -79,11 +79,11 @@ def embed_catalog(
     CatalogVectors
         Every catalog id is in each concept's vectors or named in ``skipped``.
     """
-    from .store import FeatureStore
+    from .store import open_store
 
     out = CatalogVectors(vectors={c: {} for c in models}, skipped=[])
     if store is not None:
-        store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+        store = open_store(store)
         held = set(store.track_ids)
         ids = [t.track_id for t in catalog if t.track_id in held]
         out.skipped += [{"track_id": t.track_id, "path": t.path, "concept": c, "reason": "not in the store"}
@@ -126,7 +126,7 @@ def recorded_store(*, models: Sequence[EmbeddingModel], catalog: Catalog):
     """
     from .checkpoint import training_run
     from .embed_job import key_of
-    from .evaluate import run_store_path
+    from .runs import run_store_path
     from .store import FeatureStore
 
     candidates: list[Path] = []

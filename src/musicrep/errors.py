@@ -85,3 +85,7 @@ class DiskFullError(MusicrepError):
 
 #: ``OSError.errno`` values that mean the disk (or the user's quota) is full.
 DISK_FULL_ERRNOS: tuple[int, ...] = (errno.ENOSPC, errno.EDQUOT)
+
+
+class EvaluationError(MusicrepError):
+    """An evaluation cannot be run as asked (too few songs, mismatched inputs)."""

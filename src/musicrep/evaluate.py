@@ -47,7 +47,10 @@ import torch
 
 from .concepts import PAPER_CONCEPTS, check_concept, concept_key, ordered
 from .concepts import concept_label as _concept_label
-from .errors import ConfigError, MusicrepError, SplitError
+from .errors import ConfigError, EvaluationError, SplitError
+from .runs import load_run_model, model_names
+from .splits import normalize_part
+from .store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,6 @@ SPLIT_OF_CONCEPT: dict[str, str] = {"artist": "artist", "album": "album", "track
 def split_name_for(concept: str, split: Mapping[str, Any]) -> str:
     """The split a concept's trials come from: its own when given, else :data:`SPLIT_OF_CONCEPT`'s."""
     return concept if concept in split else SPLIT_OF_CONCEPT.get(concept, concept)
-#: spellings of the three parts found in split files and dataset metadata
-PART_ALIASES: dict[str, str] = {
-    "train": "train", "training": "train", "tr": "train",
-    "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
-    "test": "test", "testing": "test", "te": "test",
-}
-
 #: below this many distinct anchor songs a concept's result carries a warning
 FEW_SONGS = 30
 #: bootstrap resamples of the test songs for the 95% interval
@@ -75,10 +71,6 @@ BOOTSTRAP = 2000
 
 Embedder = Callable[[np.ndarray], np.ndarray]
 """Crops float32 [B, T, n_mels] -> embeddings float32 [B, D]."""
-
-
-class EvaluationError(MusicrepError):
-    """An evaluation cannot be run as asked (too few songs, mismatched inputs)."""
 
 
 # --------------------------------------------------------------------------- labels
@@ -90,14 +82,6 @@ def concept_label(track: Any, concept: str) -> str:
 
 
 # --------------------------------------------------------------------------- splits
-
-
-def normalize_part(value: str, *, where: str = "split") -> str:
-    """Map ``training``/``validation``/``val``/... to ``train``/``valid``/``test``."""
-    key = (value or "").strip().lower()
-    if key not in PART_ALIASES:
-        raise SplitError(f"{where}: unknown split part {value!r}; use train, valid or test")
-    return PART_ALIASES[key]
 
 
 def load_split(run_or_split_dir: str | Path) -> dict[str, Any]:
@@ -509,33 +493,6 @@ def _count_labels(store: Any, split: Mapping[str, Any], concept: str, songs: set
     return len({concept_label(store.catalog.by_id(t), concept) for t in songs})
 
 
-# --------------------------------------------------------------------------- runs
-
-
-def load_run_model(
-    run: str | Path, *, which: str = "best", allow_unfinished: bool = False
-) -> tuple[torch.nn.Module, Any]:
-    """``(Encoder in eval mode, CheckpointInfo)`` of a run folder or checkpoint file.
-
-    A run without ``DONE`` (training killed or still going) is refused with a
-    :class:`~musicrep.errors.CheckpointError` unless ``allow_unfinished``; then
-    ``info.unfinished`` is True (see :func:`musicrep.checkpoint.load_encoder`,
-    through which every command loads its models).
-    """
-    from .checkpoint import load_encoder
-
-    return load_encoder(run, which=which, allow_unfinished=allow_unfinished)
-
-
-def model_names(infos: Sequence[tuple[Path, Any]]) -> list[str]:
-    """Names for runs: the trained concept ("artist", "joint"...), made unique with the folder name."""
-    concepts = [str(getattr(info, "concept", "") or Path(run).name) for run, info in infos]
-    return [
-        c if concepts.count(c) == 1 else f"{c} ({Path(run).name})"
-        for c, (run, _info) in zip(concepts, infos)
-    ]
-
-
 def holdout_runs(
     runs: Sequence[str | Path],
     *,
@@ -634,26 +591,3 @@ def trial_overlap(runs: Sequence[tuple[Path, Any]], split: Mapping[str, Any]) ->
             lines.append(f"{run_dir}: " + ", ".join(f"{n} of its training songs are {name}-split valid/test songs"
                                                     for name, n in found.items()))
     return lines
-
-
-def open_store(store: Any) -> Any:
-    """A FeatureStore from a path (or the store itself)."""
-    if isinstance(store, (str, Path)):
-        from .store import FeatureStore
-
-        return FeatureStore(store)
-    return store
-
-
-def run_store_path(run: str | Path) -> Path | None:
-    """The store a run was trained on, as its ``run.json`` records it (None if unknown)."""
-    import json
-
-    meta = Path(run) / "run.json"
-    if not meta.is_file():
-        return None
-    try:
-        value = json.loads(meta.read_text(encoding="utf-8")).get("store")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(value) if isinstance(value, str) and value else None

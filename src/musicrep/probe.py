@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import ConfigError
-from .evaluate import EvaluationError
+from .errors import EvaluationError
 
 log = logging.getLogger(__name__)
 

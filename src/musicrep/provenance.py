@@ -35,7 +35,8 @@ import yaml
 
 from .concepts import JOINT, PAPER_CONCEPTS
 from .errors import MusicrepError, StoreError
-from .evaluate import open_store, run_store_path
+from .store import open_store
+from .runs import run_store_path
 
 log = logging.getLogger(__name__)
 

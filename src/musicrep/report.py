@@ -761,7 +761,9 @@ def _build_report_locked(runs, *, out_dir, store, transfer_stores, sweep_dirs, n
                          allow_unfinished) -> Path:
     from .checkpoint import unfinished_message, unfinished_run
     from .errors import CheckpointError
-    from .evaluate import holdout_runs, open_store, run_store_path
+    from .evaluate import holdout_runs
+    from .store import open_store
+    from .runs import run_store_path
     from .sweep import load_sweep
     from .transfer import BASELINES, TransferConfig, transfer_runs
 
@@ -807,7 +809,8 @@ def embedding_maps(runs: Sequence[str | Path], *, stores: Sequence[Any], max_poi
     allow_unfinished : draw runs whose training did not finish (no ``DONE``)
     """
     from .embed import load
-    from .evaluate import load_run_model, open_store
+    from .runs import load_run_model
+    from .store import open_store
     from .transfer import song_embeddings
 
     runs = [Path(r) for r in runs]

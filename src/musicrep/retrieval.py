@@ -171,7 +171,7 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ConfigError(f"embeddings must be [songs, dims], got shape {x.shape}")
     if not np.isfinite(x).all():
-        from .evaluate import EvaluationError
+        from .errors import EvaluationError
 
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise EvaluationError(f"song {bad} has a NaN or infinite embedding; its model is damaged or diverged")
@@ -374,7 +374,7 @@ def _load_runs(runs: Sequence[str | Path], *, which: str, allow_unfinished: bool
     """``(run folder, EmbeddingModel, CheckpointInfo)`` of each run, each loaded once."""
     from .config import FeatureConfig
     from .embed import EmbeddingModel
-    from .evaluate import load_run_model
+    from .runs import load_run_model
 
     out = []
     for run in runs:
@@ -428,7 +428,7 @@ def _spaces(loaded: Sequence[tuple[Path, Any, Any]], *, store: Any, track_ids: S
             baselines: Sequence[str], concat: bool, seed: int, cache: bool) -> tuple[dict, dict, dict]:
     """``(vectors, kinds, runs)`` keyed by space name: the models, their concatenation, the baselines."""
     from .baselines import DISPLAY
-    from .evaluate import model_names
+    from .runs import model_names
     from .transfer import song_embeddings
 
     names = model_names([(r, i) for r, _m, i in loaded])
@@ -492,7 +492,10 @@ def retrieval_runs(
         when a run trained on a pool song (and not ``allow_overlap``), or no task can be measured
     """
     from .checkpoint import unfinished_warning
-    from .evaluate import EvaluationError, open_store, run_store_path, trial_overlap
+    from .evaluate import trial_overlap
+    from .errors import EvaluationError
+    from .store import open_store
+    from .runs import run_store_path
     from .io import atomic_write_json
 
     parts = _check(parts, valid=PARTS, what="pool part")

@@ -59,6 +59,20 @@ log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 COLUMNS: tuple[str, ...] = ("track_id", "concept_label", "split")
+#: spellings of the three parts found in split files and dataset metadata
+PART_ALIASES: dict[str, str] = {
+    "train": "train", "training": "train", "tr": "train",
+    "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
+    "test": "test", "testing": "test", "te": "test",
+}
+
+
+def normalize_part(value: str, *, where: str = "split") -> str:
+    """Map ``training``/``validation``/``val``/... to ``train``/``valid``/``test``."""
+    key = (value or "").strip().lower()
+    if key not in PART_ALIASES:
+        raise SplitError(f"{where}: unknown split part {value!r}; use train, valid or test")
+    return PART_ALIASES[key]
 
 
 @dataclasses.dataclass(frozen=True)

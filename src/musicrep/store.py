@@ -747,7 +747,7 @@ def duplicate_groups(store: FeatureStore | str | Path) -> list[list[str]]:
         before it was recorded, :func:`from_arrays`) are in no group, so such
         a store gives ``[]``.
     """
-    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    store = open_store(store)
     by_hash: dict[str, list[str]] = defaultdict(list)
     for track_id, content in zip(store.track_ids, store._content_hashes):
         if content:
@@ -766,3 +766,8 @@ def load_errors(path: str | Path) -> list[dict]:
 
 __all__ = ["FeatureStore", "prepare", "from_arrays", "PrepareResult", "compute_track", "duplicate_groups",
            "load_errors", "PARTIAL_REASON"]
+
+
+def open_store(store: "FeatureStore | str | Path") -> "FeatureStore":
+    """A :class:`FeatureStore` from a path, or the store itself: the one way every command opens one."""
+    return store if isinstance(store, FeatureStore) else FeatureStore(Path(store))

@@ -40,7 +40,10 @@ from scipy import stats
 from scipy.special import expit
 
 from .errors import ConfigError
-from .evaluate import EvaluationError, model_names, normalize_part, open_store
+from .errors import EvaluationError
+from .runs import model_names
+from .splits import normalize_part
+from .store import open_store
 from .probe import STANDARDIZATIONS, standardize_features, trial_summary
 
 log = logging.getLogger(__name__)
@@ -456,7 +459,7 @@ def tagging_runs(
     allow_unfinished: bool = False,
 ) -> TaggingResult:
     """:func:`tagging` for trained run folders, named by their concept."""
-    from .evaluate import load_run_model
+    from .runs import load_run_model
 
     infos = [(Path(r), load_run_model(r, allow_unfinished=allow_unfinished)[1]) for r in runs]
     names = model_names(infos)

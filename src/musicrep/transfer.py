@@ -37,7 +37,10 @@ import numpy as np
 
 from .baselines import BASELINES, DISPLAY, BaselineConfig, check_baselines, run_baselines, summary_features
 from .errors import ConfigError
-from .evaluate import EvaluationError, model_names, normalize_part, open_store
+from .errors import EvaluationError
+from .runs import model_names
+from .splits import normalize_part
+from .store import open_store
 from .probe import (
     PER_DIM_FLOOR,
     PROBES,
@@ -370,7 +373,7 @@ def transfer_runs(
     allow_unfinished: bool = False,
 ) -> TransferResult:
     """:func:`transfer` for trained run folders, named by their concept."""
-    from .evaluate import load_run_model
+    from .runs import load_run_model
 
     infos = [(Path(r), load_run_model(r, allow_unfinished=allow_unfinished)[1]) for r in runs]
     names = model_names(infos)
@@ -394,15 +397,15 @@ def transfer_store(
         in ``store_dir`` (default ``<catalog folder>/<catalog stem>.store``)
     feature_config : front-end settings for preparing (the model's)
     """
-    from .store import FeatureStore, prepare
+    from .store import prepare
 
     if (store is None) == (catalog is None):
         raise ConfigError("give exactly one of --store STORE or --catalog CATALOG for the transfer collection")
     if store is not None:
-        return FeatureStore(store)
+        return open_store(store)
     from .catalog import read_csv
 
     catalog = Path(catalog)
     target = Path(store_dir) if store_dir is not None else catalog.with_suffix(".store")
     prepare(read_csv(catalog), target, config=feature_config)
-    return FeatureStore(target)
+    return open_store(target)

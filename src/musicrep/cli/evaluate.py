@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_holdout(args: argparse.Namespace) -> int:
-    from ..evaluate import holdout_runs, run_store_path
+    from ..evaluate import holdout_runs
+    from ..runs import run_store_path
     from ..errors import ConfigError
     from ..io import atomic_write_json
 
