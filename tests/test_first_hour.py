@@ -134,3 +134,16 @@ def test_train_says_what_each_concept_used(synth_store, tmp_path, caplog):
     line = next(r.getMessage() for r in caplog.records
                 if r.name == "musicrep.train" and r.getMessage().startswith("artist split:"))
     assert line.startswith("artist split: 60 songs of 6 artists (36 train, 12 valid, 12 test); 0 of the catalog's 60")
+
+
+def test_musicrep_quiet_is_read_when_a_bar_starts_not_at_import(monkeypatch):
+    from musicrep import progress
+
+    progress.set_enabled(None)
+    monkeypatch.setenv("MUSICREP_QUIET", "1")
+    assert progress.bar(range(3)).disable
+    monkeypatch.setenv("MUSICREP_QUIET", "0")
+    assert progress.enabled()
+    progress.set_enabled(False)  # -q wins over the environment
+    assert progress.bar(range(3)).disable
+    progress.set_enabled(None)

@@ -165,3 +165,13 @@ def test_cli_evaluate_holdout_and_transfer(trained, capsys, tmp_path):
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("joint") and lines[3].startswith("MFCC mean/std")
     assert main(["-q", "evaluate", "holdout", str(tmp_path / "nope"), "--store", str(store)]) == 2
+
+
+def test_published_numbers_only_beside_the_papers_datasets():
+    from musicrep.report import PUBLISHED, _published_transfer
+
+    assert _published_transfer("gtzan") == PUBLISHED["transfer"]["gtzan"]
+    assert _published_transfer("GTZAN-fault-filtered") == PUBLISHED["transfer"]["gtzan"]
+    assert _published_transfer("fma_small") == _published_transfer("FMA small") == PUBLISHED["transfer"]["fma_small"]
+    assert _published_transfer("fma_large") is None and _published_transfer("my_fma_subset") is None
+    assert _published_transfer("folk") is None

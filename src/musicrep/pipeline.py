@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import load_config, save_config, to_dict
-from .concepts import JOINT, check_concept
+from .concepts import JOINT, PAPER_CONCEPTS, check_concept
 from .errors import ConfigError
 from .io import atomic_write_json
 from .locks import folder_lock
@@ -50,7 +50,7 @@ from .profiles import profile_settings
 
 log = logging.getLogger(__name__)
 
-CONCEPTS = ("artist", "album", "track", "joint")
+CONCEPTS = (*PAPER_CONCEPTS, JOINT)  # the main job's four models
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,15 +14,25 @@ import sys
 
 from tqdm.auto import tqdm
 
-_enabled = os.environ.get("MUSICREP_QUIET", "") in ("", "0")
+# None: follow the MUSICREP_QUIET environment variable, read when a bar starts
+# (not at import, so a process that sets it after importing musicrep is obeyed)
+_enabled: bool | None = None
 
 #: Seconds between progress lines when stderr is not a terminal.
 LOG_INTERVAL = 30.0
 
 
-def set_enabled(enabled: bool) -> None:
+def set_enabled(enabled: bool | None) -> None:
+    """Bars on or off for this process; None follows ``MUSICREP_QUIET`` again."""
     global _enabled
     _enabled = enabled
+
+
+def enabled() -> bool:
+    """Whether bars are drawn: the last :func:`set_enabled`, else ``MUSICREP_QUIET`` unset or 0."""
+    if _enabled is not None:
+        return _enabled
+    return os.environ.get("MUSICREP_QUIET", "") in ("", "0")
 
 
 class _Lines(io.TextIOBase):
@@ -59,4 +69,4 @@ def bar(iterable=None, **kwargs):
         stream = _Lines(stream)
         kwargs.setdefault("mininterval", LOG_INTERVAL)
         kwargs.setdefault("ncols", 100)
-    return tqdm(iterable, file=stream, disable=not _enabled, **kwargs)
+    return tqdm(iterable, file=stream, disable=not enabled(), **kwargs)

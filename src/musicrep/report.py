@@ -28,8 +28,9 @@ import numpy as np
 
 from .catalog import slugify
 from .errors import ConfigError
-from .concepts import ordered
-from .evaluate import CONCEPTS, HoldoutResult
+from .concepts import JOINT, ordered
+from .concepts import PAPER_CONCEPTS as CONCEPTS
+from .evaluate import HoldoutResult
 from .io import atomic_path, atomic_write_json, atomic_write_text
 from .locks import folder_lock
 from .retrieval import RetrievalResult
@@ -43,7 +44,7 @@ PUBLISHED: dict[str, Any] = {
     "holdout": {"joint": {"artist": 0.686, "album": 0.763, "track": 0.945}},
     "transfer": {"gtzan": {"joint": 0.745}, "fma_small": {"joint": 0.593}},
 }
-MODEL_ORDER: tuple[str, ...] = ("artist", "album", "track", "joint")
+MODEL_ORDER: tuple[str, ...] = (*CONCEPTS, JOINT)
 TABLE2_BASELINES: tuple[str, ...] = ("genres", "random", "mfcc", "logmel")
 
 
@@ -184,10 +185,12 @@ def table1(holdout: HoldoutResult) -> str:
 
 
 def _published_transfer(dataset: str) -> dict | None:
-    key = dataset.lower()
-    if "gtzan" in key:
+    """The paper's number for a transfer dataset named like the paper's (``gtzan``, ``fma_small``, ``fma-small``,
+    ``fma small``); None for any other (``fma_large``, ``my_fma_subset``: not the paper's data)."""
+    key = dataset.lower().replace("-", "_").replace(" ", "_")
+    if key == "gtzan" or key.startswith("gtzan_"):  # gtzan_fault_filtered, gtzan_splits, ...
         return PUBLISHED["transfer"]["gtzan"]
-    if "fma" in key:
+    if key in ("fma_small", "fmasmall"):
         return PUBLISHED["transfer"]["fma_small"]
     return None
 

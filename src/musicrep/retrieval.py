@@ -48,6 +48,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .concepts import PAPER_CONCEPTS
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ ATOL = 1e-6
 #: baselines measured by default: all cheap (no training)
 BASELINES: tuple[str, ...] = ("random", "logmel", "mfcc")
 #: the concepts whose models make the concatenated space
-SINGLE_CONCEPTS: tuple[str, ...] = ("artist", "album", "track")
+SINGLE_CONCEPTS: tuple[str, ...] = PAPER_CONCEPTS
 
 
 # --------------------------------------------------------------------------- one ranking

@@ -357,7 +357,7 @@ def drop_duplicates(catalog: Sequence[Track], groups: Iterable[Sequence[str]]) -
 def make_splits(
     *,
     catalog: Sequence[Track],
-    concepts: Iterable[str] = ("artist", "album", "track"),
+    concepts: Iterable[str] = PAPER_CONCEPTS,
     n_artists: int | None = None,
     songs_per_artist: int = 20,
     artist_valid: int = 2,

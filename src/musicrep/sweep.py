@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
+from .concepts import ordered
 from .config import load_config, to_dict
 from .errors import ConfigError, MusicrepError
 from .io import atomic_write_json, atomic_write_text
@@ -53,10 +54,7 @@ from .locks import folder_lock
 log = logging.getLogger(__name__)
 
 #: legacy sweep kinds (Tables 3 and 4) -> the TrainConfig field they vary, tried in order
-KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "negatives": ("negatives", "n_negatives", "num_negatives"),
-    "artists": ("n_artists", "artists", "num_artists"),
-}
+KIND_FIELDS: dict[str, tuple[str, ...]] = {"negatives": ("negatives",), "artists": ("n_artists",)}
 KINDS: tuple[str, ...] = tuple(KIND_FIELDS)
 MARGIN_PREFIX = "margin_"
 #: settings that change the validation task itself (the chance level or the
@@ -170,7 +168,7 @@ class SweepResult:
         The selected row is marked ``*``; the test columns are for reading, not choosing.
         """
         seen = {c for p in self.points for c in p.holdout}
-        concepts = [c for c in ("artist", "album", "track") if c in seen] + sorted(seen - {"artist", "album", "track"})
+        concepts = ordered(seen)
         show_tr = any(p.transfer for p in self.points)
         head = ["", self.kind, "valid_acc", "epoch"] + (["transfer"] if show_tr else []) \
             + [f"holdout_{c}" for c in concepts]

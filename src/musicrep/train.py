@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from . import progress
 from .checkpoint import read_checkpoint, save_checkpoint
-from .concepts import COLUMN_MARGIN, JOINT, PAPER_CONCEPTS, check_concept
+from .concepts import COLUMN_MARGIN, JOINT, PAPER_CONCEPTS, PAPER_MARGINS, check_concept
 from .config import save_config, to_dict
 from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, TrainingError
 from .io import atomic_write_csv, atomic_write_json, atomic_write_text, remove_stale_temps
@@ -73,7 +73,7 @@ class TrainConfig:
 
     # artist, album, track, joint, or any catalog column that groups songs (musicrep.concepts)
     concept: str = "artist"
-    joint: tuple[str, ...] = ("artist", "album", "track")  # the concepts a joint model trains: the paper's three
+    joint: tuple[str, ...] = PAPER_CONCEPTS  # the concepts a joint model trains: the paper's three
     negatives: int = _f(4, min=0)  # sampled negatives per anchor; 0 only with in_batch_negatives
     # beyond the paper: the batch's other positives (of other labels) as negatives too
     in_batch_negatives: bool = False
@@ -109,9 +109,9 @@ class TrainConfig:
     songs_per_album: int = _f(10, min=3)
     album_valid: int = _f(1, min=1)
     album_test: int = _f(1, min=1)
-    margin_artist: float = _f(0.4, min=0.0)
-    margin_album: float = _f(0.25, min=0.0)
-    margin_track: float = _f(0.1, min=0.0)
+    margin_artist: float = _f(PAPER_MARGINS["artist"], min=0.0)
+    margin_album: float = _f(PAPER_MARGINS["album"], min=0.0)
+    margin_track: float = _f(PAPER_MARGINS["track"], min=0.0)
     # concepts on other catalog columns: their split (like the album rule) and margins ("label=0.3")
     n_values: int | None = _f(None, min=2)  # None: every qualifying value of the column
     songs_per_value: int = _f(10, min=3)

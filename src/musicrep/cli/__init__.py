@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(quiet=args.quiet, verbose=args.verbose)
     from .. import progress
 
-    progress.set_enabled(not args.quiet)
+    progress.set_enabled(False if args.quiet else None)  # else MUSICREP_QUIET decides
     try:
         return int(args.func(args) or 0)
     except MusicrepError as exc:
