@@ -60,7 +60,7 @@ from .errors import (
     TooShortAudioError,
 )
 from .io import atomic_path, atomic_write_json
-from .model import Encoder, split_segments
+from .model import Encoder, embed_segments, split_segments
 from .pretrained import MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -221,22 +221,9 @@ class EmbeddingModel:
         np.ndarray [shape=(S, D), float32]
         """
         t0 = time.perf_counter()
-        out = []
-        # Eval mode (BatchNorm running statistics) for the call only: an encoder
-        # lent by a training loop goes back in the mode it came in.
-        was_training = self.encoder.training
-        self.encoder.eval()
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(segments), self.batch_size):
-                    batch = np.ascontiguousarray(segments[i : i + self.batch_size], dtype=np.float32)
-                    out.append(self.encoder(torch.from_numpy(batch).to(self.device)).float().cpu().numpy())
-        finally:
-            self.encoder.train(was_training)
+        out = embed_segments(self.encoder, segments, batch_size=self.batch_size, device=self.device)
         self.timings["forward"] += time.perf_counter() - t0
-        if not out:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
+        return out
 
     def features(self, audio: np.ndarray, sr: int, *, source: str = ARRAY_SOURCE) -> np.ndarray:
         """Log-mel frames of a waveform at any sample rate.

@@ -216,16 +216,24 @@ def split_segments(frames: np.ndarray, segment_frames: int = 129) -> np.ndarray:
     return frames[: n * segment_frames].reshape(n, segment_frames, frames.shape[1])
 
 
-@torch.no_grad()
-def embed_segments(encoder: Encoder, segments: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    """Embeddings of segments [S, T, n_mels] -> float32 [S, D], in eval mode."""
+def embed_segments(encoder: Encoder, segments: np.ndarray, *, batch_size: int = 256,
+                   device: torch.device | str | None = None) -> np.ndarray:
+    """Embeddings of raw log-mel segments [S, T, n_mels] -> float32 [S, D], ``batch_size`` at a time.
+
+    Eval mode (BatchNorm running statistics) for the call only: an encoder lent
+    by a training loop goes back in the mode it came in. ``device``: where the
+    batches go (the encoder's own device by default).
+    """
+    if device is None:
+        device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
     out = []
     try:
-        for i in range(0, len(segments), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(segments[i : i + batch_size], dtype=np.float32))
-            out.append(encoder(batch).numpy())
+        with torch.inference_mode():
+            for i in range(0, len(segments), batch_size):
+                batch = torch.from_numpy(np.ascontiguousarray(segments[i : i + batch_size], dtype=np.float32))
+                out.append(encoder(batch.to(device)).float().cpu().numpy())
     finally:
         encoder.train(was_training)
     if not out:
