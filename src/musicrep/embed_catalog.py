@@ -28,8 +28,9 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from .catalog import Catalog
-from .embed import Embedding, EmbeddingModel, embed_store
+from .embed import Embedding, EmbeddingModel, embed_store, segment_chunks
 from .errors import AudioError, MusicrepError
+from .model import split_segments
 
 log = logging.getLogger(__name__)
 
@@ -206,20 +207,13 @@ def iter_files_together(
     # flush are reused as they are, so both paths cut and batch segments alike.
     # Decode threads on their cores, torch on the rest.
     threads = max(1, (os.cpu_count() or 1) - workers) if workers > 0 else None
-    pending: list[tuple[Path, np.ndarray | AudioError]] = []
-    n_pending = 0
-    for path, frames in lead._frames_ahead(list(paths), workers=workers, prefetch=prefetch):
-        pending.append((path, frames))
-        if not isinstance(frames, AudioError):
-            n_pending += frames.shape[0] // lead.segment_frames
-        if n_pending >= lead.batch_size:
-            yield from _flush_together(models, pending, threads)
-            pending, n_pending = [], 0
-    yield from _flush_together(models, pending, threads)
-
-
-def _flush_together(models, pending, threads) -> Iterator[tuple[Path, list[Embedding] | AudioError]]:
-    per_model = [list(m._flush(pending, segments=False, threads=threads)) for m in models]
-    for i, (path, _frames) in enumerate(pending):
-        first = per_model[0][i][1]
-        yield path, first if isinstance(first, AudioError) else [results[i][1] for results in per_model]
+    items = (((path, frames), frames if isinstance(frames, AudioError) else split_segments(frames, lead.segment_frames))
+             for path, frames in lead._frames_ahead(list(paths), workers=workers, prefetch=prefetch))
+    for chunk in segment_chunks(items, batch_size=lead.batch_size):
+        per_model = [list(m.encode_chunk(chunk, threads=threads)) for m in models]
+        for i, ((path, frames), segs) in enumerate(chunk):
+            if isinstance(segs, AudioError):
+                yield path, segs
+                continue
+            yield path, [m._finish(results[i][1], n_frames=frames.shape[0], segments=False, source=str(path))
+                         for m, results in zip(models, per_model)]
