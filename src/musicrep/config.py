@@ -28,6 +28,10 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+#: the paper's segment: 129 frames, about 3 s at 22,050 Hz and hop 512 (a store records its own)
+SEGMENT_FRAMES = 129
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
     """The log-mel front end of the paper (Lee, Park & Nam 2019, section 3)."""
@@ -42,7 +46,7 @@ class FeatureConfig:
     # compression log10(1 + log_scale * mel)
     log_scale: float = dataclasses.field(default=10.0, metadata={"min": 0.0, "min_exclusive": True})
     # about 3 s at 22,050 Hz / hop 512
-    segment_frames: int = dataclasses.field(default=129, metadata={"min": 1, "max": 100000})
+    segment_frames: int = dataclasses.field(default=SEGMENT_FRAMES, metadata={"min": 1, "max": 100000})
 
     def hash(self) -> str:
         """Stable short hash of the settings that change the stored features."""

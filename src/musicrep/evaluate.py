@@ -145,7 +145,7 @@ def build_trials(
     n_trials: int = 1000,
     n_negatives: int = 4,
     seed: int = 0,
-    segment_frames: int = 129,
+    segment_frames: int | None = None,
 ) -> list[Trial]:
     """Fixed, seeded hold-out trials for one concept.
 
@@ -159,12 +159,14 @@ def build_trials(
         seeded order, so each is used about equally often
     n_negatives : N, negatives per trial (chance is 1 / (N + 1))
     seed : the trials depend only on this, the split and the track lengths
+    segment_frames : crop length in frames (default: the store's feature settings)
 
     Returns
     -------
     list of Trial, length ``n_trials``
     """
     check_concept(concept)
+    segment_frames = segment_frames or store.feature_config.segment_frames
     if n_trials < 1 or n_negatives < 1:
         raise ConfigError(f"n_trials={n_trials} and n_negatives={n_negatives} must be >= 1")
     split_name = split_name_for(concept, split)
@@ -287,7 +289,7 @@ def score_trials(
     *,
     embedders: Mapping[str, Embedder],
     store: Any,
-    segment_frames: int = 129,
+    segment_frames: int | None = None,
     chunk: int = 128,
 ) -> dict[str, np.ndarray]:
     """Per-trial credit ``{model: [n_trials]}`` of each model on the given trials.
@@ -295,6 +297,7 @@ def score_trials(
     Each chunk of crops is read from the store once and embedded by every model
     (see :func:`trial_scores` for the credit of one trial).
     """
+    segment_frames = segment_frames or store.feature_config.segment_frames
     dummy = np.random.default_rng(0)  # crops are fixed by their start; the rng is unused
     out: dict[str, list[np.ndarray]] = {name: [] for name in embedders}
     for i in range(0, len(trials), chunk):
@@ -416,7 +419,7 @@ def holdout(
     n_trials: int = 1000,
     n_negatives: int = 4,
     seed: int = 0,
-    segment_frames: int = 129,
+    segment_frames: int | None = None,
 ) -> HoldoutResult:
     """Score several models on the same fixed trials.
 
@@ -434,6 +437,7 @@ def holdout(
     HoldoutResult
     """
     embedders = {name: as_embedder(m) for name, m in models.items()}
+    segment_frames = segment_frames or store.feature_config.segment_frames
     acc: dict[str, dict[str, float]] = {name: {} for name in models}
     err: dict[str, dict[str, float]] = {name: {} for name in models}
     interval: dict[str, dict[str, list[float]]] = {name: {} for name in models}
@@ -557,7 +561,6 @@ def holdout_runs(
         {n: m for n, (_r, m, _i) in zip(names, loaded)},
         # the paper's concepts, and every column concept the runs' splits hold
         store=store, split=split, concepts=ordered(set(CONCEPTS) | set(split)), n_trials=n_trials, n_negatives=n_negatives, seed=seed,
-        segment_frames=store.feature_config.segment_frames,
     )
     result.runs = {n: str(r) for n, (r, _m, _i) in zip(names, loaded)}
     result.warnings += [f"scored despite overlap: {p}" for p in problems]

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import to_dict
+from .config import SEGMENT_FRAMES, to_dict
 from .errors import MusicrepError
 from .io import atomic_path
 from .locks import folder_lock
@@ -162,7 +162,7 @@ def check_parity(
     *,
     onnx_path: str | Path,
     encoder: torch.nn.Module,
-    segment_frames: int = 129,
+    segment_frames: int = SEGMENT_FRAMES,
     batch_sizes: tuple[int, ...] = (1, 3),
     seed: int = 0,
 ) -> float:
@@ -188,7 +188,7 @@ def check_parity(
     return worst
 
 
-def onnx_song_vector(*, session, frames: np.ndarray, segment_frames: int = 129) -> np.ndarray:
+def onnx_song_vector(*, session, frames: np.ndarray, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
     """A song's vector from an exported model, by the rule in its ``musicrep.song_vector``.
 
     Parameters

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import SEGMENT_FRAMES
 from .errors import ConfigError
 
 
@@ -196,7 +197,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a, b, dim=-1, eps=1e-8)
 
 
-def split_segments(frames: np.ndarray, segment_frames: int = 129) -> np.ndarray:
+def split_segments(frames: np.ndarray, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
     """Non-overlapping segments of a track.
 
     Parameters
@@ -241,6 +242,6 @@ def embed_segments(encoder: Encoder, segments: np.ndarray, *, batch_size: int = 
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def song_embedding(encoder: Encoder, frames: np.ndarray, *, segment_frames: int = 129) -> np.ndarray:
+def song_embedding(encoder: Encoder, frames: np.ndarray, *, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
     """The paper's song embedding: mean of the non-overlapping segments' embeddings [D]."""
     return embed_segments(encoder, split_segments(frames, segment_frames)).mean(axis=0)

@@ -47,9 +47,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
+from .baselines import DISPLAY, summary_features
+from .checkpoint import unfinished_warning
 from .concepts import PAPER_CONCEPTS
-from .errors import ConfigError
+from .config import FeatureConfig
+from .embed import EmbeddingModel
+from .errors import ConfigError, EvaluationError
+from .evaluate import FEW_SONGS, load_split, song_bootstrap, split_parts, trial_overlap
+from .io import atomic_write_json
+from .model import Encoder
+from .runs import load_run_model, model_names, run_store_path
+from .store import open_store
+from .transfer import song_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +168,6 @@ class QueryScores:
     n_skipped : pool songs that could not be queries (no other song with their label)
     k : the cut-off of ``p_at_k``
     """
-
     queries: np.ndarray
     ap: np.ndarray
     p_at_k: np.ndarray
@@ -172,7 +182,6 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ConfigError(f"embeddings must be [songs, dims], got shape {x.shape}")
     if not np.isfinite(x).all():
-        from .errors import EvaluationError
 
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise EvaluationError(f"song {bad} has a NaN or infinite embedding; its model is damaged or diverged")
@@ -227,8 +236,6 @@ def summarise(scores: QueryScores, *, track_ids: Sequence[str], seed: int = 0) -
     -------
     ``{"map": float, "map_ci": [low, high], "p_at_k": float, "p_at_k_ci": [low, high]}``
     """
-    from .evaluate import song_bootstrap
-
     songs = [track_ids[i] for i in scores.queries]
     out: dict[str, Any] = {}
     for key, values in (("map", scores.ap), ("p_at_k", scores.p_at_k)):
@@ -252,7 +259,6 @@ class RetrievalResult:
     "concatenation" or "baseline" and ``runs[space]`` the run folders behind it;
     ``skipped[task]`` says why a task was not measured.
     """
-
     spaces: list[str]
     tasks: list[str]
     metrics: dict[str, dict[str, dict[str, Any]]]
@@ -322,8 +328,6 @@ def score_spaces(spaces: Mapping[str, np.ndarray], *, track_ids: Sequence[str],
     -------
     RetrievalResult (``kinds``, ``runs`` and ``parts`` left for the caller)
     """
-    from .evaluate import FEW_SONGS
-
     row = {t: i for i, t in enumerate(track_ids)}
     res = RetrievalResult(spaces=list(spaces), tasks=[], metrics={s: {} for s in spaces}, k=k, parts=[], seed=seed)
     for task, (ids, labels) in pools.items():
@@ -354,8 +358,6 @@ def score_spaces(spaces: Mapping[str, np.ndarray], *, track_ids: Sequence[str],
 
 def pool(split: Mapping[str, Any], *, task: str, parts: Iterable[str] = PARTS) -> tuple[list[str], list[str]]:
     """``(track ids, labels)`` of the songs of ``task``'s split in ``parts``, sorted by track id."""
-    from .evaluate import split_parts
-
     part_of, labels = split_parts(split[task])
     if labels is None:
         raise ConfigError(f"the {task} split has no labels; pass a splits.Split (e.g. from evaluate.load_split)")
@@ -373,10 +375,6 @@ def _check(names: Iterable[str], *, valid: Sequence[str], what: str) -> list[str
 
 def _load_runs(runs: Sequence[str | Path], *, which: str, allow_unfinished: bool) -> list[tuple[Path, Any, Any]]:
     """``(run folder, EmbeddingModel, CheckpointInfo)`` of each run, each loaded once."""
-    from .config import FeatureConfig
-    from .embed import EmbeddingModel
-    from .runs import load_run_model
-
     out = []
     for run in runs:
         encoder, info = load_run_model(run, which=which, allow_unfinished=allow_unfinished)
@@ -389,8 +387,6 @@ def _load_runs(runs: Sequence[str | Path], *, which: str, allow_unfinished: bool
 
 def _runs_split(run_dirs: Sequence[Path], split_from: str | Path | None) -> dict[str, Any]:
     """The splits of ``split_from``, else each split from the first run that has it (as the hold-out test)."""
-    from .evaluate import load_split
-
     if split_from is not None:
         return load_split(split_from)
     split: dict[str, Any] = {}
@@ -409,11 +405,6 @@ def baseline_vectors(name: str, *, store: Any, track_ids: Sequence[str], referen
     :func:`musicrep.baselines.summary_features`, each dimension standardised over
     ``track_ids``.
     """
-    import torch
-
-    from .baselines import summary_features
-    from .model import Encoder
-    from .transfer import song_embeddings
 
     if name == "random":
         with torch.random.fork_rng(devices=[]):  # leave the caller's torch RNG where it was
@@ -428,10 +419,6 @@ def baseline_vectors(name: str, *, store: Any, track_ids: Sequence[str], referen
 def _spaces(loaded: Sequence[tuple[Path, Any, Any]], *, store: Any, track_ids: Sequence[str],
             baselines: Sequence[str], concat: bool, seed: int, cache: bool) -> tuple[dict, dict, dict]:
     """``(vectors, kinds, runs)`` keyed by space name: the models, their concatenation, the baselines."""
-    from .baselines import DISPLAY
-    from .runs import model_names
-    from .transfer import song_embeddings
-
     names = model_names([(r, i) for r, _m, i in loaded])
     vectors = {n: song_embeddings(m, store=store, track_ids=track_ids, cache=cache)
                for n, (_r, m, _i) in zip(names, loaded)}
@@ -492,13 +479,6 @@ def retrieval_runs(
     EvaluationError
         when a run trained on a pool song (and not ``allow_overlap``), or no task can be measured
     """
-    from .checkpoint import unfinished_warning
-    from .evaluate import trial_overlap
-    from .errors import EvaluationError
-    from .store import open_store
-    from .runs import run_store_path
-    from .io import atomic_write_json
-
     parts = _check(parts, valid=PARTS, what="pool part")
     baselines = _check(baselines, valid=BASELINES, what="baseline")
     if not runs or not parts or k < 1:

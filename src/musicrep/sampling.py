@@ -36,6 +36,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .concepts import check_concept, concept_key
+from .config import SEGMENT_FRAMES
 from .errors import SplitError
 from .splits import Split
 
@@ -102,7 +103,7 @@ class ConceptSampler:
         authors'); False draws them with replacement
     """
 
-    def __init__(self, *, store, split: Split, concept: str, mode: str, negatives: int, segment_frames: int = 129,
+    def __init__(self, *, store, split: Split, concept: str, mode: str, negatives: int, segment_frames: int = SEGMENT_FRAMES,
                  distinct_negatives: bool = True):
         check_concept(concept)
         if concept != "track" and split.concept != concept:  # the track concept samples the artist split
@@ -262,7 +263,7 @@ class SamplerSpec:
     concept: str
     mode: str
     negatives: int
-    segment_frames: int = 129
+    segment_frames: int = SEGMENT_FRAMES
     distinct_negatives: bool = True
 
     def build(self, store=None) -> ConceptSampler:

@@ -39,12 +39,13 @@ import numpy as np
 from scipy import stats
 from scipy.special import expit
 
-from .errors import ConfigError
-from .errors import EvaluationError
-from .runs import model_names
+from .catalog import read_csv
+from .errors import ConfigError, EvaluationError
+from .probe import STANDARDIZATIONS, standardize_features, trial_summary
+from .runs import load_run_model, model_names
 from .splits import normalize_part
 from .store import open_store
-from .probe import STANDARDIZATIONS, standardize_features, trial_summary
+from .transfer import overlap_warnings, song_embeddings  # the same overlap check as transfer's
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +388,6 @@ def _catalog_of(catalog: Any, store: Any) -> Any:
     if catalog is None:
         return store.catalog  # a store keeps its catalog's extra columns (tags, split)
     if isinstance(catalog, (str, Path)):
-        from .catalog import read_csv
 
         return read_csv(catalog)
     return catalog
@@ -420,7 +420,6 @@ def tagging(
     TaggingResult; for run folders, with a warning per run whose training songs
     include these songs
     """
-    from .transfer import _overlap_warnings, song_embeddings  # the same overlap check as transfer's
 
     store = open_store(store)
     catalog = _catalog_of(catalog, store)
@@ -445,7 +444,7 @@ def tagging(
         skipped_tags=[t for t, s in zip(tags, scored) if not s],
         counts={p: len(r) for p, r in parts.items()}, prevalence=float(y[parts["test"]][:, scored].mean()),
         methods=methods, runs=runs, tag_column=config.tag_column,
-        warnings=_overlap_warnings(list(runs.values()), store=store, track_ids=ids),
+        warnings=overlap_warnings(list(runs.values()), store=store, track_ids=ids),
     )
 
 
@@ -459,7 +458,6 @@ def tagging_runs(
     allow_unfinished: bool = False,
 ) -> TaggingResult:
     """:func:`tagging` for trained run folders, named by their concept."""
-    from .runs import load_run_model
 
     infos = [(Path(r), load_run_model(r, allow_unfinished=allow_unfinished)[1]) for r in runs]
     names = model_names(infos)

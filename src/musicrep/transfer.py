@@ -326,7 +326,7 @@ def transfer(
     log.info("transfer on %s: %d classes, %s, %d trials (%s split)", dataset, len(plan.classes), plan.counts,
              len(plan.trials), plan.source)
     runs = {k: str(v) for k, v in models.items() if isinstance(v, (str, Path))}
-    warnings = _overlap_warnings(list(runs.values()), store=store, track_ids=plan.track_ids)
+    warnings = overlap_warnings(list(runs.values()), store=store, track_ids=plan.track_ids)
 
     methods, width = _probe_models(models, store=store, plan=plan, config=config, allow_unfinished=allow_unfinished)
     embed = functools.partial(song_embeddings, store=store, track_ids=plan.track_ids)
@@ -352,7 +352,8 @@ def _probe_models(
     return methods, width or 256
 
 
-def _overlap_warnings(runs: Sequence[str], *, store: Any, track_ids: Sequence[str]) -> list[str]:
+def overlap_warnings(runs: Sequence[str], *, store: Any, track_ids: Sequence[str]) -> list[str]:
+    """One warning per run that trained on any of ``track_ids`` (the probe's songs), from their recorded splits."""
     if not runs:
         return []
     from .provenance import transfer_overlap
