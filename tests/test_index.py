@@ -67,7 +67,8 @@ def test_approximate_index_records_measured_recall(tmp_path, rng):
     n, dim = 4000, 32
     centres = rng.normal(size=(40, dim))
     vectors = normalize(centres[rng.integers(0, 40, n)] + 0.5 * rng.normal(size=(n, dim)))
-    index, info = build_faiss(vectors, kind="auto", exact_max=1000, hnsw_m=16, ef_construction=80, n_queries=300)
+    # kind="hnsw" named: "auto" builds musicrep.index.AUTO_KIND (IVF-Flat since the catalogue-scale benchmark)
+    index, info = build_faiss(vectors, kind="hnsw", exact_max=1000, hnsw_m=16, ef_construction=80, n_queries=300)
     assert info["kind"] == "hnsw" and info["recall_queries"] == 300
     assert info["recall_at_10"] >= 0.95 and info["recall_at_10"] == info["recall_curve"][str(info["params"]["efSearch"])]
     # check the recorded figure against an independent exact search
@@ -82,8 +83,8 @@ def test_approximate_index_records_measured_recall(tmp_path, rng):
     assert abs(recall - info["recall_at_10"]) < 0.05
 
     rows = [{"track_id": f"t{i}"} for i in range(n)]
-    built = build_index(out=tmp_path / "ann", rows=rows, vectors={"track": vectors}, exact_max=1000, hnsw_m=16,
-                        ef_construction=80, n_queries=300)
+    built = build_index(out=tmp_path / "ann", rows=rows, vectors={"track": vectors}, kind="hnsw", exact_max=1000,
+                        hnsw_m=16, ef_construction=80, n_queries=300)
     manifest = json.loads((tmp_path / "ann" / "manifest.json").read_text())
     meta = manifest["concepts"]["track"]
     assert meta["kind"] == "hnsw" and 0.95 <= meta["recall_at_10"] <= 1.0
@@ -126,6 +127,9 @@ def test_index_cli(synth_store, tmp_path, capsys):
                  "--store", str(synth_store.path)]) == 0
     assert "artist (default): exact" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["artist.faiss", "manifest.json", "skipped.csv", "tracks.csv"]
+    assert main(["-q", "index", "build", "--run", str(run), "--catalog", str(catalog), "-o", str(tmp_path / "ivf"),
+                 "--store", str(synth_store.path), "--kind", "ivf"]) == 0
+    assert "artist (default): ivf nlist=1 nprobe=1 dim=" in capsys.readouterr().out  # 60 songs: one list
     assert main(["-q", "search", str(out), "--query", "a01-b00-s02", "-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "nearest to a01-b00-s02 by artist:" and len(lines) == 5
@@ -155,3 +159,82 @@ def test_trained_artist_model_puts_same_artist_first(synth_store, tmp_path):
     # 9 of the other 59 songs share the artist: chance is 0.15 (an untrained
     # encoder of the same shape scores about that; 20 steps reach about 0.7)
     assert np.mean(same) > 0.45, np.mean(same)
+
+
+def _mixture(rng, n, dim=32, centres=50, spread=0.5):
+    """Unit vectors around ``centres`` random centres: clustered, as song embeddings are."""
+    c = rng.normal(size=(centres, dim))
+    return normalize(c[rng.integers(0, centres, n)] + spread * rng.normal(size=(n, dim)))
+
+
+@pytest.mark.parametrize("kind, n, settings", [("ivf", 20_000, {}), ("ivfpq", 6000, {"ivf_nlist": 32, "pq_m": 8})],
+                         ids=["ivf-flat", "ivf-pq"])  # fewer vectors for PQ: its codebooks train slowly
+def test_ivf_kinds_reach_the_target_and_reload_with_their_nprobe(tmp_path, rng, kind, n, settings):
+    import faiss
+
+    vectors = _mixture(rng, n)
+    index, info = build_faiss(vectors, kind=kind, n_queries=300, **settings)
+    nprobe = info["params"]["nprobe"]
+    assert info["kind"] == kind and info["recall_at_10"] >= 0.95 and info["recall_at_10"] == info["recall_curve"][str(nprobe)]
+    assert info["params"]["nlist"] == settings.get("ivf_nlist", 512)  # 4 sqrt(n) = 566, capped at n // 39
+    if kind == "ivf":  # 50 clusters over 512 lists: one list is not enough, so the tuning had work to do
+        assert info["recall_curve"]["1"] < 0.95 and nprobe > 1
+    else:  # 6,000 training vectors: 128 centroids per sub-quantiser (40 vectors each), not 256
+        assert info["params"]["pq_bits"] == 7 and info["params"]["refine_factor"] >= 1
+    # the recorded recall agrees with an independent exact search on other queries
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    q = vectors[-300:]
+    _, truth = flat.search(q, 11)
+    _, found = index.search(q, 11)
+    recall = np.mean([len(set(t[1:]) & set(f)) / 10 for t, f in zip(truth, found)])
+    assert abs(recall - info["recall_at_10"]) < 0.05
+
+    rows = [{"track_id": f"t{i}", "artist": f"A{i % 7}"} for i in range(len(vectors))]
+    built = build_index(out=tmp_path / "idx", rows=rows, vectors={"track": vectors}, kind=kind, n_queries=300,
+                        **settings)
+    meta = json.loads((tmp_path / "idx" / "manifest.json").read_text())["concepts"]["track"]
+    assert meta["kind"] == kind and meta["params"]["nprobe"] >= 1 and 0.95 <= meta["recall_at_10"] <= 1.0
+    assert meta["params"]["nlist"] == info["params"]["nlist"]
+    again = SearchIndex.load(tmp_path / "idx")
+    assert faiss.extract_index_ivf(again._indexes["track"]).nprobe == meta["params"]["nprobe"]
+    for t in ("t5", "t777", f"t{n - 1}"):
+        assert [h.track_id for h in again.search_track(t, k=10)] == [h.track_id for h in built.search_track(t, k=10)]
+        assert t not in [h.track_id for h in again.search_track(t, k=10)]
+    # vectors come back whole (IVF-PQ keeps them beside its codes): `index add` rebuilds from them
+    np.testing.assert_allclose(again.all_vectors(), vectors, atol=1e-6)
+    np.testing.assert_allclose(again.vector("t777"), vectors[777], atol=1e-6)
+
+
+def test_ivf_filter_looks_beyond_the_probed_lists(tmp_path, rng):
+    """One artist fills the lists nearest the query: excluding it must still give k hits."""
+    crowd = normalize(np.tile(rng.normal(size=(1, 16)), (300, 1)) + 0.01 * rng.normal(size=(300, 16)))
+    others = _mixture(rng, 2700, dim=16)
+    vectors = np.concatenate([crowd, others])
+    rows = [{"track_id": f"t{i}", "artist": "Prolific" if i < 300 else f"A{i % 50}"} for i in range(len(vectors))]
+    index = build_index(out=tmp_path / "idx", rows=rows, vectors={"track": vectors}, kind="ivf", ivf_nlist=30)
+    hits = index.query("t0", k=10, exclude_same="artist")
+    assert len(hits) == 10 and all(h.artist != "Prolific" for h in hits)
+    # the same ten as exact search with the filter
+    sims = vectors[300:] @ vectors[0]
+    assert {h.track_id for h in hits} == {f"t{300 + i}" for i in np.argsort(-sims)[:10]}
+
+
+def test_auto_kind_above_the_exact_limit_and_a_mislabelled_ivf_file(tmp_path, rng):
+    from musicrep.index import AUTO_KIND
+
+    vectors = _mixture(rng, 3000, dim=16)
+    _, info = build_faiss(vectors, kind="auto", exact_max=1000, n_queries=200)
+    assert info["kind"] == AUTO_KIND and info["recall_at_10"] >= 0.95
+    build_index(out=tmp_path / "idx", rows=[{"track_id": f"t{i}"} for i in range(3000)], vectors={"x": vectors},
+                kind="ivf")
+    path = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["concepts"]["x"]["params"]["nprobe"] = 0
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(SearchIndexError, match="params.nprobe is 0"):
+        SearchIndex.load(tmp_path / "idx")
+    manifest["concepts"]["x"]["kind"] = "hnsw"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(SearchIndexError, match="says kind 'hnsw' but the file holds a IndexIVFFlat"):
+        SearchIndex.load(tmp_path / "idx")

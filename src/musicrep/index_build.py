@@ -54,7 +54,8 @@ _INDEX_FILE = re.compile(r"(manifest\.json|skipped\.csv|tracks(\.\d+)?\.csv|[^/]
 #: What a manifest keeps of a sub-index's model (:func:`model_entry`); the rest describes its faiss file.
 MODEL_KEYS = ("run", "checkpoint", "checkpoint_sha256", "unfinished", "shipped")
 #: Keyword arguments of :func:`~musicrep.index.build_faiss` an index records, for ``add``.
-FAISS_SETTINGS = ("kind", "exact_max", "hnsw_m", "ef_construction", "target_recall", "n_queries", "k", "seed")
+FAISS_SETTINGS = ("kind", "exact_max", "hnsw_m", "ef_construction", "ivf_nlist", "pq_m", "refine_factor",
+                  "target_recall", "n_queries", "k", "seed")
 
 
 def check_output(out: Path, *, overwrite: bool) -> None:

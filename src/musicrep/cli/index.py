@@ -77,7 +77,7 @@ def _search(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from ..index import EXACT_MAX, VALID_CONCEPTS, VALID_EXCLUDE, VALID_KINDS
+    from ..index import AUTO_KIND, EXACT_MAX, VALID_CONCEPTS, VALID_EXCLUDE, VALID_KINDS
 
     p = subparsers.add_parser("index", help="build a similarity-search index over song embeddings")
     verbs = p.add_subparsers(dest="index_verb", metavar="VERB", required=True)
@@ -97,9 +97,12 @@ def add_parser(subparsers) -> None:
     b.add_argument("--store", metavar="STORE",
                    help="feature store of the catalog (`musicrep prepare CATALOG -o STORE`): read its features "
                    "instead of decoding the audio (much faster)")
-    b.add_argument("--kind", choices=VALID_KINDS, default="auto", help="auto: exact up to --exact-max tracks, HNSW above")
+    b.add_argument("--kind", choices=VALID_KINDS, default="auto",
+                   help=f"auto: exact up to --exact-max tracks, {AUTO_KIND} above; hnsw: HNSW graph; ivf: IVF-Flat; "
+                   "ivfpq: IVF-PQ re-ranked with the full vectors (exact: always exact search)")
     b.add_argument("--exact-max", type=int, default=EXACT_MAX, metavar="N", help=f"largest exact index with --kind auto (default {EXACT_MAX})")
-    b.add_argument("--target-recall", type=float, default=0.95, metavar="R", help="recall@10 the HNSW efSearch is tuned to (default 0.95)")
+    b.add_argument("--target-recall", type=float, default=0.95, metavar="R",
+                   help="recall@10 the HNSW efSearch or IVF nprobe is tuned to, measured at build time (default 0.95)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index")
     b.add_argument("--workers", type=int, default=1, metavar="N", help="decoding threads (default 1)")
     b.add_argument("--allow-unfinished", action="store_true",
