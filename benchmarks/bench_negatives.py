@@ -16,6 +16,7 @@ Labels for the in-batch mask are drawn from 6 artists, as on the built-in corpus
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -25,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_train import time_steps  # benchmarks/ is on sys.path when run as a script
 from musicrep.config import load_config
-from musicrep.model import Encoder
-from musicrep.train import TrainConfig, _make_optimizer, step_losses
+from musicrep.train import TrainConfig
 
 VARIANTS = [("sampled N=4 (reference)", ["negatives=4"])] + [
     (f"sampled N={n}", [f"negatives={n}"]) for n in (1, 2, 8, 16)] + [
@@ -36,24 +37,13 @@ VARIANTS = [("sampled N=4 (reference)", ["negatives=4"])] + [
     ("sampled N=4 (reference again)", ["negatives=4"])]
 
 
-def seconds_per_step(config: TrainConfig, *, steps: int) -> float:
-    torch.manual_seed(0)
-    model = Encoder(width=config.width).train()
-    opt = _make_optimizer(model, config)
+def seconds_per_step(config: TrainConfig, *, steps: int, threads: int) -> float:
+    """bench_train's step timer on fixed synthetic crops, one batch per concept."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(config.batch_size, 2 + config.negatives, 129, 128, generator=g)
-    batches = {c: x for c in config.concepts}
     labels = {c: np.random.default_rng(0).integers(6, size=config.batch_size) for c in config.concepts}
-    best = float("inf")
-    for i in range(steps + 1):
-        t = time.perf_counter()
-        loss, _, _ = step_losses(model, batches, config=config, device=torch.device("cpu"), labels=labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i:
-            best = min(best, time.perf_counter() - t)
-    return best
+    return time_steps(config, itertools.repeat({c: x for c in config.concepts}), steps=steps, threads=threads,
+                      labels=labels)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, settings in VARIANTS:
         config = load_config(TrainConfig, None, [f"width={args.width}", f"batch_size={args.batch}", "concept=joint",
                                                  *settings])
-        sec = seconds_per_step(config, steps=args.steps)
+        sec = seconds_per_step(config, steps=args.steps, threads=args.threads)
         ref = ref or sec
         segments = 3 * config.batch_size * (2 + config.negatives)
         rows.append({"variant": name, "negatives": config.negatives, "in_batch": config.in_batch_negatives,

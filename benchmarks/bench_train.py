@@ -65,8 +65,9 @@ def model_flops_per_segment(width: int, n_mels: int = 128, frames: int = 129) ->
     return 2.0 * sum(macs)
 
 
-def time_steps(config: TrainConfig, batches, *, steps: int, threads: int) -> float:
-    """Best seconds per training step over ``steps`` timed steps (after one warm-up)."""
+def time_steps(config: TrainConfig, batches, *, steps: int, threads: int, labels=None) -> float:
+    """Best seconds per training step over ``steps`` timed steps (after one warm-up);
+    ``labels`` (concept -> anchor labels) for in-batch negatives."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = Encoder(width=config.width)
@@ -77,7 +78,7 @@ def time_steps(config: TrainConfig, batches, *, steps: int, threads: int) -> flo
     for i in range(steps + 1):
         t = time.perf_counter()
         b = next(batches)
-        loss, _, _ = step_losses(net, b, config=config, device=torch.device("cpu"))
+        loss, _, _ = step_losses(net, b, config=config, device=torch.device("cpu"), labels=labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -57,7 +57,24 @@ def _f(default: Any, **meta: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class ProbeConfig:
+class SGDProbeSettings:
+    """The authors' probe training: trials, standardisation, SGD and early stopping.
+
+    Shared by the softmax probe (:class:`ProbeConfig`) and the multi-label tag
+    probe (:class:`musicrep.tagging.TaggingConfig`), with the same names and defaults.
+    """
+
+    seeds: tuple[int, ...] = tuple(range(10))  # one trial per seed
+    standardize: str = _f("scalar", choices=STANDARDIZATIONS)
+    probe_lr: float = _f(0.01, min=0.0, min_exclusive=True)
+    probe_momentum: float = _f(0.9, min=0.0, max=0.999)
+    probe_batch_size: int = _f(16, min=1)
+    probe_patience: int = _f(8, min=1)
+    probe_max_epochs: int = _f(500, min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig(SGDProbeSettings):
     """Settings of the linear probe; :class:`musicrep.transfer.TransferConfig` extends them.
 
     The defaults are the authors' probe (see the module docstring). ``probe="adam_grid"``
@@ -65,14 +82,7 @@ class ProbeConfig:
     one trial per seed in :func:`linear_probe`.
     """
 
-    seeds: tuple[int, ...] = tuple(range(10))  # one trial per seed
     probe: str = _f("sgd", choices=PROBES)
-    standardize: str = _f("scalar", choices=STANDARDIZATIONS)
-    probe_lr: float = _f(0.01, min=0.0, min_exclusive=True)
-    probe_momentum: float = _f(0.9, min=0.0, max=0.999)
-    probe_batch_size: int = _f(16, min=1)
-    probe_patience: int = _f(8, min=1)
-    probe_max_epochs: int = _f(500, min=1)
     l2_grid: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
     lr_grid: tuple[float, ...] = (1e-3, 1e-2)
     probe_epochs: int = _f(300, min=1)

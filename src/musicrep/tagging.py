@@ -41,7 +41,7 @@ from scipy.special import expit
 
 from .catalog import read_csv
 from .errors import ConfigError, EvaluationError
-from .probe import STANDARDIZATIONS, standardize_features, trial_summary
+from .probe import STANDARDIZATIONS, SGDProbeSettings, standardize_features, trial_summary
 from .runs import load_run_model, model_names
 from .splits import normalize_part
 from .store import open_store
@@ -52,12 +52,8 @@ log = logging.getLogger(__name__)
 PARTS: tuple[str, ...] = ("train", "valid", "test")
 
 
-def _f(default: Any, **meta: Any) -> Any:
-    return dataclasses.field(default=default, metadata=meta)
-
-
 @dataclasses.dataclass(frozen=True)
-class TaggingConfig:
+class TaggingConfig(SGDProbeSettings):
     """Settings of the tagging probe: those of :class:`musicrep.probe.ProbeConfig`
     that a sigmoid probe uses (same names, same defaults), and where the tags are.
 
@@ -65,13 +61,6 @@ class TaggingConfig:
     ``tag_separator`` (``tags`` and ``;`` in :func:`musicrep.datasets.from_mtat`'s catalogs).
     """
 
-    seeds: tuple[int, ...] = tuple(range(10))  # one trial per seed
-    standardize: str = _f("scalar", choices=STANDARDIZATIONS)
-    probe_lr: float = _f(0.01, min=0.0, min_exclusive=True)
-    probe_momentum: float = _f(0.9, min=0.0, max=0.999)
-    probe_batch_size: int = _f(16, min=1)
-    probe_patience: int = _f(8, min=1)
-    probe_max_epochs: int = _f(500, min=1)
     tag_column: str = "tags"
     tag_separator: str = ";"
 
