@@ -322,6 +322,8 @@ def step_losses(
     -------
     (total loss, concept -> loss, concept -> accuracy), scalars
     """
+    if config.in_batch_negatives and labels is None:
+        raise ValueError("in_batch_negatives needs the anchors' labels (musicrep.sampling.batch_labels)")
     shapes = {c: tuple(b.shape) for c, b in batches.items()}
     per_slot = config.bn_per_slot and len({s[0] for s in shapes.values()}) == 1
     # Slot-major order ([K, B] per concept) when each slot (anchor, positive, each
