@@ -93,7 +93,10 @@ def test_ctrl_c_prints_the_exact_resume_command(synth_store, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "musicrep", "train", "--store", str(synth_store.path), "-o",
                              str(run), *[f"--set={s}" for s in TINY + ["epochs=50", "steps_per_epoch=40"]]],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job (`make test &`) starts with SIGINT ignored, and a
+                            # child inherits that: Ctrl-C as a terminal delivers it needs the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not (run / "last.pt").is_file():
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
