@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t = verbs.add_parser("transfer", help="linear probe on song embeddings of a genre-labelled collection, with baselines",
                          description="The authors' probe by default (scalar standardisation, softmax layer, SGD lr 0.01 "
                                      "Nesterov, batch 16, early stopping on validation loss, 10 trials); prints mean +- "
-                                     "std [95%% interval] per method, and a WARNING line for each run that trained on "
+                                     "std [95% interval] per method, and a WARNING line for each run that trained on "
                                      "songs of this collection.")
     t.add_argument("--run", action="append", required=True, metavar="RUN", help="run folder (repeat for several)")
     src = t.add_mutually_exclusive_group(required=True)

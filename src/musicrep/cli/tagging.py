@@ -15,7 +15,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
         "tagging", help="multi-label linear probe on song embeddings of a tagged collection (e.g. MagnaTagATune)",
         description="One sigmoid output per tag, trained like the transfer probe (scalar standardisation, SGD lr 0.01 "
                     "Nesterov, batch 16, early stopping on validation loss, 10 trials) on the catalog's own "
-                    "train/valid/test split; prints ROC-AUC and PR-AUC, macro over tags, mean +- std [95%% "
+                    "train/valid/test split; prints ROC-AUC and PR-AUC, macro over tags, mean +- std [95% "
                     "interval] per run. Make the catalog with `musicrep catalog mtat`.")
     t.add_argument("--run", action="append", required=True, metavar="RUN", help="run folder (repeat for several)")
     t.add_argument("--catalog", help="catalog CSV with the tags and split columns (its store is prepared first "
