@@ -42,11 +42,6 @@ def check_concept(name: str) -> str:
     return name
 
 
-def is_column_concept(name: str) -> bool:
-    """A concept on a catalog column other than the paper's three."""
-    return name not in PAPER_CONCEPTS
-
-
 def concept_key(name: str) -> int:
     """A stable integer per concept for seeding random streams: 0, 1, 2 for the
     paper's (as before any other existed), a CRC-32 of the name above 2 for the rest."""

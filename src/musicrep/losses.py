@@ -104,7 +104,7 @@ def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
 def masked_hinge(sims: torch.Tensor, valid: torch.Tensor, *, margin: float, reduction: str = "sum") -> torch.Tensor:
     """The hinge over every valid negative: ``sum_j valid_ij * max(0, margin - s_i0 + s_ij)``, reduced over B.
 
-    With every candidate valid and no in-batch columns this is :func:`hinge_from_similarities`.
+    With every candidate valid and no in-batch columns this is the paper's hinge (:func:`hinge_loss`).
     """
     terms = torch.clamp(margin - sims[:, :1] + sims[:, 1:], min=0.0) * valid[:, 1:]
     return _reduce(terms.sum(dim=1), reduction)
@@ -121,12 +121,6 @@ def masked_accuracy(sims: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     best = sims[:, 1:].masked_fill(~valid[:, 1:], float("-inf")).max(dim=1).values if sims.shape[1] > 1 else \
         torch.full_like(sims[:, 0], float("-inf"))
     return (sims[:, 0] > best).float().mean()
-
-
-def hinge_from_similarities(sims: torch.Tensor, *, margin: float, reduction: str = "sum") -> torch.Tensor:
-    """Loss from [B, 1 + N] similarities (column 0 the positive): a scalar, summed over N and
-    summed (``"sum"``, the authors') or averaged (``"mean"``) over B."""
-    return _reduce(torch.clamp(margin - sims[:, :1] + sims[:, 1:], min=0.0).sum(dim=1), reduction)
 
 
 def hinge_loss(
@@ -146,12 +140,7 @@ def hinge_loss(
     -------
     torch.Tensor, a scalar
     """
-    return hinge_from_similarities(similarities(anchor, positive, negatives), margin=margin, reduction=reduction)
-
-
-def accuracy_from_similarities(sims: torch.Tensor) -> torch.Tensor:
-    """Fraction of rows whose positive (column 0) beats every negative strictly; a tie counts as wrong."""
-    return (sims[:, 0] > sims[:, 1:].max(dim=1).values).float().mean()
+    return masked_hinge(*candidate_similarities(anchor, positive, negatives), margin=margin, reduction=reduction)
 
 
 def accuracy(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -159,7 +148,7 @@ def accuracy(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tens
 
     Chance level is 1 / (1 + N) (20% with 4 negatives). Shapes as :func:`hinge_loss`.
     """
-    return accuracy_from_similarities(similarities(anchor, positive, negatives))
+    return masked_accuracy(*candidate_similarities(anchor, positive, negatives))
 
 
 def joint_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:

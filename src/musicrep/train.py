@@ -142,11 +142,6 @@ class TrainConfig:
     def concepts(self) -> tuple[str, ...]:
         return tuple(self.joint) if self.concept == JOINT else (self.concept,)
 
-    @property
-    def column_concepts(self) -> tuple[str, ...]:
-        """The concepts on catalog columns other than the paper's three."""
-        return tuple(c for c in self.concepts if c not in PAPER_CONCEPTS)
-
     def _column_margins(self) -> dict[str, float]:
         out = {}
         for entry in self.column_margins:
