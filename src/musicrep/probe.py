@@ -33,7 +33,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -279,13 +279,41 @@ def fit_sgd_probe(
         ``valid_loss``, ``valid_accuracy`` (of the kept weights), ``history``
         (validation loss after each epoch)
     """
-    rng = np.random.default_rng(seed)
     x, y = np.asarray(x_train, dtype=np.float64), np.asarray(y_train, dtype=np.int64)
     xv, yv = np.asarray(x_valid, dtype=np.float64), np.asarray(y_valid, dtype=np.int64)
-    limit = np.sqrt(6.0 / (x.shape[1] + n_classes))
-    w, b = rng.uniform(-limit, limit, size=(x.shape[1], n_classes)), np.zeros(n_classes)
+    w, b, info = sgd_early_stopping(x=x, targets=np.eye(n_classes)[y], output=lambda z: np.exp(_log_softmax(z)),
+                                    valid_loss=lambda w, b: _xent(xv, yv, w, b)[0], config=config, seed=seed)
+    vloss, vacc = _xent(xv, yv, w, b)
+    return w, b, {**info, "valid_loss": vloss, "valid_accuracy": vacc}
+
+
+def sgd_early_stopping(
+    *, x: np.ndarray, targets: np.ndarray, output: Callable[[np.ndarray], np.ndarray],
+    valid_loss: Callable[[np.ndarray, np.ndarray], float], config: SGDProbeSettings, seed: int,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The authors' probe training for a linear layer whose loss gradient is ``output(logits) - targets``
+    (softmax with cross-entropy, sigmoid with binary cross-entropy).
+
+    Glorot-uniform weights and zero biases, minibatch SGD with Nesterov momentum in a
+    new order every epoch, stopped when ``valid_loss(w, b)`` has not improved for
+    ``probe_patience`` epochs; the weights of the best epoch are kept.
+
+    Parameters
+    ----------
+    x : float64 [n, D] standardised training features
+    targets : float [n, K] one-hot classes or 0/1 tags
+    seed : draws the initial weights and each epoch's minibatch order
+
+    Returns
+    -------
+    w : float64 [D, K], b : float64 [K] of the best epoch, and ``epochs`` (that
+    epoch), ``stopped_epoch``, ``valid_loss`` (its loss), ``history`` (after each epoch)
+    """
+    rng = np.random.default_rng(seed)
+    k = targets.shape[1]
+    limit = np.sqrt(6.0 / (x.shape[1] + k))
+    w, b = rng.uniform(-limit, limit, size=(x.shape[1], k)), np.zeros(k)
     vw, vb = np.zeros_like(w), np.zeros_like(b)
-    onehot = np.eye(n_classes)[y]
     lr, mu, bs = config.probe_lr, config.probe_momentum, config.probe_batch_size
     best = (float("inf"), 0, w.copy(), b.copy())  # as Keras: the first epoch always counts as an improvement
     history: list[float] = []
@@ -295,18 +323,16 @@ def fit_sgd_probe(
         order = rng.permutation(len(x))
         for start in range(0, len(x), bs):
             rows = order[start : start + bs]
-            g = (np.exp(_log_softmax(x[rows] @ w + b)) - onehot[rows]) / len(rows)
+            g = (output(x[rows] @ w + b) - targets[rows]) / len(rows)
             gw, gb = x[rows].T @ g, g.sum(axis=0)
             vw, vb = mu * vw + gw, mu * vb + gb  # Nesterov, as torch.optim.SGD(nesterov=True)
             w, b = w - lr * (gw + mu * vw), b - lr * (gb + mu * vb)
-        history.append(_xent(xv, yv, w, b)[0])
+        history.append(valid_loss(w, b))
         if history[-1] < best[0]:
             best, wait = (history[-1], epoch, w.copy(), b.copy()), 0
         else:
             wait += 1
-    vloss, vacc = _xent(xv, yv, best[2], best[3])
-    info = {"epochs": best[1], "stopped_epoch": epoch, "valid_loss": vloss, "valid_accuracy": vacc, "history": history}
-    return best[2], best[3], info
+    return best[2], best[3], {"epochs": best[1], "stopped_epoch": epoch, "valid_loss": best[0], "history": history}
 
 
 def _fit_softmax(

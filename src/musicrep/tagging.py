@@ -41,8 +41,8 @@ from scipy.special import expit
 
 from .catalog import read_csv
 from .errors import ConfigError, EvaluationError
-from .probe import STANDARDIZATIONS, SGDProbeSettings, standardize_features, trial_summary
-from .runs import load_run_model, model_names
+from .probe import STANDARDIZATIONS, SGDProbeSettings, sgd_early_stopping, standardize_features, trial_summary
+from .runs import named_runs
 from .splits import normalize_part
 from .store import open_store
 from .transfer import overlap_warnings, song_embeddings  # the same overlap check as transfer's
@@ -223,30 +223,12 @@ def fit_tag_probe(
     w : float64 [D, T] and b : float64 [T], of the epoch with the lowest validation loss
     info : ``epochs`` (that epoch), ``stopped_epoch``, ``valid_loss`` (per tag)
     """
-    rng = np.random.default_rng(seed)
     x, y = np.asarray(x_train, dtype=np.float64), np.asarray(y_train, dtype=np.float64)
     xv, yv = np.asarray(x_valid, dtype=np.float64), np.asarray(y_valid, dtype=np.float64)
-    limit = np.sqrt(6.0 / (x.shape[1] + y.shape[1]))
-    w, b = rng.uniform(-limit, limit, size=(x.shape[1], y.shape[1])), np.zeros(y.shape[1])
-    vw, vb = np.zeros_like(w), np.zeros_like(b)
-    lr, mu, bs = config.probe_lr, config.probe_momentum, config.probe_batch_size
-    best = (float("inf"), 0, w.copy(), b.copy())  # as Keras: the first epoch always counts as an improvement
-    epoch = wait = 0
-    while epoch < config.probe_max_epochs and wait < config.probe_patience:
-        epoch += 1
-        order = rng.permutation(len(x))
-        for start in range(0, len(x), bs):
-            rows = order[start : start + bs]
-            g = (expit(x[rows] @ w + b) - y[rows]) / len(rows)  # summed over tags: see the module docstring
-            gw, gb = x[rows].T @ g, g.sum(axis=0)
-            vw, vb = mu * vw + gw, mu * vb + gb  # Nesterov, as torch.optim.SGD(nesterov=True)
-            w, b = w - lr * (gw + mu * vw), b - lr * (gb + mu * vb)
-        loss = _bce(xv, yv, w, b)
-        if loss < best[0]:
-            best, wait = (loss, epoch, w.copy(), b.copy()), 0
-        else:
-            wait += 1
-    return best[2], best[3], {"epochs": best[1], "stopped_epoch": epoch, "valid_loss": best[0]}
+    # the gradient is summed over tags (a sigmoid per tag): see the module docstring
+    w, b, info = sgd_early_stopping(x=x, targets=y, output=expit, valid_loss=lambda w, b: _bce(xv, yv, w, b),
+                                    config=config, seed=seed)
+    return w, b, {k: info[k] for k in ("epochs", "stopped_epoch", "valid_loss")}
 
 
 @dataclasses.dataclass
@@ -448,7 +430,5 @@ def tagging_runs(
 ) -> TaggingResult:
     """:func:`tagging` for trained run folders, named by their concept."""
 
-    infos = [(Path(r), load_run_model(r, allow_unfinished=allow_unfinished)[1]) for r in runs]
-    names = model_names(infos)
-    return tagging({n: Path(r) for n, r in zip(names, runs)}, store=store, catalog=catalog, config=config,
+    return tagging(named_runs(runs, allow_unfinished=allow_unfinished), store=store, catalog=catalog, config=config,
                    dataset=dataset, allow_unfinished=allow_unfinished)
