@@ -540,14 +540,7 @@ def holdout_runs(
         model, info = load_run_model(run, which=which, allow_unfinished=allow_unfinished)
         run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
         loaded.append((run_dir, model, info))
-    if split_from is not None:
-        split = load_split(split_from)
-    else:
-        # each split from the first run that has it (an artist run has no album split)
-        split = {}
-        for run_dir, _m, _i in loaded:
-            for name, entry in load_split(run_dir).items():
-                split.setdefault(name, entry)
+    split = runs_split([r for r, _m, _i in loaded], split_from=split_from)
     problems = trial_overlap([(r, i) for r, _m, i in loaded], split)
     if problems and not allow_overlap:
         raise EvaluationError(
@@ -568,6 +561,18 @@ def holdout_runs(
 
     result.warnings += [unfinished_warning(i) for _r, _m, i in loaded if getattr(i, "unfinished", False)]
     return result
+
+
+def runs_split(run_dirs: Sequence[Path], *, split_from: str | Path | None = None) -> dict[str, Any]:
+    """The splits of ``split_from``, else each split from the first run that has it
+    (an artist run has no album split)."""
+    if split_from is not None:
+        return load_split(split_from)
+    split: dict[str, Any] = {}
+    for run_dir in run_dirs:
+        for name, entry in load_split(run_dir).items():
+            split.setdefault(name, entry)
+    return split
 
 
 def trial_overlap(runs: Sequence[tuple[Path, Any]], split: Mapping[str, Any]) -> list[str]:

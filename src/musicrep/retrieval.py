@@ -52,10 +52,9 @@ import torch
 from .baselines import DISPLAY, summary_features
 from .checkpoint import unfinished_warning
 from .concepts import PAPER_CONCEPTS
-from .config import FeatureConfig
 from .embed import EmbeddingModel
 from .errors import ConfigError, EvaluationError
-from .evaluate import FEW_SONGS, load_split, song_bootstrap, split_parts, trial_overlap
+from .evaluate import FEW_SONGS, runs_split, song_bootstrap, split_parts, trial_overlap
 from .io import atomic_write_json
 from .model import Encoder
 from .runs import load_run_model, model_names, run_store_path
@@ -378,22 +377,9 @@ def _load_runs(runs: Sequence[str | Path], *, which: str, allow_unfinished: bool
     out = []
     for run in runs:
         encoder, info = load_run_model(run, which=which, allow_unfinished=allow_unfinished)
-        fc = info.feature_config if not isinstance(info.feature_config, dict) else FeatureConfig(**info.feature_config)
-        model = EmbeddingModel(encoder, feature_config=fc, checkpoint=info.path, concept=str(info.concept or ""),
-                               unfinished=bool(getattr(info, "unfinished", False)))
+        model = EmbeddingModel.from_checkpoint(encoder, info)
         out.append((Path(run) if Path(run).is_dir() else Path(run).parent, model, info))
     return out
-
-
-def _runs_split(run_dirs: Sequence[Path], split_from: str | Path | None) -> dict[str, Any]:
-    """The splits of ``split_from``, else each split from the first run that has it (as the hold-out test)."""
-    if split_from is not None:
-        return load_split(split_from)
-    split: dict[str, Any] = {}
-    for run_dir in run_dirs:
-        for name, entry in load_split(run_dir).items():
-            split.setdefault(name, entry)
-    return split
 
 
 def baseline_vectors(name: str, *, store: Any, track_ids: Sequence[str], reference: Any, seed: int = 0) -> np.ndarray:
@@ -488,7 +474,7 @@ def retrieval_runs(
         raise ConfigError(f"{runs[0]}: its run.json names no store; pass the store")
     store = open_store(store)
     loaded = _load_runs(runs, which=which, allow_unfinished=allow_unfinished)
-    split = _runs_split([r for r, _m, _i in loaded], split_from)
+    split = runs_split([r for r, _m, _i in loaded], split_from=split_from)
     problems = trial_overlap([(r, i) for r, _m, i in loaded], split)
     if problems and not allow_overlap:
         raise EvaluationError("these runs trained on songs that the retrieval pools hold out:\n  "

@@ -38,6 +38,13 @@ def model_names(infos: Sequence[tuple[Path, CheckpointInfo]]) -> list[str]:
     ]
 
 
+def named_runs(runs: Sequence[str | Path], *, allow_unfinished: bool = False) -> dict[str, Path]:
+    """``{name: run}`` named as :func:`model_names` names them (each checkpoint read for its concept,
+    which also refuses an unfinished run unless ``allow_unfinished``)."""
+    infos = [(Path(r), load_run_model(r, allow_unfinished=allow_unfinished)[1]) for r in runs]
+    return dict(zip(model_names(infos), (Path(r) for r in runs)))
+
+
 def run_store_path(run: str | Path) -> Path | None:
     """The store a run was trained on, as its ``run.json`` records it (None if unknown)."""
     meta = Path(run) / "run.json"

@@ -38,7 +38,7 @@ import numpy as np
 from .baselines import BASELINES, DISPLAY, BaselineConfig, check_baselines, run_baselines, summary_features
 from .errors import ConfigError
 from .errors import EvaluationError
-from .runs import model_names
+from .runs import model_names, named_runs
 from .splits import normalize_part
 from .store import open_store
 from .probe import (
@@ -374,12 +374,8 @@ def transfer_runs(
     allow_unfinished: bool = False,
 ) -> TransferResult:
     """:func:`transfer` for trained run folders, named by their concept."""
-    from .runs import load_run_model
-
-    infos = [(Path(r), load_run_model(r, allow_unfinished=allow_unfinished)[1]) for r in runs]
-    names = model_names(infos)
-    return transfer({n: Path(r) for n, r in zip(names, runs)}, store=store, config=config, baselines=baselines,
-                    dataset=dataset, allow_unfinished=allow_unfinished)
+    return transfer(named_runs(runs, allow_unfinished=allow_unfinished), store=store, config=config,
+                    baselines=baselines, dataset=dataset, allow_unfinished=allow_unfinished)
 
 
 def transfer_store(
