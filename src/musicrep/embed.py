@@ -162,6 +162,15 @@ class EmbeddingModel:
         self._sha: str | None = None
 
     # ------------------------------------------------------------------ basics
+    @classmethod
+    def from_checkpoint(cls, encoder: Encoder, info, *, batch_size: int = 128, device: str = "cpu",
+                        shipped: bool = False) -> "EmbeddingModel":
+        """The model of a loaded checkpoint (:func:`musicrep.checkpoint.load_encoder`'s pair)."""
+        fc = info.feature_config
+        return cls(encoder, feature_config=FeatureConfig(**fc) if isinstance(fc, dict) else fc, checkpoint=info.path,
+                   concept=str(getattr(info, "concept", "") or ""), batch_size=batch_size, device=device,
+                   unfinished=bool(getattr(info, "unfinished", False)), shipped=shipped)
+
     @property
     def dim(self) -> int:
         """Embedding size D."""
@@ -555,19 +564,7 @@ def load(
         run_or_checkpoint = shipped_model()  # CheckpointError naming what to do when it is missing
         log.info("%s", SHIPPED_NOTE)
     encoder, info = load_encoder(run_or_checkpoint, which=which, allow_unfinished=allow_unfinished)
-    fc = info.feature_config
-    if isinstance(fc, dict):
-        fc = FeatureConfig(**fc)
-    model = EmbeddingModel(
-        encoder,
-        feature_config=fc,
-        checkpoint=info.path,
-        concept=str(getattr(info, "concept", "") or ""),
-        batch_size=batch_size,
-        device=device,
-        unfinished=info.unfinished,
-        shipped=shipped,
-    )
+    model = EmbeddingModel.from_checkpoint(encoder, info, batch_size=batch_size, device=device, shipped=shipped)
     log.debug("loaded %r", model)
     return model
 

@@ -56,7 +56,7 @@ import torch
 from .audio import resample, to_mono
 from .embed import EmbeddingModel
 from .errors import AudioError, ConfigError
-from .model import split_segments
+from .model import encode_segments, split_segments
 
 log = logging.getLogger(__name__)
 
@@ -139,20 +139,8 @@ class HearModel(torch.nn.Module):
         -------
         torch.Tensor [shape=(B, D), float32], on the encoder's device
         """
-        device = self.encoder.mean.device
-        # Eval mode (BatchNorm running statistics) for the call only: the eval
-        # kit moves the model to its device but never calls .eval() itself.
-        was_training = self.encoder.training
-        self.encoder.eval()
-        try:
-            with torch.no_grad():
-                out = [self.encoder(segments[i : i + self.batch_size].to(device, torch.float32))
-                       for i in range(0, len(segments), self.batch_size)]
-        finally:
-            self.encoder.train(was_training)
-        if not out:
-            return torch.zeros((0, self.scene_embedding_size), dtype=torch.float32, device=device)
-        return torch.cat(out).float()
+        # eval mode for the call only: the eval kit moves the model to its device but never calls .eval()
+        return encode_segments(self.encoder, segments, batch_size=self.batch_size, device=self.encoder.mean.device)
 
     def _apply(self, fn, *args, **kwargs):
         # .to(device) moves the encoder; the embedder's own device must follow,

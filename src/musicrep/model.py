@@ -217,29 +217,41 @@ def split_segments(frames: np.ndarray, segment_frames: int = SEGMENT_FRAMES) -> 
     return frames[: n * segment_frames].reshape(n, segment_frames, frames.shape[1])
 
 
-def embed_segments(encoder: Encoder, segments: np.ndarray, *, batch_size: int = 256,
-                   device: torch.device | str | None = None) -> np.ndarray:
-    """Embeddings of raw log-mel segments [S, T, n_mels] -> float32 [S, D], ``batch_size`` at a time.
+def encode_segments(encoder: Encoder, segments: np.ndarray | torch.Tensor, *, batch_size: int = 256,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """Embeddings of raw log-mel segments [S, T, n_mels] -> float32 tensor [S, D] on ``device``.
 
-    Eval mode (BatchNorm running statistics) for the call only: an encoder lent
-    by a training loop goes back in the mode it came in. ``device``: where the
-    batches go (the encoder's own device by default).
+    ``batch_size`` segments per forward pass, each batch converted and moved on its
+    own (a long file's segments are never copied whole). Eval mode (BatchNorm
+    running statistics) for the call only: an encoder lent by a training loop, or
+    moved by an evaluation harness that never calls ``.eval()``, goes back in the
+    mode it came in. ``device``: where the batches go (the encoder's own by default).
     """
     if device is None:
         device = next(encoder.parameters()).device
+
+    def batch(i: int) -> torch.Tensor:
+        part = segments[i : i + batch_size]
+        if not isinstance(part, torch.Tensor):
+            part = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
+        return part.to(device, torch.float32)
+
     was_training = encoder.training
     encoder.eval()
-    out = []
     try:
-        with torch.inference_mode():
-            for i in range(0, len(segments), batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(segments[i : i + batch_size], dtype=np.float32))
-                out.append(encoder(batch.to(device)).float().cpu().numpy())
+        with torch.no_grad():
+            out = [encoder(batch(i)).float() for i in range(0, len(segments), batch_size)]
     finally:
         encoder.train(was_training)
     if not out:
-        return np.zeros((0, encoder.embedding_dim), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32, copy=False)
+        return torch.zeros((0, encoder.embedding_dim), dtype=torch.float32, device=device)
+    return torch.cat(out)
+
+
+def embed_segments(encoder: Encoder, segments: np.ndarray, *, batch_size: int = 256,
+                   device: torch.device | str | None = None) -> np.ndarray:
+    """:func:`encode_segments` as a float32 array [S, D] on the CPU."""
+    return encode_segments(encoder, segments, batch_size=batch_size, device=device).cpu().numpy()
 
 
 def song_embedding(encoder: Encoder, frames: np.ndarray, *, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
