@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import musicrep  # noqa: E402
-from musicrep.catalog import read_csv  # noqa: E402
-from musicrep.checkpoint import save_checkpoint  # noqa: E402
+from musicrep.data.catalog import read_csv  # noqa: E402
+from musicrep.training.checkpoint import save_checkpoint  # noqa: E402
 from musicrep.config import FeatureConfig, to_dict  # noqa: E402
-from musicrep.model import Encoder  # noqa: E402
+from musicrep.training.model import Encoder  # noqa: E402
 from musicrep.testing import synth_collection  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embed.json"

@@ -1,7 +1,7 @@
 """Feature preparation speed: ``musicrep prepare`` against decoding alone and against librosa.
 
 Decode-only is the floor no feature store can beat: the same files through the
-same loader the store uses (:func:`musicrep.audio.stream_audio`, at the
+same loader the store uses (:func:`musicrep.data.audio.stream_audio`, at the
 feature rate, with the same too-short check), on a process pool of the same
 size, started the same way, with nothing computed or written. ``prepare`` at
 0.85 of its speed or more means the log-mel and the store cost little beside
@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from musicrep import store as store_module
-from musicrep.audio import stream_audio
-from musicrep.catalog import Catalog, Track
+from musicrep.data import store as store_module
+from musicrep.data.audio import stream_audio
+from musicrep.data.catalog import Catalog, Track
 from musicrep.config import FeatureConfig
-from musicrep.store import min_samples_for, prepare
+from musicrep.data.store import min_samples_for, prepare
 from musicrep.testing import synth_song
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             prepare(catalog, store, workers=args.workers)
             ours_times.append(time.perf_counter() - t0)
-        from musicrep.store import FeatureStore
+        from musicrep.data.store import FeatureStore
 
         fs = FeatureStore(tmp / "store0")
         err = max(float(np.abs(fs.frames(p.stem) - m).max()) for p, m in zip(paths, ref))
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "prepare.json").write_text(json.dumps(figures, indent=2) + "\n")
         print(f"reference (librosa, 1 process): {ref_rate:.2f} clips/s")
-        print(f"decode only ({args.workers} workers, musicrep.audio, no features, no store): {decode_rate:.2f} clips/s")
+        print(f"decode only ({args.workers} workers, musicrep.data.audio, no features, no store): {decode_rate:.2f} clips/s")
         print(f"musicrep prepare ({args.workers} workers): {ours_rate:.2f} clips/s  (max |diff| {err:.2g}, float16 store)")
         print(f"prepare runs at {of_decode:.2f} of decode-only speed; goal >= 0.85")
         print(f"prepare: {ratio:.1f}x librosa reference")

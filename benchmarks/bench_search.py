@@ -7,7 +7,7 @@ mode measures four sets of L2-normalised 256-d vectors:
 songs
     the song embeddings (mean over 3-s segments) of the built-in corpus (the
     feature stores ``games`` and ``folk``: 2,412 songs) by the model shipped in
-    the package (:func:`musicrep.pretrained.shipped_model`).
+    the package (:func:`musicrep.inference.pretrained.shipped_model`).
 segments
     the same model's 3-s segment embeddings of those songs (52,100 vectors).
 mixture-52k, mixture-1M
@@ -28,7 +28,7 @@ mixture-52k, mixture-1M
     an index than the real vectors it was fitted to.
 
 For each set: the exact index (``IndexFlatIP``), then each approximate kind
-built by :func:`musicrep.index.build_faiss`, exactly as ``musicrep index build
+built by :func:`musicrep.inference.index.build_faiss`, exactly as ``musicrep index build
 --kind KIND`` builds it, search knob (``efSearch``, ``nprobe``) tuned there to
 recall@10 0.95 on 1,000 of the collection's vectors. Reported: build seconds
 (and tuning seconds), then queries/s and recall@10 against exact search for the
@@ -76,7 +76,13 @@ import faiss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from musicrep.index import KNOBS, build_faiss, normalize, recall_at_k, set_search_params  # noqa: E402
+from musicrep.inference.index import (
+    KNOBS,
+    build_faiss,
+    normalize,
+    recall_at_k,
+    set_search_params,
+)  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "search.json"
 CACHE = ROOT / "work" / "cache" / "bench_search"
@@ -95,8 +101,8 @@ def real_embeddings(stores, *, cache: Path) -> dict[str, np.ndarray]:
     dict with ``songs`` [n_songs, D], ``segments`` [n_segments, D] (float32, not
     normalised) and ``owner`` [n_segments] (each segment's row in ``songs``)
     """
-    from musicrep.embed import load, store_id
-    from musicrep.store import FeatureStore
+    from musicrep.inference.embed import load, store_id
+    from musicrep.data.store import FeatureStore
 
     model = load(None)
     opened = [FeatureStore(s) for s in stores]

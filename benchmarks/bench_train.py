@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from musicrep.config import load_config
-from musicrep.model import Encoder
-from musicrep.train import TrainConfig, _make_optimizer, step_losses
+from musicrep.training.model import Encoder
+from musicrep.training.train import TrainConfig, _make_optimizer, step_losses
 
 
 def matmul_rate(*, n: int = 2048, seconds: float = 2.0, dtype=torch.float32) -> float:
@@ -98,8 +98,8 @@ def synthetic_batches(config: TrainConfig, *, channels_first: bool = False):
 
 
 def store_batches(config: TrainConfig, store_path: Path, split, *, num_workers: int, prefetch: int):
-    from musicrep.sampling import ConceptSampler, SamplerSpec, batch_stream
-    from musicrep.store import FeatureStore
+    from musicrep.training.sampling import ConceptSampler, SamplerSpec, batch_stream
+    from musicrep.data.store import FeatureStore
 
     store = FeatureStore(store_path)
     sampler = ConceptSampler(store=store, split=split, concept="artist", mode="train", negatives=config.negatives)
@@ -111,9 +111,9 @@ def store_batches(config: TrainConfig, store_path: Path, split, *, num_workers: 
 
 
 def build_store(root: Path) -> tuple[Path, object]:
-    from musicrep.catalog import read_csv
-    from musicrep.splits import artist_split
-    from musicrep.store import FeatureStore, prepare
+    from musicrep.data.catalog import read_csv
+    from musicrep.data.splits import artist_split
+    from musicrep.data.store import FeatureStore, prepare
     from musicrep.testing import synth_collection
 
     catalog = synth_collection(root / "audio", n_artists=4, albums_per_artist=1, songs_per_album=6, seconds=10.0,

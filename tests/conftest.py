@@ -40,8 +40,8 @@ def tone_file(tmp_path):
 @pytest.fixture(scope="session")
 def synth_store(tmp_path_factory):
     """A prepared store of a small synthetic collection (6 artists x 2 albums x 5 songs, 8 s)."""
-    from musicrep.catalog import read_csv
-    from musicrep.store import FeatureStore, prepare
+    from musicrep.data.catalog import read_csv
+    from musicrep.data.store import FeatureStore, prepare
     from musicrep.testing import synth_collection
 
     root = tmp_path_factory.mktemp("synth")

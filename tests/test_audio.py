@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.audio import load_audio, resample, stream_audio, to_mono
+from musicrep.data.audio import load_audio, resample, stream_audio, to_mono
 from musicrep.errors import (
     AudioError,
     EmptyAudioError,

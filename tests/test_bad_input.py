@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.audio import stream_audio
-from musicrep.catalog import Catalog, Track, read_csv
+from musicrep.data.audio import stream_audio
+from musicrep.data.catalog import Catalog, Track, read_csv
 from musicrep.cli import main
 from musicrep.config import FeatureConfig
-from musicrep.datasets import from_csv, from_folder
+from musicrep.data.datasets import from_csv, from_folder
 from musicrep.errors import (
     AudioError,
     CatalogError,
@@ -39,8 +39,8 @@ from musicrep.errors import (
     TooShortAudioError,
     UnreadableAudioError,
 )
-from musicrep.features import log_mel_stream, n_frames_for
-from musicrep.store import FeatureStore, load_errors, prepare
+from musicrep.data.features import log_mel_stream, n_frames_for
+from musicrep.data.store import FeatureStore, load_errors, prepare
 from musicrep.testing import synth_collection, tag_file
 
 BAD_INPUT_KINDS: tuple[str, ...] = (
@@ -209,7 +209,7 @@ def zoo(tmp_path_factory):
 def run(zoo):
     """A tiny joint run trained on the zoo store."""
     from musicrep.config import load_config
-    from musicrep.train import TrainConfig, train
+    from musicrep.training.train import TrainConfig, train
 
     config = load_config(TrainConfig, None, [
         "concept=joint", "width=8", "epochs=1", "steps_per_epoch=2", "batch_size=4", "valid_batches=1",
@@ -340,7 +340,7 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path):
 
 @covers("artist with one song")
 def test_train_and_evaluate_finish_on_the_zoo(zoo, run):
-    from musicrep.evaluate import build_trials, holdout_runs, load_split
+    from musicrep.evaluation.holdout import build_trials, holdout_runs, load_split
 
     assert (run / "DONE").is_file()
     split = load_split(run)
@@ -358,7 +358,7 @@ def test_train_and_evaluate_finish_on_the_zoo(zoo, run):
 
 
 def test_evaluate_bad_arguments_are_named_errors(zoo, run, tmp_path, capsys):
-    from musicrep.evaluate import holdout_runs
+    from musicrep.evaluation.holdout import holdout_runs
 
     with pytest.raises(StoreError, match="nowhere"):
         holdout_runs([run], store=tmp_path / "nowhere")
@@ -374,7 +374,7 @@ def test_evaluate_bad_arguments_are_named_errors(zoo, run, tmp_path, capsys):
 def test_one_class_concept_is_a_split_error(tmp_path, capsys, concept, needle):
     # one artist with one album of 6 songs: no second class to tell apart
     cat = Catalog([Track(f"t{i}", "x.wav", artist="Only One", album="Only Album") for i in range(6)])
-    from musicrep.splits import album_split, artist_split
+    from musicrep.data.splits import album_split, artist_split
 
     split_fn = artist_split if concept == "artist" else album_split
     with pytest.raises(SplitError) as info:
@@ -396,13 +396,13 @@ def test_one_class_concept_is_a_split_error(tmp_path, capsys, concept, needle):
 
 @pytest.fixture(scope="module")
 def model(run):
-    from musicrep.embed import load
+    from musicrep.inference.embed import load
 
     return load(run)
 
 
 def test_embed_files_reports_each_bad_file_and_embeds_the_rest(zoo, model, tmp_path):
-    from musicrep.embed_job import embed_to_files
+    from musicrep.inference.embed_job import embed_to_files
 
     bad_folder = zoo["bad"]["empty file"].parent
     odd = list(zoo["odd"].values())
@@ -444,8 +444,8 @@ def test_embed_arrays(model):
 
 @covers("file that vanishes mid-run")
 def test_embed_file_deleted_mid_run_is_reported_and_the_rest_finishes(zoo, model, tmp_path, monkeypatch):
-    from musicrep.embed import EmbeddingModel
-    from musicrep.embed_job import embed_to_files
+    from musicrep.inference.embed import EmbeddingModel
+    from musicrep.inference.embed_job import embed_to_files
 
     files = []
     for i in range(3):
@@ -467,7 +467,7 @@ def test_embed_file_deleted_mid_run_is_reported_and_the_rest_finishes(zoo, model
 
 @covers("unreadable-permission file")
 def test_unreadable_file(model, tmp_path, monkeypatch):
-    from musicrep.embed_job import embed_to_files
+    from musicrep.inference.embed_job import embed_to_files
 
     locked = _write(tmp_path / "locked.wav", tone(4.0))
     good = _write(tmp_path / "good.wav", tone(4.0, freq=500.0))
@@ -476,7 +476,7 @@ def test_unreadable_file(model, tmp_path, monkeypatch):
         # root reads any file, so chmod alone blocks nothing: make os.access answer as it does for a
         # normal user (the check audio.py makes); without the patch root would just decode the file
         real_access = os.access
-        monkeypatch.setattr("musicrep.audio.os.access",
+        monkeypatch.setattr("musicrep.data.audio.os.access",
                             lambda p, mode, **kw: False if Path(p) == locked else real_access(p, mode, **kw))
     report = embed_to_files(model=model, inputs=[locked, good], out=tmp_path / "out", workers=0)
     assert report.embedded == [good]
@@ -501,7 +501,7 @@ def test_unreadable_file_in_catalog_and_prepare(tmp_path):
 
 
 def test_index_and_search_skip_bad_files(zoo, run, tmp_path, capsys):
-    from musicrep.index import SearchIndex, SearchIndexError, build_from_runs
+    from musicrep.inference.index import SearchIndex, SearchIndexError, build_from_runs
 
     bad_ids = {e["track_id"] for e in zoo["result"].errors}
     index = build_from_runs(runs={None: run}, catalog=zoo["full"], out=tmp_path / "idx")

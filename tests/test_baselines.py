@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musicrep.baselines import BASELINES, _frame_moments, _scalar_stats, check_baselines, summary_features
+from musicrep.evaluation.baselines import (
+    BASELINES,
+    _frame_moments,
+    _scalar_stats,
+    check_baselines,
+    summary_features,
+)
 from musicrep.errors import ConfigError
 
 

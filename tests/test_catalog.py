@@ -1,6 +1,6 @@
 import pytest
 
-from musicrep.catalog import Catalog, Track, read_csv, slugify
+from musicrep.data.catalog import Catalog, Track, read_csv, slugify
 from musicrep.errors import CatalogError
 
 

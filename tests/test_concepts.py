@@ -6,16 +6,16 @@ import dataclasses
 
 import pytest
 
-from musicrep.catalog import Catalog, read_csv
+from musicrep.data.catalog import Catalog, read_csv
 from musicrep.cli.train import _joint_overrides
 from musicrep.concepts import COLUMN_MARGIN, concept_key, concept_label, ordered
 from musicrep.config import load_config
 from musicrep.errors import ConfigError, SplitError
-from musicrep.evaluate import holdout_runs
-from musicrep.splits import held_out_overlap, make_splits
-from musicrep.store import FeatureStore, prepare
+from musicrep.evaluation.holdout import holdout_runs
+from musicrep.data.splits import held_out_overlap, make_splits
+from musicrep.data.store import FeatureStore, prepare
 from musicrep.testing import synth_collection
-from musicrep.train import TrainConfig, train
+from musicrep.training.train import TrainConfig, train
 
 # 6 artists x 2 albums x 5 songs; a record label signs two neighbouring artists, so
 # labels are audible through their artists' timbres (3 labels, 20 songs each)
@@ -95,7 +95,7 @@ def test_a_tagged_folder_keeps_label_composer_and_date_as_columns(tmp_path):
     from mutagen.id3 import TCOM, TDRC, TPE1, TPUB
     from test_datasets import tag_id3, write_audio
 
-    from musicrep.datasets import from_folder
+    from musicrep.data.datasets import from_folder
     from musicrep.testing import tag_file
 
     root = tmp_path / "lib"
@@ -116,7 +116,7 @@ def test_a_tagged_folder_keeps_label_composer_and_date_as_columns(tmp_path):
 def test_fma_keeps_label_and_year_as_columns(tmp_path):
     from test_datasets import fma_row, write_audio, write_fma_tracks_csv
 
-    from musicrep.datasets import from_fma
+    from musicrep.data.datasets import from_fma
 
     rows = [fma_row(2, "AWOL", "A Way Of Life", "Food", "Hip-Hop", "small", "training", album_id=1, artist_id=1,
                     **{"artist.associated_labels": "Fat Beats", "album.date_released": "2009-01-05 00:00:00"}),

@@ -18,8 +18,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.catalog import read_csv
-from musicrep.corpus import attribution, build_corpus, folk, games, list_corpora, tools, write_corpus
+from musicrep.data.catalog import read_csv
+from musicrep.data.corpus import (
+    attribution,
+    build_corpus,
+    folk,
+    games,
+    list_corpora,
+    tools,
+    write_corpus,
+)
 from musicrep.errors import CorpusError
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
@@ -415,7 +423,7 @@ def test_build_corpus_from_cached_deb_then_skips(game_trees, tmp_path, monkeypat
     """The whole build from a .deb already in the cache (no network), then a no-op rerun."""
     import subprocess
 
-    from musicrep import corpus
+    from musicrep.data import corpus
 
     pkg_root = tmp_path / "pkg"
     shutil.copytree(game_trees["fakegame-data"], pkg_root)
@@ -439,7 +447,7 @@ def test_build_corpus_from_cached_deb_then_skips(game_trees, tmp_path, monkeypat
 
 
 def test_classical_pieces_and_selection(tmp_path):
-    from musicrep.corpus import classical
+    from musicrep.data.corpus import classical
 
     pal = tmp_path / "palestrina"
     pal.mkdir()
@@ -457,7 +465,7 @@ def test_classical_pieces_and_selection(tmp_path):
 
 
 def test_album_spellings_merge():
-    from musicrep.catalog import Track
+    from musicrep.data.catalog import Track
 
     tracks = [Track("a", "p", album="UFO: Alien Invasion"), Track("b", "p", album="Ufo: Alien Invasion"),
               Track("c", "p", album="UFO: Alien Invasion"), Track("d", "p", album="Pingus")]
@@ -467,7 +475,7 @@ def test_album_spellings_merge():
 def test_missing_pretty_midi_is_one_clear_error(monkeypatch):
     import sys
 
-    from musicrep.corpus import tools
+    from musicrep.data.corpus import tools
     from musicrep.errors import CorpusError
 
     monkeypatch.setitem(sys.modules, "pretty_midi", None)  # import now raises ImportError
@@ -479,7 +487,7 @@ def test_missing_pretty_midi_is_one_clear_error(monkeypatch):
 def test_classical_render_for_real(tmp_path):
     pytest.importorskip("fluidsynth")
     music21 = pytest.importorskip("music21")
-    from musicrep.corpus import classical
+    from musicrep.data.corpus import classical
 
     paths = sorted(Path(music21.__file__).parent.joinpath("corpus", "bach").glob("bwv1.6.mxl"))[:1]
     paths += sorted(Path(music21.__file__).parent.joinpath("corpus", "bach").glob("bwv10.7.mxl"))[:1]

@@ -1,4 +1,4 @@
-"""Catalog builders (musicrep.datasets) and ``musicrep catalog``, on tiny datasets built in tmp_path."""
+"""Catalog builders (musicrep.data.datasets) and ``musicrep catalog``, on tiny datasets built in tmp_path."""
 
 from __future__ import annotations
 
@@ -12,11 +12,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.catalog import read_csv
+from musicrep.data.catalog import read_csv
 from musicrep.cli import main
-from musicrep.datasets import from_csv, from_fma, from_folder, from_gtzan, from_msd, summary_line
-from musicrep.datasets._common import clean_text, stable_ids
-from musicrep.datasets.folder import layout_fields
+from musicrep.data.datasets import (
+    from_csv,
+    from_fma,
+    from_folder,
+    from_gtzan,
+    from_msd,
+    summary_line,
+)
+from musicrep.data.datasets._common import clean_text, stable_ids
+from musicrep.data.datasets.folder import layout_fields
 from musicrep.errors import CatalogError, ConfigError
 from musicrep.testing import tag_file
 
@@ -292,7 +299,7 @@ def test_from_csv_checks_files_and_keeps_extras(tmp_path):
 
 
 def test_from_csv_keeps_line_separators_inside_quoted_values(tmp_path):
-    from musicrep.catalog import Catalog, Track
+    from musicrep.data.catalog import Catalog, Track
 
     write_audio(tmp_path / "a.wav", seconds=0.1)
     Catalog([Track("t1", str(tmp_path / "a.wav"), extra={"note": "one\ntwo p\u2028q\x85r"})]).write_csv(tmp_path / "c.csv")

@@ -12,13 +12,13 @@ import soxr
 import torch
 
 import musicrep
-from musicrep import embed as embed_mod
-from musicrep.checkpoint import save_checkpoint
+from musicrep.inference import embed as embed_mod
+from musicrep.training.checkpoint import save_checkpoint
 from musicrep.cli import main
 from musicrep.config import FeatureConfig, to_dict
-from musicrep.embed import EmbeddingModel, embed_store, find_audio
+from musicrep.inference.embed import EmbeddingModel, embed_store, find_audio
 from musicrep.errors import AudioError, TooShortAudioError, UnreadableAudioError
-from musicrep.model import Encoder, split_segments, song_embedding
+from musicrep.training.model import Encoder, split_segments, song_embedding
 
 
 def make_run(run_dir: Path, store, *, concept: str = "artist", width: int = 16, seed: int = 0) -> Path:

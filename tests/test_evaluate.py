@@ -8,18 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.catalog import Track
+from musicrep.data.catalog import Track
 from musicrep.config import FeatureConfig, to_dict
 from musicrep.errors import EvaluationError
-from musicrep.evaluate import (
+from musicrep.evaluation.holdout import (
     build_trials,
     holdout,
     holdout_runs,
     load_split,
     trial_scores,
 )
-from musicrep.splits import album_split, artist_split, held_out_overlap, make_splits, write_splits
-from musicrep.store import from_arrays as write_store
+from musicrep.data.splits import (
+    album_split,
+    artist_split,
+    held_out_overlap,
+    make_splits,
+    write_splits,
+)
+from musicrep.data.store import from_arrays as write_store
 
 SEG = 129
 N_ART, N_ALB, N_SONG = 5, 2, 4  # 5 artists x 2 albums x 4 songs = 8 songs per artist
@@ -136,7 +142,7 @@ def test_label_oracle_scores_100_and_constant_scores_chance(setup, n_neg):
 def test_encoder_is_scored_and_mapping_split_accepted(setup):
     store, _tracks, split = setup
     torch.manual_seed(0)
-    from musicrep.model import Encoder
+    from musicrep.training.model import Encoder
 
     as_map = {k: {t: p for t, _l, p in v.rows} for k, v in split.items()}
     res = holdout({"enc": Encoder(width=4)}, store=store, split=as_map, n_trials=40, concepts=("artist",))
@@ -158,8 +164,8 @@ def test_too_few_songs_for_negatives_is_a_clear_error(setup):
 
 
 def test_holdout_runs_reads_checkpoints_and_saved_splits(setup, tmp_path):
-    from musicrep.checkpoint import save_checkpoint
-    from musicrep.model import Encoder
+    from musicrep.training.checkpoint import save_checkpoint
+    from musicrep.training.model import Encoder
 
     store, _tracks, _leaky = setup
     split = make_splits(catalog=store.catalog, songs_per_artist=8, artist_valid=2, artist_test=2,
@@ -188,8 +194,8 @@ def test_holdout_runs_reads_checkpoints_and_saved_splits(setup, tmp_path):
 
 def test_holdout_refuses_runs_whose_splits_leak_into_each_other(setup, tmp_path, capsys):
     """Independently drawn artist and album splits put artist-test songs into album training."""
-    from musicrep.checkpoint import save_checkpoint
-    from musicrep.model import Encoder
+    from musicrep.training.checkpoint import save_checkpoint
+    from musicrep.training.model import Encoder
 
     store, _tracks, leaky = setup
     assert held_out_overlap(leaky)
@@ -218,7 +224,7 @@ def test_holdout_refuses_runs_whose_splits_leak_into_each_other(setup, tmp_path,
 
 
 def test_song_bootstrap_is_wide_when_few_songs_carry_many_trials():
-    from musicrep.evaluate import song_bootstrap
+    from musicrep.evaluation.holdout import song_bootstrap
 
     # 1,000 trials, but only 4 songs: two always right, two always wrong
     credit = np.repeat([1.0, 1.0, 0.0, 0.0], 250)

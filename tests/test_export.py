@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.checkpoint import save_checkpoint
+from musicrep.training.checkpoint import save_checkpoint
 from musicrep.cli import main
 from musicrep.config import FeatureConfig, to_dict
-from musicrep.embed import load
-from musicrep.export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
-from musicrep.model import Encoder
+from musicrep.inference.embed import load
+from musicrep.inference.export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
+from musicrep.training.model import Encoder
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from musicrep.config import FeatureConfig
-from musicrep.features import hz_to_mel, log_mel, log_mel_stream, mel_filterbank, mel_to_hz, n_frames_for
+from musicrep.data.features import (
+    hz_to_mel,
+    log_mel,
+    log_mel_stream,
+    mel_filterbank,
+    mel_to_hz,
+    n_frames_for,
+)
 
 librosa = pytest.importorskip("librosa")
 

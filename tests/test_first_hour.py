@@ -16,7 +16,12 @@ import pytest
 from musicrep import progress
 from musicrep.cli import build_parser, main
 from musicrep.errors import ConfigError
-from musicrep.profiles import auto_settings, profile_settings, resolve_config_file, train_config
+from musicrep.training.profiles import (
+    auto_settings,
+    profile_settings,
+    resolve_config_file,
+    train_config,
+)
 
 TINY = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=3", "valid_batches=1",
         "songs_per_artist=10", "tensorboard=false", "seed=3", "threads=1"]
@@ -25,7 +30,7 @@ ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
 
 def _catalog(spec: dict[str, int], *, albums_of: int = 5) -> list:
     """Tracks: artist -> song count; albums of ``albums_of`` songs within each artist."""
-    from musicrep.catalog import Track
+    from musicrep.data.catalog import Track
 
     return [Track(f"{a}-{i:03d}", f"{a}/{i}.flac", artist=a, album=f"{a} {i // albums_of}")
             for a, n in spec.items() for i in range(n)]
@@ -130,12 +135,12 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(monkeypatch):
 
 def test_train_says_what_each_concept_used(synth_store, tmp_path, caplog):
     from musicrep.config import load_config
-    from musicrep.train import TrainConfig, train
+    from musicrep.training.train import TrainConfig, train
 
-    with caplog.at_level(logging.INFO, logger="musicrep.train"):
+    with caplog.at_level(logging.INFO, logger="musicrep.training.train"):
         train(synth_store.path, tmp_path / "run", load_config(TrainConfig, None, TINY + ["epochs=1"]))
     line = next(r.getMessage() for r in caplog.records
-                if r.name == "musicrep.train" and r.getMessage().startswith("artist split:"))
+                if r.name == "musicrep.training.train" and r.getMessage().startswith("artist split:"))
     assert line.startswith("artist split: 60 songs of 6 artists (36 train, 12 valid, 12 test); 0 of the catalog's 60")
 
 

@@ -18,15 +18,25 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep import audio, report
-from musicrep.audio import capture_decoder_output, load_audio, stream_audio
-from musicrep.catalog import display_width, fit_column, read_csv
-from musicrep.datasets import from_folder
+from musicrep.data import audio
+from musicrep.report import render as report
+from musicrep.data.audio import capture_decoder_output, load_audio, stream_audio
+from musicrep.data.catalog import display_width, fit_column, read_csv
+from musicrep.data.datasets import from_folder
 from musicrep.errors import UnreadableAudioError
-from musicrep.report import HELD_OUT, TRAIN, UNUSED, EmbeddingMap, plot_confusion, plot_curves, plot_map, split_roles
-from musicrep.splits import Split, write_splits
+from musicrep.report.render import (
+    HELD_OUT,
+    TRAIN,
+    UNUSED,
+    EmbeddingMap,
+    plot_confusion,
+    plot_curves,
+    plot_map,
+    split_roles,
+)
+from musicrep.data.splits import Split, write_splits
 from musicrep.testing import tag_file
-from musicrep.transfer import ProbeResult, TransferResult
+from musicrep.evaluation.transfer import ProbeResult, TransferResult
 
 SR = 22050
 HAS_FFMPEG = shutil.which("ffmpeg") is not None
@@ -65,7 +75,7 @@ def write_wav(path: Path, seconds: float = 0.2) -> Path:
 @needs_mp3
 def test_decoder_notes_become_one_debug_line_not_stderr(tmp_path, capfd, caplog):
     path = damaged_mp3(tmp_path / "resync.mp3", junk=FALSE_SYNC, at=1 / 3)
-    with caplog.at_level(logging.DEBUG, logger="musicrep.audio"):
+    with caplog.at_level(logging.DEBUG, logger="musicrep.data.audio"):
         y = load_audio(path)
     assert capfd.readouterr().err == ""  # mpg123's "Note: Illegal Audio-MPEG-Header ..." used to land here
     said = [r.getMessage() for r in caplog.records if "the decoder said" in r.getMessage()]
@@ -125,7 +135,7 @@ def test_descriptor_redirect_where_c_stderr_cannot_be_swapped(tmp_path, capfd, c
     """The fallback of worker processes on other C libraries: file descriptor 2 itself."""
     path = damaged_mp3(tmp_path / "resync.mp3", junk=FALSE_SYNC, at=1 / 3)
     monkeypatch.setattr(audio._CAPTURE, "mode", "fd")
-    with caplog.at_level(logging.DEBUG, logger="musicrep.audio"):
+    with caplog.at_level(logging.DEBUG, logger="musicrep.data.audio"):
         load_audio(path)
     assert capfd.readouterr().err == ""
     assert any("Illegal Audio-MPEG-Header" in r.getMessage() for r in caplog.records)
@@ -152,8 +162,8 @@ def test_a_child_forked_during_a_capture_writes_to_the_real_stderr(capfd):
 
 @needs_mp3
 def test_prepare_workers_keep_decoder_notes_off_stderr(tmp_path, capfd):
-    from musicrep.catalog import Catalog, Track
-    from musicrep.store import prepare
+    from musicrep.data.catalog import Catalog, Track
+    from musicrep.data.store import prepare
 
     path = damaged_mp3(tmp_path / "resync.mp3", junk=FALSE_SYNC, at=1 / 3, seconds=6.0)
     prepare(Catalog([Track(track_id="t", path=str(path))]), tmp_path / "store", workers=1)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from musicrep import hear
-from musicrep.checkpoint import save_checkpoint
+from musicrep.training.checkpoint import save_checkpoint
 from musicrep.config import FeatureConfig
 from musicrep.errors import AudioError, ConfigError
-from musicrep.model import Encoder
+from musicrep.training.model import Encoder
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from musicrep.cli import main
-from musicrep.embed import embed_store, load
-from musicrep.index import SearchIndex, SearchIndexError, build_faiss, build_from_runs, build_index, normalize, parse_runs
+from musicrep.inference.embed import embed_store, load
+from musicrep.inference.index import (
+    SearchIndex,
+    SearchIndexError,
+    build_faiss,
+    build_from_runs,
+    build_index,
+    normalize,
+    parse_runs,
+)
 
 from test_embed import make_run
 
@@ -67,7 +75,7 @@ def test_approximate_index_records_measured_recall(tmp_path, rng):
     n, dim = 4000, 32
     centres = rng.normal(size=(40, dim))
     vectors = normalize(centres[rng.integers(0, 40, n)] + 0.5 * rng.normal(size=(n, dim)))
-    # kind="hnsw" named: "auto" builds musicrep.index.AUTO_KIND (IVF-Flat since the catalogue-scale benchmark)
+    # kind="hnsw" named: "auto" builds musicrep.inference.index.AUTO_KIND (IVF-Flat since the catalogue-scale benchmark)
     index, info = build_faiss(vectors, kind="hnsw", exact_max=1000, hnsw_m=16, ef_construction=80, n_queries=300)
     assert info["kind"] == "hnsw" and info["recall_queries"] == 300
     assert info["recall_at_10"] >= 0.95 and info["recall_at_10"] == info["recall_curve"][str(info["params"]["efSearch"])]
@@ -144,8 +152,8 @@ def test_index_cli(synth_store, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_trained_artist_model_puts_same_artist_first(synth_store, tmp_path):
-    """End to end: a tiny artist model trained by musicrep.train, indexed, searched."""
-    train = pytest.importorskip("musicrep.train")
+    """End to end: a tiny artist model trained by musicrep.training.train, indexed, searched."""
+    train = pytest.importorskip("musicrep.training.train")
     config = train.TrainConfig(concept="artist", width=16, batch_size=16, epochs=1, steps_per_epoch=20,
                                valid_batches=2, songs_per_artist=10, artist_valid=1, artist_test=1,
                                optimizer="adam", lr=0.003, tensorboard=False, seed=0,
@@ -221,7 +229,7 @@ def test_ivf_filter_looks_beyond_the_probed_lists(tmp_path, rng):
 
 
 def test_auto_kind_above_the_exact_limit_and_a_mislabelled_ivf_file(tmp_path, rng):
-    from musicrep.index import AUTO_KIND
+    from musicrep.inference.index import AUTO_KIND
 
     vectors = _mixture(rng, 3000, dim=16)
     _, info = build_faiss(vectors, kind="auto", exact_max=1000, n_queries=200)

@@ -20,11 +20,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from musicrep.checkpoint import read_checkpoint, save_checkpoint
+from musicrep.training.checkpoint import read_checkpoint, save_checkpoint
 from musicrep.cli import main
 from musicrep.config import FeatureConfig, load_config, to_dict
-from musicrep.model import Encoder
-from musicrep.train import TrainConfig, train
+from musicrep.training.model import Encoder
+from musicrep.training.train import TrainConfig, train
 
 ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
 TRAIN_SETTINGS = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=12", "epochs=6",

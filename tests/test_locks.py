@@ -73,7 +73,7 @@ def test_reentrant_in_one_process_and_outside_the_folder(tmp_path):
 
 def test_the_sweep_and_the_main_job_lock_their_folders(tmp_path):
     from musicrep.pipeline import profile_config, run_pipeline
-    from musicrep.sweep import run_sweep
+    from musicrep.evaluation.sweep import run_sweep
 
     for name, job in [
         ("sweep", lambda folder: run_sweep(kind="margin_artist", values=[0.1], store=tmp_path / "store",

@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from musicrep.losses import (accuracy, candidate_similarities, hinge_loss, info_nce, joint_loss, masked_accuracy,
-                            masked_hinge, similarities)
+from musicrep.training.losses import (
+    accuracy,
+    candidate_similarities,
+    hinge_loss,
+    info_nce,
+    joint_loss,
+    masked_accuracy,
+    masked_hinge,
+    similarities,
+)
 
 
 def _unit(deg: float) -> list[float]:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from musicrep.model import Encoder, SlotBatchNorm1d
+from musicrep.training.model import Encoder, SlotBatchNorm1d
 
 
 def test_per_slot_batchnorm_equals_separate_passes():
@@ -53,7 +53,7 @@ def test_authors_init_and_batchnorm_constants():
 
 def test_legacy_checkpoints_still_load(tmp_path):
     """A checkpoint written before conv_bias/bn_eps were recorded had PyTorch's layers."""
-    from musicrep.checkpoint import load_encoder, save_checkpoint
+    from musicrep.training.checkpoint import load_encoder, save_checkpoint
     from musicrep.config import FeatureConfig, to_dict
 
     old = Encoder(width=8, n_mels=128, conv_bias=False, bn_eps=1e-5, init="torch")

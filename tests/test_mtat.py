@@ -1,4 +1,4 @@
-"""MagnaTagATune's catalog (musicrep.datasets.mtat) on a tiny tree in its own layout, built in tmp_path."""
+"""MagnaTagATune's catalog (musicrep.data.datasets.mtat) on a tiny tree in its own layout, built in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from musicrep.catalog import read_csv
+from musicrep.data.catalog import read_csv
 from musicrep.cli import main
-from musicrep.datasets import from_mtat
-from musicrep.datasets.mtat import REFERENCE_TOP50, SPLIT_OF_FOLDER, top_tags
+from musicrep.data.datasets import from_mtat
+from musicrep.data.datasets.mtat import REFERENCE_TOP50, SPLIT_OF_FOLDER, top_tags
 from musicrep.errors import CatalogError, ConfigError
 from musicrep.testing import synth_song
 
@@ -119,7 +119,7 @@ def test_untagged_clips_are_kept_when_asked(mtat):
 
 def test_missing_and_empty_audio_are_skipped_by_name(mtat, caplog):
     skipped = []
-    with caplog.at_level(logging.WARNING, logger="musicrep.datasets.mtat"):
+    with caplog.at_level(logging.WARNING, logger="musicrep.data.datasets.mtat"):
         from_mtat(mtat, top=3, skipped=skipped)
     by_reason = {s.reason: s for s in skipped}
     assert by_reason["no audio file"].item == str(mtat / mp3_path(MISSING))
@@ -169,7 +169,7 @@ def test_top_tags_ties_and_the_reference_check(caplog):
     # a full-size file whose top 50 is the reference's: no warning; another 50: a warning naming them
     names = [*REFERENCE_TOP50, *(f"other{i}" for i in range(188 - 50))]
     ref_rows = [("1", "0/a.mp3", [1] * 50 + [0] * 138)]
-    with caplog.at_level(logging.WARNING, logger="musicrep.datasets.mtat"):
+    with caplog.at_level(logging.WARNING, logger="musicrep.data.datasets.mtat"):
         assert top_tags(names, ref_rows, top=50) == list(REFERENCE_TOP50)
         assert "differ" not in caplog.text
         top_tags(names, [("1", "0/a.mp3", [0] * 138 + [1] * 50)], top=50)

@@ -7,11 +7,18 @@ import json
 import pytest
 import torch
 
-from musicrep.checkpoint import load_encoder, read_checkpoint
+from musicrep.training.checkpoint import load_encoder, read_checkpoint
 from musicrep.config import load_config
 from musicrep.errors import CheckpointError
-from musicrep.pretrained import CARD_JSON, CARD_MD, MODEL_FILE, package_model, sha256, shipped_model
-from musicrep.train import TrainConfig, train
+from musicrep.inference.pretrained import (
+    CARD_JSON,
+    CARD_MD,
+    MODEL_FILE,
+    package_model,
+    sha256,
+    shipped_model,
+)
+from musicrep.training.train import TrainConfig, train
 
 TINY = ["concept=joint", "width=8", "negatives=1", "batch_size=4", "steps_per_epoch=2", "epochs=1",
         "valid_batches=1", "songs_per_artist=10", "songs_per_album=5", "tensorboard=false", "threads=1"]

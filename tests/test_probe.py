@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from musicrep.errors import ConfigError
-from musicrep.probe import (
+from musicrep.evaluation.probe import (
     ProbeConfig,
     ProbeResult,
     fit_sgd_probe,

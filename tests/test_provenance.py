@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from musicrep.catalog import Track
+from musicrep.data.catalog import Track
 from musicrep.config import FeatureConfig
-from musicrep.provenance import training_songs, transfer_overlap
-from musicrep.splits import Split
-from musicrep.store import from_arrays as write_store
+from musicrep.evaluation.provenance import training_songs, transfer_overlap
+from musicrep.data.splits import Split
+from musicrep.data.store import from_arrays as write_store
 
 N = 12  # training-store songs t0..t11, 20 frames each
 

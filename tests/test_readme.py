@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from musicrep.catalog import read_csv
+from musicrep.data.catalog import read_csv
 from musicrep.config import load_config
-from musicrep.index import build_from_runs
-from musicrep.store import prepare
+from musicrep.inference.index import build_from_runs
+from musicrep.data.store import prepare
 from musicrep.testing import synth_collection, synth_song
-from musicrep.train import TrainConfig, train
+from musicrep.training.train import TrainConfig, train
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from musicrep.errors import EvaluationError
-from musicrep.retrieval import (
+from musicrep.evaluation.retrieval import (
     RetrievalResult,
     average_precision,
     precision_at_k,
@@ -91,7 +91,7 @@ TRAIN = ["width=8", "negatives=2", "batch_size=4", "steps_per_epoch=2", "valid_b
 def runs(synth_store, tmp_path_factory):
     """Tiny trained artist, album and joint runs on the shared synthetic store (one split)."""
     from musicrep.config import load_config
-    from musicrep.train import TrainConfig, train
+    from musicrep.training.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("retrieval-runs")
     out = []
@@ -101,7 +101,7 @@ def runs(synth_store, tmp_path_factory):
 
 
 def test_the_runner_measures_every_space_on_the_held_out_songs(runs, synth_store, tmp_path):
-    from musicrep.evaluate import load_split
+    from musicrep.evaluation.holdout import load_split
 
     out = tmp_path / "res" / "retrieval.json"
     res = retrieval_runs(runs, store=synth_store, out=out, baselines=("random", "mfcc"))
@@ -127,7 +127,7 @@ def test_the_runner_measures_every_space_on_the_held_out_songs(runs, synth_store
 def test_runs_trained_on_pool_songs_are_refused(runs, synth_store, tmp_path):
     import shutil
 
-    from musicrep.splits import artist_split
+    from musicrep.data.splits import artist_split
 
     leaky = tmp_path / "leaky"
     shutil.copytree(runs[0], leaky)
@@ -168,7 +168,7 @@ def _result() -> RetrievalResult:
 
 
 def test_the_report_has_the_retrieval_table_only_when_there_is_a_result(tmp_path):
-    from musicrep.report import write_report
+    from musicrep.report.render import write_report
 
     text = write_report(tmp_path / "with", retrieval=_result()).read_text()
     assert "## Retrieval: same-artist / same-album songs" in text
@@ -184,7 +184,7 @@ def test_the_report_has_the_retrieval_table_only_when_there_is_a_result(tmp_path
 
 
 def test_the_main_jobs_report_stage_renders_retrieval_json_when_it_exists(tmp_path):
-    from musicrep.evaluate import HoldoutResult
+    from musicrep.evaluation.holdout import HoldoutResult
     from musicrep.pipeline import Stages, _report, profile_config
 
     results = tmp_path / "results"

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.catalog import Catalog, Track, read_csv
+from musicrep.data.catalog import Catalog, Track, read_csv
 from musicrep.cli import main
-from musicrep.datasets import from_csv
+from musicrep.data.datasets import from_csv
 from musicrep.errors import CatalogError
-from musicrep.store import FeatureStore
+from musicrep.data.store import FeatureStore
 
 
 def write_audio(path: Path, seconds: float = 3.5) -> Path:
@@ -55,7 +55,7 @@ def test_labels_that_only_look_different_are_one_label(tmp_path):
     assert {t.genre for t in folded} == {"r&b", "pop"}
     # built in memory (the dataset builders, a store's index) the same holds
     assert Track("x", "a.wav", artist="Beyonce\u0301 \u200b").artist == "Beyonc\u00e9"
-    from musicrep.catalog import normalize_label
+    from musicrep.data.catalog import normalize_label
 
     assert normalize_label("ABBA", casefold=True) == normalize_label("Abba", casefold=True)
 

@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.catalog import Catalog, Track, read_csv
+from musicrep.data.catalog import Catalog, Track, read_csv
 from musicrep.cli import main
 from musicrep.errors import FolderLockedError, StoreError
-from musicrep.features import n_frames_for
-from musicrep.store import FeatureStore, from_arrays, load_errors, prepare
+from musicrep.data.features import n_frames_for
+from musicrep.data.store import FeatureStore, from_arrays, load_errors, prepare
 
 SR = 22050
 ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
@@ -40,8 +40,8 @@ HAS_FFMPEG = shutil.which("ffmpeg") is not None
 # store is being written and what by. argv: catalog store started release workers
 HELD_PREPARE = """
 import os, sys, time, pathlib
-import musicrep.store as store
-from musicrep.catalog import read_csv
+import musicrep.data.store as store
+from musicrep.data.catalog import read_csv
 catalog, out, started, release, workers = sys.argv[1:]
 store._start_method = lambda: "fork"  # workers inherit the waiting decoder
 real = store.compute_track
@@ -59,8 +59,8 @@ store.prepare(read_csv(catalog), out, workers=int(workers))
 # "append" as the parts are about to be appended, "done" just before DONE.
 KILLED_PREPARE = """
 import os, signal, sys
-import musicrep.store as store
-from musicrep.catalog import read_csv
+import musicrep.data.store as store
+from musicrep.data.catalog import read_csv
 catalog, out, where = sys.argv[1:]
 def kill(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -262,7 +262,7 @@ def test_index_rows_are_checked_with_exact_integers(small_store, row):
 
 
 def test_duplicate_audio_is_grouped_and_older_stores_still_open(tmp_path):
-    from musicrep.store import duplicate_groups
+    from musicrep.data.store import duplicate_groups
 
     a = tone(tmp_path / "a.wav", 440, subtype="PCM_16")
     sf.write(tmp_path / "a.flac", sf.read(a, dtype="int16")[0], SR, subtype="PCM_16")  # same samples, other container
@@ -289,7 +289,7 @@ def test_duplicate_audio_is_grouped_and_older_stores_still_open(tmp_path):
 
 
 def test_disk_full_is_a_store_error_and_a_rerun_resumes(tmp_path, monkeypatch):
-    import musicrep.store as store_module
+    import musicrep.data.store as store_module
 
     tracks = Catalog([Track(f"t{i}", str(tone(tmp_path / f"{i}.wav", 300 + 200 * i))) for i in range(2)])
     out = tmp_path / "store"

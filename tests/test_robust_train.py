@@ -14,13 +14,13 @@ import types
 import pytest
 import torch
 
-import musicrep.train as train_module
-from musicrep.checkpoint import read_checkpoint, save_checkpoint
+import musicrep.training.train as train_module
+from musicrep.training.checkpoint import read_checkpoint, save_checkpoint
 from musicrep.config import load_config
 from musicrep.errors import ConfigError, DiskFullError, TrainingError
 from musicrep.testing import synth_collection
 from test_train import _torchrun as torchrun
-from musicrep.train import TrainConfig, train
+from musicrep.training.train import TrainConfig, train
 
 SETTINGS = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=4", "epochs=2",
             "valid_batches=1", "songs_per_artist=10", "tensorboard=false", "seed=3"]
@@ -145,9 +145,9 @@ def test_the_same_audio_under_two_ids_is_never_trained_on_and_held_out(tmp_path)
     import dataclasses
     import shutil
 
-    from musicrep.catalog import Catalog, read_csv
-    from musicrep.splits import load_splits
-    from musicrep.store import duplicate_groups, prepare
+    from musicrep.data.catalog import Catalog, read_csv
+    from musicrep.data.splits import load_splits
+    from musicrep.data.store import duplicate_groups, prepare
 
     catalog = read_csv(synth_collection(tmp_path / "audio", n_artists=4, albums_per_artist=2, songs_per_album=5,
                                         seconds=4.0))
@@ -177,7 +177,7 @@ def test_a_two_process_run_resumed_as_two_processes_equals_the_uninterrupted_one
     store = ["--store", str(synth_store.path)]
     err = _torchrun(store + ["-o", str(tmp_path / "whole"), *settings, "--set=epochs=3"])
     # one epoch line per epoch (from rank 0), with the loss averaged over the ranks
-    lines = [ln for ln in err.splitlines() if "musicrep.train: epoch 1:" in ln]
+    lines = [ln for ln in err.splitlines() if "musicrep.training.train: epoch 1:" in ln]
     assert len(lines) == 1
     with open(tmp_path / "whole" / "metrics.csv", newline="") as fh:
         first = next(csv.DictReader(fh))

@@ -9,10 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musicrep.catalog import Catalog, Track
+from musicrep.data.catalog import Catalog, Track
 from musicrep.errors import SplitError
-from musicrep.sampling import ConceptSampler, batch_stream, make_batches, min_track_gap
-from musicrep.splits import album_split, artist_split
+from musicrep.training.sampling import (
+    ConceptSampler,
+    batch_stream,
+    make_batches,
+    min_track_gap,
+)
+from musicrep.data.splits import album_split, artist_split
 
 T = 129
 

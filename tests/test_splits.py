@@ -6,9 +6,16 @@ from collections import Counter
 
 import pytest
 
-from musicrep.catalog import Catalog, Track
+from musicrep.data.catalog import Catalog, Track
 from musicrep.errors import SplitError
-from musicrep.splits import Split, album_split, artist_split, load_splits, track_split, write_splits
+from musicrep.data.splits import (
+    Split,
+    album_split,
+    artist_split,
+    load_splits,
+    track_split,
+    write_splits,
+)
 
 
 def _catalog(n_artists=5, songs=12, albums_per_artist=2, unknown=7) -> Catalog:
@@ -96,7 +103,7 @@ def _crossed_catalog(seed: int = 0) -> Catalog:
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_held_out_songs_are_held_out_in_every_concept(seed):
-    from musicrep.splits import held_out_overlap, make_splits
+    from musicrep.data.splits import held_out_overlap, make_splits
 
     cat = _crossed_catalog(seed)
     splits = make_splits(catalog=cat, songs_per_artist=10, artist_valid=2, artist_test=2, songs_per_album=8,
@@ -117,7 +124,7 @@ def test_held_out_songs_are_held_out_in_every_concept(seed):
 
 
 def test_single_concept_and_joint_runs_share_their_splits():
-    from musicrep.splits import make_splits
+    from musicrep.data.splits import make_splits
 
     cat = _crossed_catalog(0)
     kw = {"songs_per_artist": 10, "songs_per_album": 8, "seed": 3}

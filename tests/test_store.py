@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from musicrep.catalog import Catalog, Track, read_csv
+from musicrep.data.catalog import Catalog, Track, read_csv
 from musicrep.config import FeatureConfig
 from musicrep.errors import StoreError
-from musicrep.features import log_mel
-from musicrep.audio import load_audio
-from musicrep.store import FeatureStore, load_errors, prepare
+from musicrep.data.features import log_mel
+from musicrep.data.audio import load_audio
+from musicrep.data.store import FeatureStore, load_errors, prepare
 from musicrep.testing import synth_collection
 
 
@@ -165,8 +165,8 @@ def test_workers_that_cannot_start_give_a_clear_error(tmp_path):
     # script read from stdin cannot be re-imported.
     script = (
         "import torch\n"
-        "from musicrep.catalog import Catalog, Track\n"
-        "from musicrep.store import prepare\n"
+        "from musicrep.data.catalog import Catalog, Track\n"
+        "from musicrep.data.store import prepare\n"
         f"prepare(Catalog([Track('a', {str(tmp_path / 'x.wav')!r})]), {str(tmp_path / 's')!r}, workers=1)\n"
     )
     proc = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True, cwd=tmp_path)
@@ -177,7 +177,7 @@ def test_workers_that_cannot_start_give_a_clear_error(tmp_path):
 def test_from_arrays_round_trip(tmp_path, rng):
     frames = [rng.standard_normal((200 + i, 128)).astype(np.float32) for i in range(3)]
     tracks = [Track(f"t{i}", f"/x/{i}.wav", artist=f"A{i}", extra={"split": "train"}) for i in range(3)]
-    from musicrep.store import from_arrays
+    from musicrep.data.store import from_arrays
 
     store = from_arrays(tmp_path / "s", tracks, frames)
     assert store.track_ids == ["t0", "t1", "t2"]
@@ -192,7 +192,7 @@ def test_from_arrays_round_trip(tmp_path, rng):
 def test_start_method_follows_torch(monkeypatch):
     import multiprocessing as mp
 
-    from musicrep import store as store_module
+    from musicrep.data import store as store_module
 
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch") or object())
     assert store_module._start_method() == "spawn"
@@ -202,7 +202,7 @@ def test_start_method_follows_torch(monkeypatch):
 
 
 def test_a_worker_that_dies_costs_only_its_track(collection, tmp_path, monkeypatch):
-    import musicrep.store as store_module
+    import musicrep.data.store as store_module
 
     real = store_module.compute_track
     victim = collection[1].path

@@ -11,18 +11,26 @@ import pytest
 import torch
 import yaml
 
-from musicrep.catalog import Track
-from musicrep.checkpoint import save_checkpoint
+from musicrep.data.catalog import Track
+from musicrep.training.checkpoint import save_checkpoint
 from musicrep.config import save_config, to_dict
 from musicrep.errors import ConfigError, SplitError
-from musicrep.model import Encoder, ModelConfig
-from musicrep.splits import artist_split, write_splits
-from musicrep.store import FeatureStore
-from musicrep.store import from_arrays as write_store
-from musicrep.sweep import (SweepPoint, SweepResult, format_value, load_sweep, point_config, point_name,
-                            read_validation, run_sweep)
-from musicrep.train import TrainConfig
-from musicrep.transfer import TransferConfig
+from musicrep.training.model import Encoder, ModelConfig
+from musicrep.data.splits import artist_split, write_splits
+from musicrep.data.store import FeatureStore
+from musicrep.data.store import from_arrays as write_store
+from musicrep.evaluation.sweep import (
+    SweepPoint,
+    SweepResult,
+    format_value,
+    load_sweep,
+    point_config,
+    point_name,
+    read_validation,
+    run_sweep,
+)
+from musicrep.training.train import TrainConfig
+from musicrep.evaluation.transfer import TransferConfig
 
 FAST = TransferConfig(seeds=(0,), l2_grid=(1e-3,), lr_grid=(1e-2,), probe_epochs=20, probe_eval_every=10)
 
@@ -41,7 +49,7 @@ def store(tmp_path_factory):
 
 
 class FakeTrain:
-    """Stands in for musicrep.train.train: writes a finished run (best.pt, split, config.yaml,
+    """Stands in for musicrep.training.train.train: writes a finished run (best.pt, split, config.yaml,
     metrics.csv) and counts its calls.
 
     ``valid(config)`` gives the run's validation rows [(valid_loss, valid_acc), ...], one per epoch.
@@ -231,7 +239,7 @@ def test_read_validation_takes_the_best_checkpoint_of_the_runs_monitor(tmp_path)
 
 
 def test_selection_uses_validation_accuracy_not_the_test(store, tmp_path, monkeypatch):
-    import musicrep.evaluate as evaluate
+    import musicrep.evaluation.holdout as evaluate
 
     # (valid_loss, valid_acc) per epoch. Each wrong rule picks another margin: the lowest validation
     # loss picks 0.1 (a smaller margin gives a smaller hinge loss), the best accuracy of any epoch
@@ -335,7 +343,7 @@ def test_cli_parses_any_setting_and_the_transfer_store_is_optional():
 
 
 def test_cli_margin_sweep_prints_the_selected_value(store, tmp_path, capsys, monkeypatch):
-    import musicrep.train as train_module
+    import musicrep.training.train as train_module
     from musicrep.cli import main
 
     fake = FakeTrain(valid=lambda config: [(config.margin_artist, 0.9 - abs(config.margin_artist - 0.4))])

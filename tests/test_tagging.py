@@ -1,4 +1,4 @@
-"""The multi-label tagging probe (musicrep.tagging): metrics, probe, labels and split, the CLI end to end."""
+"""The multi-label tagging probe (musicrep.evaluation.tagging): metrics, probe, labels and split, the CLI end to end."""
 
 from __future__ import annotations
 
@@ -9,14 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.catalog import Track
+from musicrep.data.catalog import Track
 from musicrep.cli import main
 from musicrep.config import load_config
 from musicrep.errors import ConfigError
 from musicrep.errors import EvaluationError
-from musicrep.store import from_arrays as write_store
-from musicrep.tagging import (
-    TaggingConfig, TaggingResult, average_precision, macro_scores, roc_auc, tag_matrix, tag_probe, tagging,
+from musicrep.data.store import from_arrays as write_store
+from musicrep.evaluation.tagging import (
+    TaggingConfig,
+    TaggingResult,
+    average_precision,
+    macro_scores,
+    roc_auc,
+    tag_matrix,
+    tag_probe,
+    tagging,
     tagging_split,
 )
 from test_mtat import make_mtat
@@ -153,7 +160,7 @@ def test_tagging_on_a_store_whose_tags_are_audible(tmp_path):
         frames.append(f)
     store = write_store(tmp_path / "tagged", tracks, frames)
     torch.manual_seed(0)
-    from musicrep.model import Encoder
+    from musicrep.training.model import Encoder
 
     res = tagging({"enc": Encoder(width=4)}, store=store, config=FAST, dataset="toy")
     assert res.tags == ["loud", "low"] and res.skipped_tags == [] and res.counts == {"train": 24, "valid": 4, "test": 8}
@@ -171,10 +178,10 @@ def test_tagging_on_a_store_whose_tags_are_audible(tmp_path):
 
 def _run_folder(root, *, train_ids):
     """A finished run folder by hand (an untrained encoder) whose split trains on ``train_ids``."""
-    from musicrep.checkpoint import save_checkpoint
+    from musicrep.training.checkpoint import save_checkpoint
     from musicrep.config import FeatureConfig, to_dict
-    from musicrep.model import Encoder
-    from musicrep.splits import Split
+    from musicrep.training.model import Encoder
+    from musicrep.data.splits import Split
 
     root.mkdir(parents=True)
     torch.manual_seed(0)

@@ -13,15 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.catalog import read_csv
-from musicrep.checkpoint import load_encoder, read_checkpoint
+from musicrep.data.catalog import read_csv
+from musicrep.training.checkpoint import load_encoder, read_checkpoint
 from musicrep.config import load_config
 from musicrep.errors import CheckpointError, ConfigError
-from musicrep.sampling import ConceptSampler, SamplerSpec, batch_stream, make_batches
-from musicrep.splits import load_splits
-from musicrep.store import FeatureStore, prepare
+from musicrep.training.sampling import (
+    ConceptSampler,
+    SamplerSpec,
+    batch_stream,
+    make_batches,
+)
+from musicrep.data.splits import load_splits
+from musicrep.data.store import FeatureStore, prepare
 from musicrep.testing import synth_collection
-from musicrep.train import TrainConfig, train
+from musicrep.training.train import TrainConfig, train
 
 SMALL = ["songs_per_artist=6", "songs_per_album=5", "negatives=4", "batch_size=16", "valid_batches=4",
          "tensorboard=false", "seed=0", "threads=1"]  # 1 thread: a shared 2-core box stalls 2 OpenMP threads
@@ -137,7 +142,7 @@ def test_two_process_ddp_ends_with_identical_weights(store, tmp_path):
 
 
 def test_early_stopping_keeps_the_best_checkpoint(store, tmp_path, monkeypatch):
-    import musicrep.train as train_module
+    import musicrep.training.train as train_module
 
     scripted = iter([0.9, 0.7, 0.8, 0.75, 0.1])  # improves at epoch 2, then not for 2 epochs
 
@@ -172,7 +177,7 @@ def test_stale_checkpoint_temps_are_removed_when_a_run_starts(store, tmp_path):
 _DDP_STEP = '''
 import sys, torch, torch.distributed as dist
 from musicrep.config import load_config
-from musicrep.train import TrainConfig, _make_optimizer, make_encoder, train_step
+from musicrep.training.train import TrainConfig, _make_optimizer, make_encoder, train_step
 dist.init_process_group("gloo")
 torch.set_num_threads(1)
 config = load_config(TrainConfig, None, sys.argv[3:])
@@ -191,7 +196,7 @@ dist.destroy_process_group()
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_path, reduction):
-    from musicrep.train import _make_optimizer, make_encoder, train_step
+    from musicrep.training.train import _make_optimizer, make_encoder, train_step
 
     settings = ["concept=joint", "width=8", "negatives=2", f"loss_reduction={reduction}", "lr=0.01", "l2_conv=0.01"]
     torch.manual_seed(5)
@@ -221,7 +226,7 @@ def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_p
 
 
 def test_lr_decays_per_step_and_l2_pulls_the_kernels(store, tmp_path):
-    from musicrep.train import _make_optimizer, lr_at, make_encoder, train_step
+    from musicrep.training.train import _make_optimizer, lr_at, make_encoder, train_step
 
     run = train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=2", "steps_per_epoch=3",
                                                  "batch_size=4", "lr_decay=0.1"))
@@ -255,7 +260,7 @@ def test_in_batch_negatives_learn_well_above_chance(store, tmp_path, loss):
 
 
 def test_batch_labels_are_the_anchors_labels_of_the_batch(store, tmp_path):
-    from musicrep.sampling import batch_labels, batch_rng
+    from musicrep.training.sampling import batch_labels, batch_rng
 
     train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1"))
     split = load_splits(tmp_path / "run" / "split")["artist"]

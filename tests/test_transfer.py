@@ -9,15 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep import baselines, probe
-from musicrep.baselines import BaselineConfig
-from musicrep.catalog import Track
+from musicrep.evaluation import baselines, probe
+from musicrep.evaluation.baselines import BaselineConfig
+from musicrep.data.catalog import Track
 from musicrep.config import load_config
 from musicrep.errors import ConfigError
 from musicrep.errors import EvaluationError
-from musicrep.probe import ProbeConfig
-from musicrep.store import from_arrays as write_store
-from musicrep.transfer import TransferConfig, TransferResult, dataset_split, transfer, transfer_runs, trial_plan
+from musicrep.evaluation.probe import ProbeConfig
+from musicrep.data.store import from_arrays as write_store
+from musicrep.evaluation.transfer import (
+    TransferConfig,
+    TransferResult,
+    dataset_split,
+    transfer,
+    transfer_runs,
+    trial_plan,
+)
 
 FAST = TransferConfig(seeds=(0, 1), cnn_steps=6, cnn_eval_every=3, cnn_batch_size=8)
 
@@ -39,7 +46,7 @@ def test_the_default_probe_is_the_authors():
 
 
 def test_the_names_that_moved_out_are_still_importable_from_transfer():
-    import musicrep.transfer as tr
+    import musicrep.evaluation.transfer as tr
 
     for name in tr.__all__:
         assert hasattr(tr, name), name
@@ -124,7 +131,7 @@ def genre_store(tmp_path_factory):
 
 def test_transfer_with_all_baselines(genre_store):
     torch.manual_seed(0)
-    from musicrep.model import Encoder
+    from musicrep.training.model import Encoder
 
     cfg = dataclasses.replace(FAST, seeds=(0, 1, 2), cnn_trials=2)
     res = transfer({"enc": Encoder(width=4)}, store=genre_store, config=cfg, dataset="toy")
@@ -152,10 +159,10 @@ def test_transfer_with_all_baselines(genre_store):
 
 def _run_folder(root, store, *, train_ids, concept="artist"):
     """A run folder by hand: checkpoint, config.yaml, run.json and split/<concept>.csv."""
-    from musicrep.checkpoint import save_checkpoint
+    from musicrep.training.checkpoint import save_checkpoint
     from musicrep.config import to_dict
-    from musicrep.model import Encoder
-    from musicrep.splits import Split
+    from musicrep.training.model import Encoder
+    from musicrep.data.splits import Split
 
     root.mkdir(parents=True)
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 """A user's first hour: every tool works with the shipped model, and its outputs are usable.
 
 The shipped model here is a tiny joint run trained in seconds and packaged with
-:func:`musicrep.pretrained.package_model`; ``musicrep.pretrained.models_dir``
+:func:`musicrep.inference.pretrained.package_model`; ``musicrep.inference.pretrained.models_dir``
 points at it, as it points at ``musicrep/models/`` in an installed package.
 """
 
@@ -17,13 +17,13 @@ import pytest
 import soundfile as sf
 
 import musicrep
-from musicrep import pretrained
-from musicrep.catalog import Catalog
+from musicrep.inference import pretrained
+from musicrep.data.catalog import Catalog
 from musicrep.cli import main
 from musicrep.config import load_config
-from musicrep.embed import EmbeddingModel
+from musicrep.inference.embed import EmbeddingModel
 from musicrep.testing import synth_song
-from musicrep.train import TrainConfig, train
+from musicrep.training.train import TrainConfig, train
 
 from test_embed import make_run
 
@@ -72,7 +72,7 @@ def _song(path: Path, *, seconds: float = 20.0, artist: int = 1, song: int = 7) 
 def test_load_without_a_run_is_the_shipped_model(shipped, caplog):
     with caplog.at_level(logging.INFO, logger="musicrep"):
         model = musicrep.load()
-    from musicrep.embed import SHIPPED_NOTE
+    from musicrep.inference.embed import SHIPPED_NOTE
 
     assert isinstance(model, EmbeddingModel) and model.shipped and model.concept == "joint"
     assert model.checkpoint == shipped.resolve() and model.dim == 16
@@ -125,7 +125,7 @@ def test_index_build_decodes_each_file_once_for_all_runs(synth_store, tmp_path, 
     assert len(decoded) == len(set(decoded)) == 12  # was 24: once per run
     assert "--store STORE" in caplog.text  # and the hint that a store is faster still
     # the vectors are each run's own
-    from musicrep.index import SearchIndex
+    from musicrep.inference.index import SearchIndex
 
     index = SearchIndex.load(tmp_path / "idx")
     tid = synth_store.track_ids[5]
@@ -144,7 +144,7 @@ def test_index_build_reads_the_store_its_run_was_trained_on(trained, synth_store
     monkeypatch.setattr(EmbeddingModel, "_load_frames", no_decoding)
     found = tmp_path / "found"
     assert main(["-q", "index", "build", "--run", str(trained), "--catalog", str(catalog), "-o", str(found)]) == 0
-    from musicrep.index import SearchIndex
+    from musicrep.inference.index import SearchIndex
 
     a, b = SearchIndex.load(explicit), SearchIndex.load(found)
     assert a.track_ids == b.track_ids and len(b) == 60
@@ -152,7 +152,7 @@ def test_index_build_reads_the_store_its_run_was_trained_on(trained, synth_store
 
 
 def test_index_build_checks_its_output_before_any_work(synth_store, catalog, tmp_path, monkeypatch, capsys):
-    import musicrep.embed as embed_mod
+    import musicrep.inference.embed as embed_mod
 
     def no_loading(*a, **k):
         raise AssertionError("loaded a model before checking the output")
@@ -188,7 +188,7 @@ def test_exported_model_gives_embeds_song_vector_as_documented(trained, tmp_path
         want = z["vector"]
     assert main(["-q", "export", "--run", str(trained), "-o", str(tmp_path / "m.onnx")]) == 0
     assert "song vector = mean" in capsys.readouterr().out
-    from musicrep.export import INPUT_NAME, OUTPUT_NAME, onnx_song_vector
+    from musicrep.inference.export import INPUT_NAME, OUTPUT_NAME, onnx_song_vector
 
     proto = onnx.load(str(tmp_path / "m.onnx"))
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -219,7 +219,7 @@ def test_tables_in_every_format_keep_segments_and_provenance(trained, tmp_path, 
     run = ["--run", str(trained)]
     assert main(["-q", "embed", *run, str(music), "--table", str(table), "--segments"]) == 0
     assert (tmp_path / f"vectors.segments{suffix}").exists()  # --segments used to be dropped in table mode
-    from musicrep.outputs import read_table
+    from musicrep.inference.outputs import read_table
 
     model = musicrep.load(trained)
     wanted = {str(s.resolve()): model.embed_file(s, segments=True) for s in songs}
@@ -279,7 +279,7 @@ def test_parquet_without_pyarrow_names_the_extra(trained, tmp_path, monkeypatch,
 
 
 def _built(tmp_path, rng):
-    from musicrep.index import build_index
+    from musicrep.inference.index import build_index
 
     rows = [{"track_id": f"a{a}-b{b}-s{s}", "path": f"/music/Artist {a}/Album {b}/{s} song.flac",
              "artist": f"Artist {a}", "album": f"Album {b}", "title": f"Song {s}"}
@@ -329,7 +329,7 @@ def test_exclude_same_with_a_file_needs_its_row(trained, synth_store, tmp_path, 
 
 
 def test_index_add_matches_a_full_build_and_refuses_known_ids(trained, synth_store, catalog, tmp_path, capsys):
-    from musicrep.index import SearchIndex
+    from musicrep.inference.index import SearchIndex
 
     store, run = str(synth_store.path), ["--run", str(trained)]
     first = _subset(synth_store, tmp_path / "first.csv", slice(0, 25))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .errors import MusicrepError
 
 if TYPE_CHECKING:
-    from .embed import EmbeddingModel
+    from .inference.embed import EmbeddingModel
 
 __version__ = "0.1.0"
 
@@ -18,13 +18,13 @@ __all__ = ["MusicrepError", "__version__", "load"]
 
 
 def load(run_or_checkpoint: "str | os.PathLike | None" = None, **kwargs) -> "EmbeddingModel":
-    """Load a trained run or checkpoint as an :class:`~musicrep.embed.EmbeddingModel`.
+    """Load a trained run or checkpoint as an :class:`~musicrep.inference.embed.EmbeddingModel`.
 
     With no argument, the model shipped inside the package (a small joint model
     trained on game soundtracks; see ``musicrep/models/MODEL_CARD.md``).
     Imported lazily so that ``import musicrep`` stays light; see
-    :func:`musicrep.embed.load` for the keyword arguments.
+    :func:`musicrep.inference.embed.load` for the keyword arguments.
     """
-    from .embed import load as _load
+    from .inference.embed import load as _load
 
     return _load(run_or_checkpoint, **kwargs)

@@ -20,7 +20,7 @@ because the HEAR tasks released on Zenodo hold 48-kHz audio only;
 in the eval kit) takes any other allowed rate, and the model's own rate (22,050 Hz
 for the shipped model) skips resampling. Audio at a rate other than the model's
 is resampled inside, with the soxr HQ resampler that decoding uses
-(:func:`musicrep.audio.resample`).
+(:func:`musicrep.data.audio.resample`).
 
 Timestamp embeddings. The model's unit is a segment of 129 log-mel frames
 (about 3 s), so the embedding at time ``t`` is the embedding of the segment
@@ -35,7 +35,7 @@ and last embeddings see 1.5 s of silence and inside the clip the frames equal th
 ones ``musicrep embed`` and the feature store compute.
 
 Scene embeddings. The song vector musicrep defines everywhere
-(:mod:`musicrep.embed`): the mean of the embeddings of the clip's
+(:mod:`musicrep.inference.embed`): the mean of the embeddings of the clip's
 non-overlapping segments, the trailing partial segment dropped. At the model's
 rate it equals ``musicrep.load(...).embed(audio, sr).vector``. A clip shorter
 than one segment (the validator uses 2.74 s; some HEAR tasks hold 1-s sounds)
@@ -53,10 +53,10 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from .audio import resample, to_mono
-from .embed import EmbeddingModel
+from .data.audio import resample, to_mono
 from .errors import AudioError, ConfigError
-from .model import encode_segments, split_segments
+from .inference.embed import EmbeddingModel
+from .training.model import encode_segments, split_segments
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def load_model(model_file_path: str | os.PathLike = "", *, sample_rate: int | No
     HearModel
         In eval mode, on the CPU (the eval kit moves it to its device).
     """
-    from .embed import load
+    from .inference.embed import load
 
     path = os.fspath(model_file_path) if model_file_path is not None else ""
     embedder = load(path or None)

@@ -41,12 +41,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import load_config, save_config, to_dict
 from .concepts import JOINT, PAPER_CONCEPTS, check_concept
+from .config import load_config, save_config, to_dict
 from .errors import ConfigError
 from .io import atomic_write_json
 from .locks import folder_lock
-from .profiles import profile_settings
+from .training.profiles import profile_settings
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +151,13 @@ def _group_config(cls, settings: dict, group: str):
 
 
 def _train_config(concept: str, config: PipelineConfig):
-    from .train import TrainConfig
+    from .training.train import TrainConfig
 
     return _group_config(TrainConfig, {**config.train, "concept": concept, "seed": config.seed}, "train")
 
 
 def _transfer_config(config: PipelineConfig):
-    from .transfer import TransferConfig
+    from .evaluation.transfer import TransferConfig
 
     return _group_config(TransferConfig, config.transfer, "transfer")
 
@@ -248,7 +248,7 @@ def _train_stage(store: Path, run_dir: Path, config) -> None:
     """Train one model: resume an interrupted run of these settings, or start afresh
     when the run folder holds a run of other settings (the stage reruns because they
     changed, and the old run answers another question)."""
-    from .train import TrainConfig, train, unresumable_changes
+    from .training.train import TrainConfig, train, unresumable_changes
 
     resume = (run_dir / "last.pt").exists()
     if resume:
@@ -268,9 +268,9 @@ def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
     From the user's catalogs when given (named by the file's stem: ``msd.csv`` ->
     ``WORK/stores/msd``), else from the built-in corpus, built first.
     """
-    from .catalog import read_csv
-    from .corpus import build_corpus
-    from .store import prepare
+    from .data.catalog import read_csv
+    from .data.corpus import build_corpus
+    from .data.store import prepare
 
     user = [config.train_catalog] if role == "train" and config.train_catalog else \
         list(config.transfer_catalogs) if role == "transfer" else []
@@ -293,7 +293,7 @@ def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
 
 def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path, transfer_store: Path) -> list[Path]:
     """Tables 3 and 4 when the profile asks for them: sweep folders under ``WORK/sweeps/``."""
-    from .sweep import run_sweep
+    from .evaluation.sweep import run_sweep
 
     base = _train_config("joint", config)
     planned = []
@@ -317,14 +317,14 @@ def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path, 
 
 def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineConfig) -> None:
     """The joint model and its card in ``WORK/model/`` (``make main`` ships it in the package)."""
-    from .pretrained import package_model
+    from .inference.pretrained import package_model
 
     def read(path: Path):
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     from collections import Counter
 
-    from .catalog import read_csv
+    from .data.catalog import read_csv
 
     corpus = work / "corpus" / config.train_corpus
     catalog = Path(config.train_catalog) if config.train_catalog else corpus / "catalog.csv"
@@ -336,34 +336,34 @@ def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineCo
 
 
 def _holdout(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
-    from .evaluate import holdout_runs
+    from .evaluation.holdout import holdout_runs
 
     result = holdout_runs(runs, store=store, n_trials=config.n_trials, seed=config.seed)
     atomic_write_json(path, result.to_dict())
 
 
 def _retrieval_settings(config: PipelineConfig) -> dict:
-    from .retrieval import BASELINES, K, PARTS
+    from .evaluation.retrieval import BASELINES, PARTS, K
 
     return {"runs": config.concepts, "seed": config.seed, "k": K, "parts": PARTS, "baselines": BASELINES}
 
 
 def _retrieval(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
     """Same-artist / same-album retrieval on the held-out songs (embeds only those: nothing cached)."""
-    from .retrieval import retrieval_runs
+    from .evaluation.retrieval import retrieval_runs
 
     retrieval_runs(runs, store=store, out=path, seed=config.seed)
 
 
 def _transfer(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
-    from .transfer import transfer_runs
+    from .evaluation.transfer import transfer_runs
 
     result = transfer_runs(runs, store=store, config=_transfer_config(config))
     atomic_write_json(path, result.to_dict())
 
 
 def _maps(runs: list[Path], stores: list[Path], path: Path, config: PipelineConfig) -> None:
-    from .report import embedding_maps
+    from .report.render import embedding_maps
 
     maps = embedding_maps(runs, stores=stores, max_points=config.map_points, seed=config.seed) \
         if config.map_points > 0 else []
@@ -373,11 +373,11 @@ def _maps(runs: list[Path], stores: list[Path], path: Path, config: PipelineConf
 def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: list[Path], sweeps: list[Path],
             config: PipelineConfig, stages: Stages) -> None:
     """Render the result files the evaluation stages wrote; compute nothing."""
-    from .evaluate import HoldoutResult
-    from .report import EmbeddingMap, write_report
-    from .retrieval import RetrievalResult
-    from .sweep import load_sweep
-    from .transfer import TransferResult
+    from .evaluation.holdout import HoldoutResult
+    from .evaluation.retrieval import RetrievalResult
+    from .evaluation.sweep import load_sweep
+    from .evaluation.transfer import TransferResult
+    from .report.render import EmbeddingMap, write_report
 
     def read(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .catalog import Catalog, Track
+from .data.catalog import Catalog, Track
 
 
 def synth_song(

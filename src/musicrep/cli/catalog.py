@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import datasets
-from ..datasets.fma import VALID_SUBSETS
+from ..data import datasets
+from ..data.datasets.fma import VALID_SUBSETS
 
 
 def _write(catalog, skipped, output: str, casefold_labels: bool = False) -> int:

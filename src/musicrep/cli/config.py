@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..profiles import PROFILES
+    from ..training.profiles import PROFILES
 
     p = sub.add_parser("config", help="show training settings and profiles")
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -25,11 +25,11 @@ def run_show(args: argparse.Namespace) -> int:
     import yaml
 
     from ..config import to_dict
-    from ..profiles import train_config
+    from ..training.profiles import train_config
 
     catalog = None
     if args.store is not None:
-        from ..store import FeatureStore
+        from ..data.store import FeatureStore
 
         catalog = FeatureStore(Path(args.store)).catalog
     config, why = train_config(profile=args.profile, config_file=args.config, overrides=args.set, catalog=catalog)

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..corpus import build_corpus
+    from ..data.corpus import build_corpus
 
     path = build_corpus(args.name, args.out, workers=args.workers, force=args.force,
                         cache_dir=args.cache_dir, seed=args.seed, max_per_class=args.max_per_class)
@@ -36,7 +36,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..corpus import list_corpora
+    from ..data.corpus import list_corpora
 
     for name, description in list_corpora().items():
         print(f"{name:12s} {description}")

@@ -6,9 +6,9 @@ import sys
 
 
 def _run(args) -> int:
-    from ..catalog import read_csv
-    from ..embed import load
-    from ..embed_job import embed_to_files
+    from ..data.catalog import read_csv
+    from ..inference.embed import load
+    from ..inference.embed_job import embed_to_files
 
     model = load(args.run, which=args.which, batch_size=args.batch_size, allow_unfinished=args.allow_unfinished)
     report = embed_to_files(

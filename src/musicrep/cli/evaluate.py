@@ -51,9 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_holdout(args: argparse.Namespace) -> int:
-    from ..evaluate import holdout_runs
-    from ..runs import run_store_path
     from ..errors import ConfigError
+    from ..evaluation.holdout import holdout_runs
+    from ..evaluation.runs import run_store_path
     from ..io import atomic_write_json
 
     store = args.store or run_store_path(args.runs[0])
@@ -69,10 +69,15 @@ def run_holdout(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_encoder
     from ..config import load_config
+    from ..evaluation.transfer import (
+        BASELINES,
+        TransferConfig,
+        transfer_runs,
+        transfer_store,
+    )
     from ..io import atomic_write_json
-    from ..transfer import BASELINES, TransferConfig, transfer_runs, transfer_store
+    from ..training.checkpoint import load_encoder
 
     config = load_config(TransferConfig, args.config, args.set)
     _model, info = load_encoder(args.run[0], allow_unfinished=args.allow_unfinished)

@@ -6,8 +6,8 @@ import sys
 
 
 def _run(args) -> int:
-    from ..embed import load
-    from ..export import export_onnx
+    from ..inference.embed import load
+    from ..inference.export import export_onnx
 
     model = load(args.run, which=args.which, allow_unfinished=args.allow_unfinished)
     path = export_onnx(model_or_run=model, out=args.output, opset=args.opset, check=not args.no_check)

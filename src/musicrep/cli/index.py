@@ -24,7 +24,7 @@ def _print_concepts(index) -> None:
 
 
 def _build(args) -> int:
-    from ..index_build import build_from_runs, parse_runs
+    from ..inference.index_build import build_from_runs, parse_runs
 
     index = build_from_runs(
         runs=parse_runs(args.run),
@@ -45,7 +45,7 @@ def _build(args) -> int:
 
 
 def _add(args) -> int:
-    from ..index_build import add_to_index
+    from ..inference.index_build import add_to_index
 
     index, added = add_to_index(index=args.index, catalog=args.catalog, store=args.store, workers=args.workers)
     print(f"{index.path}: {added} track(s) added, {len(index)} indexed, {index.manifest['n_skipped']} skipped "
@@ -55,9 +55,8 @@ def _add(args) -> int:
 
 
 def _search(args) -> int:
-    from ..index import SearchIndex
-
-    from ..catalog import fit_column
+    from ..data.catalog import fit_column
+    from ..inference.index import SearchIndex
 
     index = SearchIndex.load(args.index)
     hits = index.query(args.query, k=args.k, by=args.by, exclude_same=args.exclude_same)
@@ -77,7 +76,13 @@ def _search(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from ..index import AUTO_KIND, EXACT_MAX, VALID_CONCEPTS, VALID_EXCLUDE, VALID_KINDS
+    from ..inference.index import (
+        AUTO_KIND,
+        EXACT_MAX,
+        VALID_CONCEPTS,
+        VALID_EXCLUDE,
+        VALID_KINDS,
+    )
 
     p = subparsers.add_parser("index", help="build a similarity-search index over song embeddings")
     verbs = p.add_subparsers(dest="index_verb", metavar="VERB", required=True)

@@ -20,10 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..catalog import read_csv
     from ..config import FeatureConfig, load_config
-    from ..shards import parse_shard
-    from ..store import prepare
+    from ..data.catalog import read_csv
+    from ..data.shards import parse_shard
+    from ..data.store import prepare
 
     config = load_config(FeatureConfig, args.config, args.set)
     shard = parse_shard(args.shard) if args.shard is not None else None

@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..errors import ConfigError
-    from ..report import build_report, unfinished_runs
-    from ..transfer import TransferConfig
+    from ..evaluation.transfer import TransferConfig
+    from ..report.render import build_report, unfinished_runs
 
     if not (args.runs or args.sweep):
         raise ConfigError("nothing to report: give run folders and/or --sweep SWEEP")

@@ -11,7 +11,7 @@ import argparse
 
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
     """Add ``retrieval`` to the ``evaluate`` group's verbs."""
-    from ..retrieval import BASELINES, K, PARTS
+    from ..evaluation.retrieval import BASELINES, PARTS, K
 
     r = verbs.add_parser(
         "retrieval", help="mAP and precision@10 of same-artist / same-album songs among nearest neighbours",
@@ -41,7 +41,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def run_retrieval(args: argparse.Namespace) -> int:
-    from ..retrieval import retrieval_runs
+    from ..evaluation.retrieval import retrieval_runs
 
     result = retrieval_runs(
         args.runs, out=args.out, store=args.store, which=args.which, parts=args.parts, k=args.k,

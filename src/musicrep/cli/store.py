@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from ..shards import merge_stores
+    from ..data.shards import merge_stores
 
     result = merge_stores(inputs=args.stores, out_dir=args.out, allow_partial=args.allow_partial)
     state = "up to date" if result.up_to_date else f"merged {len(args.stores)} stores"

@@ -37,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..sweep import explicit_settings, format_value, run_sweep
-    from ..train import TrainConfig
-    from ..transfer import TransferConfig
+    from ..evaluation.sweep import explicit_settings, format_value, run_sweep
+    from ..evaluation.transfer import TransferConfig
+    from ..training.train import TrainConfig
 
     base = load_config(TrainConfig, args.config, args.set)
     result = run_sweep(

@@ -34,12 +34,12 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def run_tagging(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_encoder
     from ..config import load_config
     from ..errors import ConfigError
+    from ..evaluation.tagging import TaggingConfig, tagging_runs
+    from ..evaluation.transfer import transfer_store
     from ..io import atomic_write_json
-    from ..tagging import TaggingConfig, tagging_runs
-    from ..transfer import transfer_store
+    from ..training.checkpoint import load_encoder
 
     if args.store is None and args.catalog is None:
         raise ConfigError("give --catalog CATALOG (the tagged collection), --store STORE, or both")

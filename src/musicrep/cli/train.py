@@ -12,7 +12,7 @@ from ..concepts import PAPER_CONCEPTS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..profiles import PROFILES
+    from ..training.profiles import PROFILES
 
     p = sub.add_parser("train", help="train an artist/album/track/joint encoder on a feature store",
                        description="Train a Siamese encoder (Lee, Park & Nam 2019). Under "
@@ -67,8 +67,8 @@ def _joint_overrides(concepts: str | None, margins: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..profiles import train_config
-    from ..train import train
+    from ..training.profiles import train_config
+    from ..training.train import train
 
     out = Path(args.out)
     config_file, profile = args.config, args.profile
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         config_file = out / "config.yaml"  # the run's own settings; --set may change the resumable ones
     catalog = None
     if profile == "auto":
-        from ..store import FeatureStore
+        from ..data.store import FeatureStore
 
         catalog = FeatureStore(Path(args.store)).catalog
     config, why = train_config(profile=profile, config_file=config_file, overrides=_overrides(args), catalog=catalog)

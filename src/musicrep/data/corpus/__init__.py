@@ -1,0 +1,141 @@
+"""musicrep's built-in real corpus, assembled from what the package registries ship.
+
+Corpora (``musicrep corpus list``):
+
+- ``games``: Debian game soundtracks (15 packages, ~640 MB of .debs): artist =
+  composer, album = soundtrack; the metadata-training corpus.
+- ``games-mini``: the 8 tracker-module packages (~34 MB, 80 tracks): tests and CI.
+- ``folk``: O'Neill's, Ryan's Mammoth and Aird's tunes from music21, rendered;
+  label (``genre``) = tune type, ``split`` by tune; the transfer corpus.
+- ``folk-mini``: the same with at most 40 tunes per type (280 tunes, ~1.5 min).
+- ``classical``: music21 scores rendered: artist = composer, album = mass /
+  madrigal book / quartet, track = section / movement (1,814 pieces; slow, music21
+  parses a score in ~1-4 s).
+- ``classical-mini``: at most 8 works per composer and 6 pieces per work.
+
+Layout of ``OUT``: ``catalog.csv`` (paths relative to ``OUT``), ``summary.json``,
+``summary.md``, ``audio/``, ``.cache/`` (downloaded and unpacked packages) and
+``DONE`` (the build settings, written last). A rerun with the same settings returns
+at once; an interrupted one resumes, skipping finished downloads and audio files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import CorpusError
+from ...io import atomic_write_json
+from ..catalog import Catalog
+from . import classical, folk, games
+from .summary import summarize, write_summary
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CORPORA", "CorpusSpec", "build_corpus", "list_corpora", "write_corpus"]
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """A named corpus: its kind (``games`` or ``folk``), description and settings."""
+
+    kind: str
+    description: str
+    options: dict = field(default_factory=dict)
+
+
+CORPORA: dict[str, CorpusSpec] = {
+    "games": CorpusSpec("games", "Debian game soundtracks, artist = composer (15 packages, ~640 MB download)",
+                        {"packages": games.FULL_PACKAGES}),
+    "games-mini": CorpusSpec("games-mini", "8 tracker-module soundtrack packages (~34 MB, ~80 tracks)",
+                             {"packages": games.MINI_PACKAGES}),
+    "folk": CorpusSpec("folk", "O'Neill's/Ryan's/Aird's folk tunes rendered, label = tune type, split by tune",
+                       {"max_per_class": None}),
+    "folk-mini": CorpusSpec("folk-mini", "the folk corpus with at most 40 tunes per type",
+                            {"max_per_class": 40}),
+    "classical": CorpusSpec("classical", "music21 scores rendered: composer -> work -> movement (slow)",
+                            {"max_per_album": None, "max_albums": None}),
+    "classical-mini": CorpusSpec("classical-mini", "classical with <= 8 works per composer, <= 6 pieces per work",
+                                 {"max_per_album": 6, "max_albums": 8}),
+}
+
+
+def list_corpora() -> dict[str, str]:
+    """Corpus name -> one-line description."""
+    return {name: spec.description for name, spec in CORPORA.items()}
+
+
+def write_corpus(tracks, *, out_dir: Path, name: str, skipped: list[dict], info: dict) -> Path:
+    """Write ``catalog.csv``, ``summary.json`` and ``summary.md``; return the catalog path."""
+    out_dir = Path(out_dir)
+    catalog = Catalog(tracks, source=f"corpus {name}")
+    path = catalog.write_csv(out_dir / "catalog.csv")
+    write_summary(summarize(catalog, skipped=skipped, info=info), out_dir, name=name)
+    return path
+
+
+def build_corpus(
+    name: str,
+    out_dir: Path,
+    *,
+    workers: int = 2,
+    force: bool = False,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    max_per_class: int | None = None,
+) -> Path:
+    """Build corpus ``name`` into ``out_dir`` and return the path of its ``catalog.csv``.
+
+    Parameters
+    ----------
+    name : one of :data:`CORPORA`
+    out_dir : the corpus folder (created)
+    workers : parallel decoders / renderers
+    force : rebuild the audio and catalog even if ``DONE`` says they are finished
+        (downloaded packages are kept)
+    cache_dir : where downloaded ``.deb`` files are kept (default ``out_dir/.cache/debs``);
+        share one between corpora to download once
+    seed : folk corpus: instrument, tempo, subsampling and split
+    max_per_class : folk corpus: overrides the corpus's size knob
+    """
+    if name not in CORPORA:
+        raise CorpusError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
+    spec = CORPORA[name]
+    out_dir = Path(out_dir)
+    settings = {"name": name, "seed": seed, **{k: list(v) if isinstance(v, tuple) else v
+                                              for k, v in spec.options.items()}}
+    if spec.kind.startswith("folk") and max_per_class is not None:
+        settings["max_per_class"] = max_per_class
+    done = out_dir / "DONE"
+    if not force and done.is_file() and (out_dir / "catalog.csv").is_file():
+        try:
+            if json.loads(done.read_text()).get("settings") == settings:
+                log.info("corpus %s in %s is complete; pass force=True to rebuild", name, out_dir)
+                return out_dir / "catalog.csv"
+        except ValueError:
+            pass
+    done.unlink(missing_ok=True)
+    if force:
+        shutil.rmtree(out_dir / "audio", ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if spec.kind.startswith("games"):
+        tracks, skipped, info = games.build(spec.options["packages"], out_dir=out_dir,
+                                            cache_dir=cache_dir, workers=workers)
+    elif spec.kind.startswith("classical"):
+        tracks, skipped, info = classical.build(out_dir=out_dir, max_per_album=spec.options["max_per_album"],
+                                                max_albums=spec.options["max_albums"], seed=seed, workers=workers)
+    else:
+        tracks, skipped, info = folk.build(out_dir=out_dir, max_per_class=settings["max_per_class"],
+                                           seed=seed, workers=workers)
+    if not tracks:
+        raise CorpusError(f"corpus {name}: no usable track was produced; see the warnings above")
+    info = {**info, "wall_s": round(time.perf_counter() - start, 1), "workers": workers}
+    path = write_corpus(tracks, out_dir=out_dir, name=name, skipped=skipped, info=info)
+    atomic_write_json(done, {"settings": settings, "tracks": len(tracks)})
+    log.info("corpus %s: %d tracks in %s (%.0f s)", name, len(tracks), path, info["wall_s"])
+    return path

@@ -1,0 +1,440 @@
+"""The transfer corpus: folk dance tunes from the music21 corpus, rendered to audio.
+
+Each ABC tune goes ``abc2midi`` -> MIDI -> FluidSynth (one in-process synthesizer
+per worker) -> 22,050 Hz mono FLAC. The label (``genre``) is the tune type (reel,
+jig, hornpipe, ...). Every tune gets a randomly chosen melodic General MIDI
+instrument and a tempo jitter drawn from a generator seeded by the seed and the
+tune's id, so neither instrument nor tempo can stand in for the label, and a tune
+renders the same way whichever subset is built. ``split`` is assigned per group of
+same tunes (same normalised title or same opening notes, across books), so a tune
+never appears in two splits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import re
+import subprocess
+import tempfile
+import zlib
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ... import progress
+from ...errors import CorpusError
+from ...io import atomic_path
+from ..catalog import Track, slugify
+from . import tools
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 22050
+#: music21 corpus folder -> (collection name, licence note).
+COLLECTIONS: dict[str, str] = {
+    "oneills1850": "O'Neill's Music of Ireland (1850)",
+    "ryansMammoth": "Ryan's Mammoth Collection (1883)",
+    "airdsAirs": "Aird's Selection of Airs (1782-1803)",
+}
+LICENSE = "public domain melody; ABC transcription from the music21 corpus (BSD/LGPL, see music21 corpus/license.txt)"
+
+#: Spellings of the R: field and title words -> tune type.
+TYPE_ALIASES: dict[str, str] = {
+    "reel": "reel", "reels": "reel",
+    "jig": "jig", "jigs": "jig", "double jig": "jig", "single jig": "jig",
+    "slip jig": "slip jig", "slipjig": "slip jig", "slip-jig": "slip jig",
+    "hornpipe": "hornpipe", "hornpipes": "hornpipe",
+    "strathspey": "strathspey", "strathspeys": "strathspey",
+    "air": "air", "slow air": "air", "airs": "air",
+    "march": "march", "quick march": "march", "quick step": "march", "quickstep": "march",
+    "slow march": "march", "waltz": "waltz", "clog": "clog", "highland fling": "fling",
+    "fling": "fling", "set dance": "set dance", "polka": "polka", "slide": "slide",
+}
+#: Melodic GM programs (0-based) a tune may be rendered with: keyboards, mallets,
+#: organs, guitars, strings, brass, reeds, pipes. No drums, pads or effects.
+PROGRAMS: tuple[int, ...] = (
+    0, 1, 4, 6, 8, 11, 12, 13, 16, 19, 21, 22, 24, 25, 40, 41, 42, 46, 48, 56, 60,
+    64, 65, 68, 69, 71, 73, 74, 75, 78, 105, 109, 110,
+)
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / valid / test, by tune group
+
+
+@dataclasses.dataclass(frozen=True)
+class Tune:
+    """One ABC tune and what the catalog says about it."""
+
+    tune_id: str
+    collection: str  # music21 corpus folder
+    book: str  # file inside it
+    number: str  # X: field
+    title: str
+    tune_type: str  # normalised, "" when unknown
+    abc: str  # the tune's own text, X: line first
+    header: str  # the file's header (before the first X:), needed by some books
+
+
+def normalize_type(value: str) -> str:
+    """Tune type from an R: field value ("" when not a known type)."""
+    key = re.sub(r"[^a-z ]+", " ", (value or "").lower()).strip()
+    key = re.sub(r"\s+", " ", key)
+    return TYPE_ALIASES.get(key, "")
+
+
+def type_from_title(title: str) -> str:
+    """Tune type named at the end of a title ("The Ranting Highlandman Reel")."""
+    words = re.sub(r"[^a-z ]+", " ", (title or "").lower()).split()
+    for n in (2, 1):
+        if len(words) >= n and " ".join(words[-n:]) in TYPE_ALIASES:
+            return TYPE_ALIASES[" ".join(words[-n:])]
+    return ""
+
+
+def parse_abc(text: str, *, collection: str, book: str) -> list[Tune]:
+    """Split an ABC book into tunes; read T:, R: (or the title) for title and type."""
+    parts = re.split(r"(?m)^(?=X:)", text)
+    header = parts[0] if parts and not parts[0].startswith("X:") else ""
+    tunes = []
+    for part in parts:
+        if not part.startswith("X:"):
+            continue
+        fields: dict[str, str] = {}
+        for line in part.splitlines():
+            m = re.match(r"^([A-Za-z]):\s*(.*)$", line)
+            if m and m.group(1) not in fields:
+                fields[m.group(1)] = m.group(2).strip()
+        number = re.sub(r"\D", "", fields.get("X", "")) or str(len(tunes) + 1)
+        title = fields.get("T", "").rstrip(". ") or f"{book} {number}"
+        title = re.sub(r"^(.*), (The|A|An)$", r"\2 \1", title)  # "Storyteller, The" -> "The Storyteller"
+        ttype = normalize_type(fields.get("R", "")) or type_from_title(title) or type_from_title(Path(book).stem)
+        if not ttype:
+            # Ryan's files are named after the tune: "AcrobatsHornpipe.abc"
+            ttype = type_from_title(re.sub(r"([a-z])([A-Z])", r"\1 \2", Path(book).stem))
+        tune_id = f"{slugify(collection, 12)}-{slugify(Path(book).stem, 30)}-{number}"
+        tunes.append(Tune(tune_id, collection, book, number, title, ttype, part, header))
+    return tunes
+
+
+def load_tunes(*, corpus_dir: Path | None = None, collections=tuple(COLLECTIONS)) -> list[Tune]:
+    """All tunes of the folk collections of the music21 corpus (or ``corpus_dir``)."""
+    if corpus_dir is None:
+        try:
+            import music21
+        except ImportError:
+            raise CorpusError("the folk corpus needs music21: pip install 'musicrep[corpus]'") from None
+        corpus_dir = Path(music21.__file__).parent / "corpus"
+    tunes: list[Tune] = []
+    for coll in collections:
+        folder = Path(corpus_dir) / coll
+        if not folder.is_dir():
+            raise CorpusError(f"{folder}: music21 corpus collection not found; reinstall music21")
+        for path in sorted(folder.glob("*.abc")):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            tunes.extend(parse_abc(text, collection=coll, book=path.name))
+    ids = Counter(t.tune_id for t in tunes)
+    return [t for t in tunes if ids[t.tune_id] == 1] + _dedupe_ids([t for t in tunes if ids[t.tune_id] > 1])
+
+
+def _dedupe_ids(tunes: list[Tune]) -> list[Tune]:
+    seen: Counter = Counter()
+    out = []
+    for t in tunes:
+        seen[t.tune_id] += 1
+        out.append(dataclasses.replace(t, tune_id=f"{t.tune_id}-{seen[t.tune_id]}"))
+    return out
+
+
+def _title_key(title: str) -> str:
+    words = re.sub(r"[^a-z ]+", " ", title.lower()).split()
+    words = [w for w in words if w not in ("the", "a", "an", "of", "s") and w not in TYPE_ALIASES]
+    return " ".join(words)
+
+
+def _melody_key(abc: str) -> str:
+    body = "\n".join(ln for ln in abc.splitlines() if not re.match(r"^[A-Za-z]:", ln))
+    body = re.sub(r'"[^"]*"|![^!]*!|\{[^}]*\}|\[[A-Za-z]:[^\]]*\]', "", body)
+    return "".join(re.findall(r"[A-Ga-g]", body))[:24]
+
+
+def tune_groups(tunes: list[Tune]) -> dict[str, str]:
+    """tune_id -> group id; tunes sharing a normalised title or opening notes join one group."""
+    parent = {t.tune_id: t.tune_id for t in tunes}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first: dict[str, str] = {}
+    for t in tunes:
+        for key in ("T:" + _title_key(t.title), "M:" + _melody_key(t.abc)):
+            if len(key) < 2 + 8:  # too short to identify a tune
+                continue
+            if key in first:
+                a, b = find(first[key]), find(t.tune_id)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            else:
+                first[key] = t.tune_id
+    return {t.tune_id: find(t.tune_id) for t in tunes}
+
+
+def assign_split(group: str, *, seed: int) -> str:
+    """train/valid/test from a hash of (seed, group): stable for any subset."""
+    u = int(hashlib.sha1(f"{seed}:{group}".encode()).hexdigest()[:8], 16) / 16**8
+    return "train" if u < SPLIT_FRACTIONS[0] else "valid" if u < sum(SPLIT_FRACTIONS[:2]) else "test"
+
+
+def select(tunes: list[Tune], *, max_per_class: int | None, min_class_count: int, seed: int) -> tuple[list[Tune], dict]:
+    """Keep labelled tunes of classes with >= ``min_class_count`` tunes; at most
+    ``max_per_class`` per class (a seeded choice). Returns (tunes, dropped counts)."""
+    counts = Counter(t.tune_type for t in tunes)
+    dropped = {"no tune type": counts.pop("", 0)}
+    keep = {c for c, n in counts.items() if n >= min_class_count}
+    dropped.update({f"rare type {c!r}": n for c, n in counts.items() if c not in keep})
+    rng = np.random.default_rng(seed)
+    out: list[Tune] = []
+    for cls in sorted(keep):
+        members = [t for t in tunes if t.tune_type == cls]
+        order = rng.permutation(len(members))
+        chosen = [members[i] for i in order[: max_per_class or len(members)]]
+        if max_per_class and len(members) > max_per_class:
+            dropped[f"over max_per_class ({cls})"] = len(members) - max_per_class
+        out.extend(sorted(chosen, key=lambda t: t.tune_id))
+    return out, dropped
+
+
+def render_choice(tune_id: str, *, seed: int, tempo_jitter: float) -> tuple[int, float]:
+    """(GM program, tempo factor) for a tune, from its own seeded generator."""
+    rng = np.random.default_rng([seed, zlib.crc32(tune_id.encode())])
+    return int(rng.choice(PROGRAMS)), float(rng.uniform(1 - tempo_jitter, 1 + tempo_jitter))
+
+
+# --- rendering (runs in worker processes) ---------------------------------------------
+
+_SOUNDFONT: str | None = None
+
+
+def _init_worker(soundfont: str) -> None:
+    """Check once per process that FluidSynth loads the soundfont; remember its path."""
+    global _SOUNDFONT
+    synth, _ = _new_synth(soundfont)
+    synth.delete()
+    _SOUNDFONT = soundfont
+
+
+def _new_synth(soundfont: str):
+    """A fresh synthesizer with the soundfont loaded: ``(synth, soundfont id)``.
+
+    Samples load on first use (``synth.dynamic-sample-loading``), so a synthesizer
+    costs ~20 ms instead of ~130 ms for reading the whole 141 MB FluidR3 soundfont.
+    """
+    import fluidsynth
+
+    synth = fluidsynth.Synth(samplerate=float(SAMPLE_RATE))
+    synth.setting("synth.dynamic-sample-loading", 1)
+    sfid = synth.sfload(soundfont)
+    if sfid < 0:
+        synth.delete()
+        raise CorpusError(f"{soundfont}: FluidSynth cannot load this soundfont")
+    return synth, sfid
+
+
+def abc_to_midi(abc: str, midi_path: Path) -> None:
+    """Convert one ABC tune to a MIDI file with abc2midi."""
+    with tempfile.TemporaryDirectory(prefix="musicrep-abc-") as tmp:
+        src = Path(tmp) / "tune.abc"
+        src.write_text(abc, encoding="utf-8")
+        proc = subprocess.run([tools.abc2midi(), str(src), "-o", str(midi_path), "-silent"],
+                              capture_output=True, timeout=60, check=False)
+    if not midi_path.is_file() or midi_path.stat().st_size == 0:
+        tail = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-2:]
+        raise CorpusError(f"abc2midi wrote no MIDI ({' | '.join(tail) or 'no output'})")
+
+
+# FluidSynth keeps state between calls: reverb and chorus buffers, the phase of its
+# 64-sample blocks (note events land on block boundaries), the 16-bit writer's dither
+# position and the filter state of recycled voices. So a tune rendered after another
+# one differs from the same tune rendered first (measured: by up to 1.3 of a 0.9
+# peak), and in a process pool which tune follows which is scheduling. Every tune
+# therefore gets a fresh synthesizer and float output, and a corpus build gives the
+# same audio on any number of workers.
+
+
+def _write_float(synth, n: int) -> np.ndarray:
+    """``n`` stereo frames as float32 ``[n, 2]``, without the 16-bit writer's dither."""
+    import ctypes
+
+    import fluidsynth
+
+    left = (ctypes.c_float * n)()
+    right = (ctypes.c_float * n)()
+    fluidsynth._fl.fluid_synth_write_float(ctypes.c_void_p(synth.synth), n, left, 0, 1, right, 0, 1)
+    return np.stack([np.frombuffer(left, np.float32), np.frombuffer(right, np.float32)], axis=1)
+
+
+def synthesize(midi_path: Path, *, program: int, tempo: float, tail_s: float = 1.0) -> np.ndarray:
+    """Render a MIDI file with the worker's synthesizer: float32 mono, peak 0.9.
+
+    Deterministic: each call renders on its own fresh synthesizer, so the result does
+    not depend on what was rendered before it in the same process.
+    """
+    import pretty_midi
+
+    # music21 writes long scores at a fine resolution that trips pretty_midi's
+    # "likely corrupt" check (1e7 ticks); such files are fine, so allow more.
+    pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, 1e9)
+    pm = pretty_midi.PrettyMIDI(str(midi_path))
+    events = []
+    for inst in pm.instruments:
+        if inst.is_drum:
+            continue
+        for note in inst.notes:
+            events.append((note.start / tempo, 1, note.pitch, int(note.velocity)))
+            events.append((note.end / tempo, 0, note.pitch, 0))
+    if not events:
+        raise CorpusError("the MIDI file holds no notes")
+    events.sort(key=lambda e: (e[0], e[1]))
+    synth, sfid = _new_synth(_SOUNDFONT)
+    try:
+        synth.program_select(0, sfid, 0, program)
+        chunks, now = [], 0
+        for time, on, pitch, vel in events:
+            target = int(round(time * SAMPLE_RATE))
+            if target > now:
+                chunks.append(_write_float(synth, target - now))
+                now = target
+            synth.noteon(0, pitch, vel) if on else synth.noteoff(0, pitch)
+        chunks.append(_write_float(synth, int(tail_s * SAMPLE_RATE)))
+    finally:
+        synth.delete()
+    y = np.concatenate(chunks).mean(axis=1)
+    peak = float(np.abs(y).max())
+    if peak <= 0:
+        raise CorpusError("the rendering is silent")
+    return (0.9 * y / peak).astype(np.float32)
+
+
+def render_to_flac(item_id: str, dest: Path, write_midi, *, program: int, tempo: float) -> tuple[str, float | None, str]:
+    """Render one piece to ``dest`` (22,050 Hz FLAC), unless it is already there.
+
+    ``write_midi(path)`` writes the piece's MIDI file. Returns ``(item_id,
+    duration in s or None, error)``: one bad piece is reported, never fatal.
+    """
+    import soundfile
+
+    try:
+        if not dest.is_file():
+            with tempfile.TemporaryDirectory(prefix="musicrep-midi-") as tmp:
+                midi = Path(tmp) / "piece.mid"
+                write_midi(midi)
+                y = synthesize(midi, program=program, tempo=tempo)
+            with atomic_path(dest, suffix=".flac") as tmp_out:
+                soundfile.write(str(tmp_out), y, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        info = soundfile.info(str(dest))
+        return item_id, info.frames / info.samplerate, ""
+    except Exception as exc:  # one bad piece is logged and skipped, never fatal
+        return item_id, None, str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def render_pool(render, jobs: list, *, soundfont: Path, workers: int, chunksize: int):
+    """``render(job)`` for each job, in order, each process with one synthesizer.
+
+    ``workers > 1`` renders on that many processes; otherwise in this process.
+    """
+    if workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(soundfont),))
+        try:
+            yield pool.map(render, jobs, chunksize=chunksize)
+        finally:
+            pool.shutdown()
+    else:
+        _init_worker(str(soundfont))
+        yield map(render, jobs)
+
+
+def render_one(job: tuple) -> tuple[str, float | None, str]:
+    """Worker entry: (tune_id, duration or None, error). Skips finished files."""
+    tune_id, abc, dest, program, tempo = job
+    return render_to_flac(tune_id, Path(dest), lambda midi: abc_to_midi(abc, midi), program=program, tempo=tempo)
+
+
+def build(
+    *,
+    out_dir: Path,
+    tunes: list[Tune] | None = None,
+    max_per_class: int | None = None,
+    min_class_count: int = 50,
+    min_seconds: float = 5.0,
+    tempo_jitter: float = 0.1,
+    seed: int = 0,
+    workers: int = 2,
+    soundfont: str | Path | None = None,
+) -> tuple[list[Track], list[dict], dict]:
+    """Render the folk corpus into ``out_dir/audio``; return (tracks, skipped, info).
+
+    Parameters
+    ----------
+    tunes : the tunes to consider (default: :func:`load_tunes`)
+    max_per_class : at most this many tunes per type (None: all), the size knob
+    min_class_count : types with fewer tunes (before ``max_per_class``) are dropped
+    min_seconds : shorter renderings are left out
+    tempo_jitter : tempo factor drawn from ``[1 - jitter, 1 + jitter]`` per tune
+    seed : drives instrument, tempo, subsampling and split
+    """
+    tools.abc2midi()
+    tools.require_fluidsynth()
+    tools.require_pretty_midi()
+    sf2 = tools.find_soundfont(soundfont)
+    out_dir = Path(out_dir)
+    all_tunes = load_tunes() if tunes is None else tunes
+    groups = tune_groups(all_tunes)  # over all tunes, so subsets keep the same groups
+    chosen, dropped = select(all_tunes, max_per_class=max_per_class, min_class_count=min_class_count, seed=seed)
+    jobs, meta = [], {}
+    for t in chosen:
+        program, tempo = render_choice(t.tune_id, seed=seed, tempo_jitter=tempo_jitter)
+        dest = out_dir / "audio" / slugify(t.collection, 20) / f"{t.tune_id}.flac"
+        jobs.append((t.tune_id, t.header + "\n" + t.abc if t.header.strip() else t.abc, str(dest), program, tempo))
+        meta[t.tune_id] = (t, program, tempo, dest)
+    skipped = [{"source": k, "reason": "", "count": n} for k, n in dropped.items() if n]
+    tracks = []
+    with render_pool(render_one, jobs, soundfont=sf2, workers=workers, chunksize=4) as results:
+        for tune_id, duration, error in progress.bar(results, total=len(jobs), desc="folk tunes", unit="tune"):
+            t, program, tempo, dest = meta[tune_id]
+            source = f"music21:{t.collection}/{t.book}#X:{t.number}"
+            if duration is None:
+                log.warning("%s: skipped (%s)", source, error)
+                skipped.append({"source": source, "reason": f"error: {error}"})
+                continue
+            if duration < min_seconds:
+                skipped.append({"source": source, "reason": f"shorter than {min_seconds:g} s"})
+                continue
+            book = Path(t.book).stem
+            tracks.append(Track(
+                track_id=t.tune_id,
+                path=dest.relative_to(out_dir).as_posix(),
+                artist=COLLECTIONS.get(t.collection, t.collection),
+                album=(f"{COLLECTIONS.get(t.collection, t.collection)}, {book}" if t.collection == "airdsAirs"
+                       else COLLECTIONS.get(t.collection, t.collection)),
+                title=t.title,
+                genre=t.tune_type,
+                duration=round(duration, 3),
+                extra={
+                    "split": assign_split(groups[t.tune_id], seed=seed),
+                    "tune_group": groups[t.tune_id],
+                    "license": LICENSE,
+                    "source": source,
+                    "gm_program": str(program),
+                    "tempo_factor": f"{tempo:.3f}",
+                },
+            ))
+    info = {"soundfont": str(sf2), "seed": seed, "max_per_class": max_per_class,
+            "min_class_count": min_class_count, "tempo_jitter": tempo_jitter,
+            "tunes_considered": len(all_tunes)}
+    return tracks, skipped, info

@@ -1,0 +1,189 @@
+"""Catalog of the Free Music Archive (FMA) from its ``tracks.csv`` and audio folder.
+
+``fma_metadata/tracks.csv`` has three header lines: the column group
+(``album``, ``artist``, ``set``, ``track``), the field within the group
+(``title``, ``name``, ``genre_top``, ...), and ``track_id`` naming the index
+column. Audio lives at ``AUDIO_DIR/NNN/NNNNNN.mp3`` (six-digit track id, folder
+= its first three digits), as unpacked from ``fma_small.zip`` etc.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from pathlib import Path
+
+from ... import progress
+from ...errors import CatalogError, ConfigError
+from ..catalog import Catalog, Track
+from ._common import SkipLog, Skipped, check_not_empty, clean_text, unique_album_names
+
+log = logging.getLogger(__name__)
+
+#: Nested subsets, smallest first: ``set.subset`` names the smallest one holding a track.
+SUBSETS: tuple[str, ...] = ("small", "medium", "large")
+VALID_SUBSETS: tuple[str, ...] = SUBSETS + ("full",)
+SPLITS: dict[str, str] = {"training": "train", "validation": "valid", "test": "test"}
+REQUIRED: tuple[str, ...] = ("artist.name", "album.title", "track.title")
+
+
+def audio_path(audio_dir: str | Path, track_id: int) -> Path:
+    """``audio_dir/000/000002.mp3`` for track 2."""
+    tid = f"{int(track_id):06d}"
+    return Path(audio_dir) / tid[:3] / f"{tid}.mp3"
+
+
+def _header(rows, path: Path) -> tuple[list[str], dict[str, int]]:
+    try:
+        groups, fields = next(rows), next(rows)
+    except StopIteration:
+        raise CatalogError(f"{path}: fewer than 2 lines; FMA's tracks.csv starts with 3 header lines") from None
+    if len(groups) != len(fields):
+        raise CatalogError(f"{path}: the two header lines have {len(groups)} and {len(fields)} fields")
+    names = [f"{g.strip()}.{f.strip()}" for g, f in zip(groups, fields)]
+    index = {n: i for i, n in enumerate(names) if n != "."}
+    missing = [c for c in REQUIRED if c not in index]
+    if missing:
+        raise CatalogError(
+            f"{path}: missing column(s) {', '.join(missing)}; is this FMA's fma_metadata/tracks.csv? "
+            "Its first line holds the groups (album, artist, set, track), its second the fields"
+        )
+    return names, index
+
+
+def from_fma(
+    tracks_csv: str | Path,
+    audio_dir: str | Path,
+    *,
+    subset: str | None = None,
+    skipped: list[Skipped] | None = None,
+) -> Catalog:
+    """Build a catalog from FMA's ``tracks.csv`` and a folder of its MP3s.
+
+    Parameters
+    ----------
+    tracks_csv : ``fma_metadata/tracks.csv``
+    audio_dir : the unpacked audio, e.g. ``fma_small/`` (holds ``000/000002.mp3``)
+    subset : ``"small"``, ``"medium"``, ``"large"`` or ``"full"``; subsets are
+        nested, so ``"medium"`` keeps tracks marked small or medium. None keeps
+        every track that has audio.
+    skipped : if given, a list that receives one :class:`Skipped` per track left out
+        (the audio file is missing or empty)
+
+    Returns
+    -------
+    Catalog
+        ``track_id`` is FMA's id (``"2"``); artist = ``artist.name``, album =
+        ``album.title`` (with `` [artist]`` appended where two FMA albums
+        share a title, see :func:`unique_album_names`), title = ``track.title``, genre = ``track.genre_top``,
+        duration = ``track.duration`` (seconds of the full track: the clips of
+        fma_small/medium/large are 30 s). Extra columns: ``album_id``,
+        ``artist_id``, ``subset``, ``split`` (train/valid/test), ``label`` (``track.publisher``,
+        else ``artist.associated_labels``) and ``year`` (of ``album.date_released``, else
+        ``track.date_recorded``).
+
+    Raises
+    ------
+    CatalogError
+        If the file is missing, lacks a required column, or no track has audio.
+    ConfigError
+        If ``subset`` is not one of :data:`VALID_SUBSETS`.
+    """
+    path = Path(tracks_csv)
+    audio_dir = Path(audio_dir)
+    if subset is not None and subset not in VALID_SUBSETS:
+        raise ConfigError(f"subset {subset!r} is not one of {', '.join(VALID_SUBSETS)}")
+    if not path.is_file():
+        raise CatalogError(f"{path}: FMA tracks.csv not found (it is in fma_metadata.zip)")
+    if not audio_dir.is_dir():
+        raise CatalogError(f"{audio_dir}: FMA audio folder not found; give the folder holding 000/, 001/, ...")
+    keep = None if subset in (None, "full", "large") else set(SUBSETS[: SUBSETS.index(subset) + 1])
+    skips = SkipLog(skipped, logger=log)
+    tracks: list[Track] = []
+    n_rows = n_other_subset = 0
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # artist bios can exceed csv's 128 kB default
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = csv.reader(fh)
+            names, col = _header(rows, path)
+            n_cols = len(names)
+            if keep is not None and "set.subset" not in col:
+                raise CatalogError(f"{path}: no set.subset column, so subset={subset!r} cannot be applied")
+
+            def get(row: list[str], name: str) -> str:
+                i = col.get(name)
+                return clean_text(row[i]) if i is not None and i < len(row) else ""
+
+            for row in progress.bar(rows, desc="reading tracks.csv", unit="row"):
+                where = f"{path}:{rows.line_num}"
+                if not row or not any(cell.strip() for cell in row[1:]):
+                    continue  # the third header line ('track_id,,,...') or a blank line
+                if len(row) != n_cols:
+                    raise CatalogError(f"{where}: {len(row)} fields but the header has {n_cols}")
+                try:
+                    tid = int(row[0])
+                except ValueError:
+                    raise CatalogError(f"{where}: track id {row[0]!r} is not a number") from None
+                n_rows += 1
+                subset_value = get(row, "set.subset")
+                if keep is not None and subset_value not in keep:
+                    n_other_subset += 1
+                    continue
+                mp3 = audio_path(audio_dir, tid)
+                if not mp3.is_file():
+                    skips.add(mp3, "no audio file", f"FMA track {tid}", level=logging.DEBUG)
+                    continue
+                if mp3.stat().st_size == 0:
+                    skips.add(mp3, "empty file", f"FMA track {tid}")
+                    continue
+                raw_split = get(row, "set.split").lower()
+                split = SPLITS.get(raw_split, raw_split)
+                duration = get(row, "track.duration")
+                try:
+                    seconds = float(duration) if duration else None
+                except ValueError:
+                    raise CatalogError(f"{where}: track.duration {duration!r} is not a number of seconds") from None
+                tracks.append(
+                    Track(
+                        track_id=str(tid),
+                        path=str(mp3.absolute()),
+                        artist=get(row, "artist.name"),
+                        album=get(row, "album.title"),
+                        title=get(row, "track.title"),
+                        genre=get(row, "track.genre_top"),
+                        duration=seconds,
+                        extra={
+                            "album_id": get(row, "album.id"),
+                            "artist_id": get(row, "artist.id"),
+                            "subset": subset_value,
+                            "split": split,
+                            # columns a model can learn as concepts (--concept label)
+                            "label": get(row, "track.publisher") or get(row, "artist.associated_labels"),
+                            "year": _year(get(row, "album.date_released") or get(row, "track.date_recorded")),
+                        },
+                    )
+                )
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise CatalogError(f"{path}: malformed CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(old_limit)
+    catalog = Catalog(unique_album_names(tracks, [t.artist for t in tracks]), source=str(path))
+    n_missing = skips.counts().get("no audio file", 0)
+    # Without a subset, most of the 106,574 rows have no audio in a subset's folder: routine.
+    level = logging.WARNING if subset is not None and n_missing else logging.INFO
+    log.log(
+        level,
+        "%s: %d of %d tracks kept (%d outside subset %s, %d without audio in %s)",
+        path, len(catalog), n_rows, n_other_subset, subset, n_missing, audio_dir,
+    )
+    return check_not_empty(catalog, skips, where=str(path), what=f"no listed track has audio under {audio_dir}")
+
+
+def _year(date: str) -> str:
+    """The year of an FMA date (``2008-11-26 01:44:45``, ``11/26/2008``), "" when there is none."""
+    found = re.search(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", date or "")
+    return found.group(1) if found else ""

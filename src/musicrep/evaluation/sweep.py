@@ -1,0 +1,497 @@
+"""Sweeps over one training setting: the paper's margin grid search and Tables 3-4.
+
+A sweep trains one model per value of one setting (through
+:func:`musicrep.training.train.train`), with every other setting fixed. The setting is
+either a legacy kind of the paper's ablations (``negatives``: Table 3,
+``artists``: Table 4, i.e. the field ``n_artists``; both train joint models) or
+the name of any :class:`musicrep.training.train.TrainConfig` field, e.g. ``margin_artist``
+(the grid search behind the paper's margins 0.4 / 0.25 / 0.1), ``lr`` or
+``width``. Values are parsed and range-checked like ``--set`` overrides, all of
+them before anything trains.
+
+Which concept trains: the ``concept`` argument when given; otherwise joint for
+the legacy kinds, ``<c>`` for a ``margin_<c>`` sweep, and the base config's
+concept for any other setting.
+
+Each point records the validation figures of its run at the best checkpoint
+(read from ``metrics.csv``), and, when asked, the hold-out test and the transfer
+test. The sweep's :attr:`SweepResult.selected` value is chosen on validation
+accuracy only: test figures are shown, never used to choose. Layout of ``SWEEP/``::
+
+    sweep.json                     what the sweep varies and its fixed settings
+    margin_artist-0.4/run/         the training run of the point (resumable by train)
+    margin_artist-0.4/result.json  the point's numbers, written atomically
+    margin_artist-0.4/DONE         written last: a rerun skips this point
+
+(The folder prefix is the sweep's kind: ``negatives-4`` and ``artists-500`` for
+the legacy kinds, as older sweeps wrote them.) A killed sweep resumes: finished
+points are skipped, a half-trained run is resumed by ``train(..., resume=True)``,
+and a run that finished training but not evaluation is only evaluated. A point
+that fails (e.g. a collection with fewer artists than asked for) is logged, left
+without ``DONE``, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import yaml
+
+from ..concepts import ordered
+from ..config import load_config, to_dict
+from ..errors import ConfigError, MusicrepError
+from ..io import atomic_write_json, atomic_write_text
+from ..locks import folder_lock
+
+log = logging.getLogger(__name__)
+
+#: legacy sweep kinds (Tables 3 and 4) -> the TrainConfig field they vary, tried in order
+KIND_FIELDS: dict[str, tuple[str, ...]] = {"negatives": ("negatives",), "artists": ("n_artists",)}
+KINDS: tuple[str, ...] = tuple(KIND_FIELDS)
+MARGIN_PREFIX = "margin_"
+#: settings that change the validation task itself (the chance level or the
+#: validation songs): a sweep over one of them selects nothing, its validation
+#: accuracies are not on one scale
+TASK_SETTINGS: frozenset[str] = frozenset({
+    "negatives", "distinct_negatives", "in_batch_negatives", "loss", "temperature", "concept", "seed", "n_artists", "songs_per_artist", "artist_valid",
+    "artist_test", "n_albums", "songs_per_album", "album_valid", "album_test",
+})
+
+
+@dataclasses.dataclass
+class SweepPoint:
+    """One finished (or failed) point.
+
+    ``value`` is the swept setting's value (int, float, str, bool or None);
+    ``validation`` = {"epoch", "monitor", "valid_loss", "valid_acc", "valid_loss_<c>",
+    "valid_acc_<c>"...} at the run's best checkpoint; ``transfer`` = {"mean", "std",
+    "accuracies", "ci95_low", "ci95_high", "n_trials", "dataset", "warnings"} (the
+    :class:`musicrep.evaluation.probe.ProbeResult` of the point's model and the transfer
+    overlap warnings; empty without a transfer store; points written before the
+    interval and warnings were kept lack those keys); ``holdout`` = test accuracy
+    per concept (empty when skipped).
+    """
+
+    value: Any
+    status: str
+    run: str
+    transfer: dict = dataclasses.field(default_factory=dict)
+    holdout: dict = dataclasses.field(default_factory=dict)
+    error: str = ""
+    seconds: float = 0.0
+    validation: dict = dataclasses.field(default_factory=dict)
+    concept: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SweepPoint":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """All points of a sweep, in the order of ``values`` (``load_sweep``: increasing value)."""
+
+    kind: str
+    points: list[SweepPoint]
+    dataset: str = ""
+    path: str = ""
+    field: str = ""
+    concept: str = ""
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "selected": self.selected}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SweepResult":
+        return cls(kind=data["kind"], points=[SweepPoint.from_dict(p) for p in data["points"]],
+                   dataset=data.get("dataset", ""), path=data.get("path", ""),
+                   field=data.get("field", ""), concept=data.get("concept", ""))
+
+    def warnings(self) -> list[str]:
+        """The transfer warnings of every point (e.g. transfer songs the encoder trained on), one line each."""
+        return [f"{self.field or self.kind}={format_value(p.value)}: {w}"
+                for p in self.points for w in p.transfer.get("warnings", [])]
+
+    @property
+    def failed(self) -> list[SweepPoint]:
+        return [p for p in self.points if p.status != "done"]
+
+    @property
+    def selected_point(self) -> SweepPoint | None:
+        """The finished point with the highest validation accuracy (ties: the lower value).
+
+        None when the swept setting changes the validation task itself (see
+        :data:`TASK_SETTINGS`: with N negatives chance is 1 / (N + 1), and other
+        split settings change the validation songs), since the accuracies of such
+        points are not on one scale.
+
+        Chosen on validation accuracy, not validation loss: the hinge loss
+        ``max(0, margin - cos(a, p) + cos(a, n))`` grows with the margin, so
+        losses of runs with different margins (or negatives, or reductions) are not
+        on one scale, while accuracy (does the positive beat every negative?) is.
+        Test figures (hold-out, transfer) are never looked at.
+        """
+        if not self.selectable:
+            return None
+        best: SweepPoint | None = None
+        for p in sorted(self.points, key=lambda p: value_order(p.value)):
+            acc = p.validation.get("valid_acc") if p.status == "done" else None
+            if acc is None or not math.isfinite(acc):
+                continue
+            if best is None or acc > best.validation["valid_acc"]:
+                best = p
+        return best
+
+    @property
+    def selectable(self) -> bool:
+        """Whether validation accuracy can compare this sweep's points (see :data:`TASK_SETTINGS`)."""
+        field = self.field or KIND_FIELDS.get(self.kind, (self.kind,))[0]
+        return field not in TASK_SETTINGS
+
+    @property
+    def selected(self) -> Any:
+        """The selected value (see :attr:`selected_point`); None when no point has validation figures."""
+        p = self.selected_point
+        return None if p is None else p.value
+
+    def table(self) -> str:
+        """Plain-text table: value, validation accuracy at the best epoch, transfer, hold-out.
+
+        The selected row is marked ``*``; the test columns are for reading, not choosing.
+        """
+        seen = {c for p in self.points for c in p.holdout}
+        concepts = ordered(seen)
+        show_tr = any(p.transfer for p in self.points)
+        head = ["", self.kind, "valid_acc", "epoch"] + (["transfer"] if show_tr else []) \
+            + [f"holdout_{c}" for c in concepts]
+        chosen = self.selected_point
+        rows, failed = [], {}
+        for p in self.points:
+            mark = "*" if p is chosen else ""
+            v = p.validation
+            row = [mark, format_value(p.value), _num(v.get("valid_acc")), str(v.get("epoch", "-"))]
+            if show_tr:
+                row.append(f"{p.transfer['mean']:.3f}+-{p.transfer['std']:.3f}" if p.transfer else "-")
+            rows.append(row + [_num(p.holdout.get(c)) for c in concepts])
+            if p.status != "done":
+                failed[len(rows) - 1] = f"failed: {p.error}"
+        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+
+        def fmt(cells: list[str]) -> str:
+            return " ".join([f"{cells[0]:<{widths[0]}}"] + [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:])])
+
+        lines = [fmt(head)] + [fmt(r[:2]) + f"  {failed[k]}" if k in failed else fmt(r) for k, r in enumerate(rows)]
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
+
+
+def value_order(value: Any) -> tuple:
+    """Sort key for swept values of any type: None, then numbers by size, then text."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, (bool, int, float)):
+        return (1, float(value), "")
+    if isinstance(value, str):
+        return (2, 0.0, value)
+    return (3, 0.0, json.dumps(value, sort_keys=True))
+
+
+def format_value(value: Any) -> str:
+    """How a value is written in tables, messages and ``--set`` overrides (``0.4``, ``true``, ``none``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # shortest text that reads back as the same float: 0.4, 1e-05
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def point_name(kind: str, value: Any) -> str:
+    """The point's folder name, ``{kind}-{value}``, with characters outside ``[A-Za-z0-9._+-]`` as ``_``."""
+    return f"{kind}-" + re.sub(r"[^A-Za-z0-9._+-]", "_", format_value(value))
+
+
+def sweep_field(kind: str, config: Any) -> str:
+    """The TrainConfig field a sweep of ``kind`` changes (a legacy kind or a field name)."""
+    names = [f.name for f in dataclasses.fields(config)]
+    if kind in KIND_FIELDS:
+        for name in KIND_FIELDS[kind]:
+            if name in names:
+                return name
+        raise ConfigError(f"{type(config).__name__} has no setting for the number of {kind} "
+                          f"(looked for {KIND_FIELDS[kind]})")
+    if kind in names:
+        return kind
+    raise ConfigError(f"cannot sweep {kind!r}: it is neither a legacy kind ({', '.join(KINDS)}) nor a training "
+                      f"setting; training settings: {', '.join(names)}")
+
+
+def sweep_concept(kind: str, base: Any, concept: str | None = None) -> str | None:
+    """The concept a sweep trains: ``concept`` if given, else joint (legacy kinds),
+    ``<c>`` (a ``margin_<c>`` sweep) or the base config's."""
+    if kind == "concept":
+        return None  # each point's value is its concept
+    if concept is not None:
+        return concept
+    if kind in KIND_FIELDS:
+        return "joint"
+    if kind.startswith(MARGIN_PREFIX):
+        return kind[len(MARGIN_PREFIX):]
+    return getattr(base, "concept", None)
+
+
+def point_config(kind: str, value: Any, base: Any, *, concept: str | None = None) -> Any:
+    """``base`` with the swept setting set to ``value`` (parsed and range-checked like
+    ``--set``), training the concept :func:`sweep_concept` names.
+
+    (With ``n_albums`` unset, training uses twice as many albums as artists, as
+    the paper's album split does.)
+    """
+    field = sweep_field(kind, base)
+    overrides = []
+    train_concept = sweep_concept(kind, base, concept)
+    if train_concept is not None and "concept" in {f.name for f in dataclasses.fields(base)}:
+        overrides.append(f"concept={train_concept}")
+    overrides.append(f"{field}={value if isinstance(value, str) else json.dumps(value)}")  # the field wins over concept
+    config = load_config(type(base), None, overrides, base=base)
+    if field.startswith(MARGIN_PREFIX) and hasattr(config, "concepts") \
+            and field[len(MARGIN_PREFIX):] not in config.concepts:
+        raise ConfigError(f"a {field} sweep changes nothing in a {config.concept} model; "
+                          f"train concept={field[len(MARGIN_PREFIX):]} or concept=joint")
+    return config
+
+
+def explicit_settings(path: str | Path | None, overrides: Iterable[str]) -> set[str]:
+    """Top-level setting names a YAML file and ``key=value`` overrides set (e.g. to tell a
+    ``--set concept=...`` from the default concept)."""
+    names = {item.split("=", 1)[0].strip().split(".")[0] for item in overrides if "=" in item}
+    if path is not None and Path(path).is_file():
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        names |= set(loaded) if isinstance(loaded, dict) else set()
+    return names
+
+
+def read_validation(run_dir: str | Path, *, monitor: str = "valid_loss") -> dict:
+    """Validation figures of a run at its best checkpoint.
+
+    The best epoch is the first row of ``metrics.csv`` with the lowest
+    ``valid_loss`` (monitor ``valid_loss``) or the highest ``valid_acc`` (monitor
+    ``valid_acc``), as training picks ``best.pt``; the monitor comes from the run's
+    ``config.yaml`` (``monitor`` if it has none). Returns {} without a metrics.csv.
+    """
+    run = Path(run_dir)
+    cfg = run / "config.yaml"
+    if cfg.is_file():
+        monitor = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("monitor", monitor)
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [{k: _float(v) for k, v in r.items() if k == "epoch" or k.startswith("valid_")}
+                for r in csv.DictReader(fh)]
+    sign = -1.0 if monitor == "valid_acc" else 1.0  # the monitor is minimised as sign * value
+    rows = [r for r in rows if math.isfinite(r.get(monitor, math.nan))]
+    if not rows:
+        return {}
+    best = min(rows, key=lambda r: sign * r[monitor])  # min keeps the first of equal rows
+    return {"epoch": int(best["epoch"]), "monitor": monitor, **{k: v for k, v in best.items() if k != "epoch"}}
+
+
+def _float(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _default_train() -> Callable[..., Any]:
+    from ..training.train import train
+
+    return train
+
+
+def _default_config() -> Any:
+    from ..training.train import TrainConfig
+
+    return TrainConfig()
+
+
+def _check_manifest(out: Path, manifest: dict) -> None:
+    path = out / "sweep.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("kind") in KIND_FIELDS:
+            old.setdefault("concept", "joint")  # sweeps written before the concept was recorded
+        fixed = {k: v for k, v in manifest.items() if k != "values"}
+        old_fixed = {k: v for k, v in old.items() if k != "values"}
+        if fixed != old_fixed:
+            diff = sorted(k for k in set(fixed) | set(old_fixed) if fixed.get(k) != old_fixed.get(k))
+            raise ConfigError(
+                f"{out} holds a sweep with other settings ({', '.join(diff)} differ); "
+                "use another output folder to keep both"
+            )
+        values = {json.dumps(v): v for v in old.get("values", []) + manifest["values"]}
+        manifest = {**manifest, "values": sorted(values.values(), key=value_order)}
+    atomic_write_json(path, manifest)
+
+
+def _point_configs(kind: str, values: Sequence[Any], base: Any, concept: str | None) -> dict[str, tuple[Any, Any]]:
+    """{folder name: (value, config)} for every value, all checked before anything trains."""
+    field = sweep_field(kind, base)
+    out: dict[str, tuple[Any, Any]] = {}
+    for raw in values:
+        config = point_config(kind, raw, base, concept=concept)
+        value = to_dict(config)[field]  # the parsed value, as JSON holds it
+        name = point_name(kind, value)
+        if name in out and out[name][0] != value:
+            raise ConfigError(f"{kind} values {format_value(out[name][0])!r} and {format_value(value)!r} "
+                              f"would share the folder {name}; rename one")
+        out[name] = (value, config)
+    return out
+
+
+def run_sweep(
+    *,
+    kind: str,
+    values: Sequence[Any],
+    store: str | Path,
+    transfer_store: str | Path | None = None,
+    out_dir: str | Path,
+    train_config: Any = None,
+    transfer_config: Any = None,
+    holdout_trials: int = 1000,
+    train_fn: Callable[..., Any] | None = None,
+    concept: str | None = None,
+) -> SweepResult:
+    """Train and evaluate one model per value; skip finished points.
+
+    Parameters
+    ----------
+    kind : "negatives" (Table 3), "artists" (Table 4), or any TrainConfig field
+        name, e.g. "margin_artist" (the paper's margin grid search)
+    values : the settings to try, e.g. (1, 2, 4, 8, 16) or ("0.1", "0.2"); parsed
+        and range-checked with the field's type, all before anything trains
+    store : feature store the models train on
+    transfer_store : genre-labelled feature store for the transfer test; None skips it
+    out_dir : the sweep folder (see the module docstring)
+    train_config : base :class:`musicrep.training.train.TrainConfig` (defaults otherwise)
+    transfer_config : :class:`musicrep.evaluation.transfer.TransferConfig` (defaults otherwise)
+    holdout_trials : hold-out trials per concept per point; 0 skips the hold-out test
+    train_fn : ``train(store_path, out_dir, config, *, resume)``; :func:`musicrep.training.train.train` by default
+    concept : the concept to train, overriding the sweep's default (see :func:`sweep_concept`)
+
+    Returns
+    -------
+    SweepResult with one point per value (failed points carry ``status="failed"``);
+    ``result.selected`` is the value with the best validation accuracy
+    """
+    if not values:
+        raise ConfigError("a sweep needs at least one value")
+    train_fn = train_fn or _default_train()
+    base = train_config if train_config is not None else _default_config()
+    configs = _point_configs(kind, values, base, concept)  # validates every value first
+    field = sweep_field(kind, base)
+    train_concept = sweep_concept(kind, base, concept)
+    tcfg = None
+    if transfer_store is not None:
+        from .transfer import TransferConfig
+
+        tcfg = transfer_config if transfer_config is not None else TransferConfig()
+    out = Path(out_dir)
+    with folder_lock(out):  # one sweep per folder: two would train the same points
+        out.mkdir(parents=True, exist_ok=True)
+        _check_manifest(out, {
+            "kind": kind, "field": field, "concept": train_concept,
+            "values": sorted((v for v, _ in configs.values()), key=value_order),
+            "store": str(Path(store).resolve()),
+            "transfer_store": str(Path(transfer_store).resolve()) if transfer_store is not None else None,
+            "train_config": to_dict(base), "transfer_config": to_dict(tcfg) if tcfg is not None else None,
+            "holdout_trials": holdout_trials,
+        })
+        points = []
+        for name, (value, config) in configs.items():
+            pdir = out / name
+            label = f"{field}={format_value(value)}"
+            if (pdir / "DONE").is_file() and (pdir / "result.json").is_file():
+                log.info("%s: finished earlier; skipped", label)
+                points.append(_read_point(pdir))
+                continue
+            run_dir = pdir / "run"
+            point_concept = getattr(config, "concept", train_concept) or "model"
+            t0 = time.perf_counter()
+            try:
+                if not (run_dir / "DONE").is_file():
+                    log.info("%s: training a %s model in %s", label, point_concept, run_dir)
+                    train_fn(store, run_dir, config, resume=run_dir.exists())
+                point = SweepPoint(value=value, status="done", run=str(run_dir), concept=point_concept,
+                                   validation=read_validation(run_dir, monitor=getattr(config, "monitor", "valid_loss")))
+                _test_point(point, store=store, transfer_store=transfer_store, transfer_config=tcfg,
+                            holdout_trials=holdout_trials)
+            except MusicrepError as exc:
+                log.error("%s failed: %s", label, exc)
+                points.append(SweepPoint(value=value, status="failed", run=str(run_dir), error=str(exc),
+                                         concept=point_concept))
+                continue
+            point.seconds = round(time.perf_counter() - t0, 1)
+            atomic_write_json(pdir / "result.json", dataclasses.asdict(point))
+            atomic_write_text(pdir / "DONE", f"{label}\n")  # written last
+            points.append(point)
+        return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name if transfer_store else "",
+                           path=str(out), field=field, concept=train_concept or "")
+
+
+def _test_point(point: SweepPoint, *, store: str | Path, transfer_store: str | Path | None, transfer_config: Any,
+                holdout_trials: int) -> None:
+    """Fill ``point.transfer`` and ``point.holdout`` (test figures: reported, never used to select)."""
+    from .holdout import holdout_runs
+
+    if transfer_store is not None:
+        from .transfer import transfer
+
+        # the model is named by its concept, as transfer tables name runs
+        tr = transfer({point.concept: Path(point.run)}, store=transfer_store, config=transfer_config, baselines=())
+        res = tr.methods[point.concept]
+        point.transfer = {"mean": res.accuracy_mean, "std": res.accuracy_std, "accuracies": res.accuracies,
+                          "ci95_low": res.ci95_low, "ci95_high": res.ci95_high, "n_trials": res.n_trials,
+                          "dataset": tr.dataset, "warnings": list(tr.warnings)}
+    if holdout_trials > 0:
+        ho = holdout_runs([Path(point.run)], store=store, n_trials=holdout_trials)
+        point.holdout = dict(ho.accuracy[ho.models[0]])
+
+
+def _read_point(pdir: Path) -> SweepPoint:
+    point = SweepPoint.from_dict(json.loads((pdir / "result.json").read_text(encoding="utf-8")))
+    if point.status == "done" and not point.validation:  # written before validation was recorded
+        point.validation = read_validation(pdir / "run")
+    return point
+
+
+def load_sweep(sweep_dir: str | Path) -> SweepResult:
+    """The finished points of a sweep folder, in increasing value order."""
+    out = Path(sweep_dir)
+    manifest = out / "sweep.json"
+    if not manifest.is_file():
+        raise ConfigError(f"{out}: not a sweep folder (no sweep.json); run `musicrep sweep ... -o {out}`")
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    kind = meta["kind"]
+    points = [_read_point(p.parent) for p in out.glob(f"{kind}-*/DONE") if (p.parent / "result.json").is_file()]
+    points.sort(key=lambda p: value_order(p.value))
+    concept = meta.get("concept") or ("joint" if kind in KIND_FIELDS else "")
+    dataset = Path(meta["transfer_store"]).name if meta.get("transfer_store") else ""
+    return SweepResult(kind=kind, points=points, dataset=dataset, path=str(out), field=meta.get("field", ""),
+                       concept=concept)
+

@@ -1,0 +1,1 @@
+"""Report: tables, figures and maps rendered from result files."""

@@ -1,0 +1,1 @@
+"""Training: the Siamese encoder, losses, batch sampling, checkpoints and the training loop."""
