@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         enc = Encoder(width=256)
         save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                          "feature_config": to_dict(FeatureConfig()), "step": 0, "epoch": 0, "best_metric": 0.0,
-                         "config": {}, "concept": "artist"}, tmp / "run" / "best.pt")
+                         "config": {}, "concept": "artist"}, path=tmp / "run" / "best.pt")
         model = musicrep.load(tmp / "run", batch_size=args.batch_size)
         model.embed_file(paths[0])  # warm-up: imports, FFT plans, allocator
         seq_wall, audio_s, stages = run_musicrep(model, paths, workers=0)

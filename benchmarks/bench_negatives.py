@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows, ref = [], None
     for name, settings in VARIANTS:
-        config = load_config(TrainConfig, None, [f"width={args.width}", f"batch_size={args.batch}", "concept=joint",
+        config = load_config(TrainConfig, path=None, overrides=[f"width={args.width}", f"batch_size={args.batch}", "concept=joint",
                                                  *settings])
         sec = seconds_per_step(config, steps=args.steps, threads=args.threads)
         ref = ref or sec

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             catalog = Catalog([Track(p.stem, str(p)) for p in paths])
             store = tmp / f"store{r}"
             t0 = time.perf_counter()
-            prepare(catalog, store, workers=args.workers)
+            prepare(catalog, out_dir=store, workers=args.workers)
             ours_times.append(time.perf_counter() - t0)
         from musicrep.data.store import FeatureStore
 

@@ -239,7 +239,7 @@ def bench_kind(vectors, qids, truth, *, kind: str, settings: dict, exact_qps: fl
     for value in [v for v in grid if chosen / 4 <= v <= 4 * chosen and v <= limit]:
         set_search_params(index, kind=kind, params={knob: value})
         qps, found = timed_search(index, vectors, qids, repeats=repeats)
-        rec = recall_at_k(found, truth)
+        rec = recall_at_k(found, truth=truth)
         sweep.append({knob: value, "qps": round(qps, 1), "recall_at_10": round(rec, 4),
                       "speedup_vs_exact": round(qps / exact_qps, 2)})
     ok = [r for r in sweep if r["recall_at_10"] >= TARGET]

@@ -78,7 +78,7 @@ def time_steps(config: TrainConfig, batches, *, steps: int, threads: int, labels
     for i in range(steps + 1):
         t = time.perf_counter()
         b = next(batches)
-        loss, _, _ = step_losses(net, b, config=config, device=torch.device("cpu"), labels=labels)
+        loss, _, _ = step_losses(net, batches=b, config=config, device=torch.device("cpu"), labels=labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -118,7 +118,7 @@ def build_store(root: Path) -> tuple[Path, object]:
 
     catalog = synth_collection(root / "audio", n_artists=4, albums_per_artist=1, songs_per_album=6, seconds=10.0,
                                sr=22050, seed=0)
-    store = prepare(read_csv(catalog), root / "store", workers=2).path
+    store = prepare(read_csv(catalog), out_dir=root / "store", workers=2).path
     split = artist_split(catalog=FeatureStore(store).catalog, songs_per_artist=6, n_valid=1, n_test=1, seed=0)
     return store, split
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     def cfg(**kw) -> TrainConfig:
         base = {"width": args.width, "batch_size": args.batch, "negatives": args.negatives, "concept": "artist"}
         base.update(kw)
-        return load_config(TrainConfig, None, [f"{k}={v}" for k, v in base.items()])
+        return load_config(TrainConfig, path=None, overrides=[f"{k}={v}" for k, v in base.items()])
 
     flops_seg = 3 * model_flops_per_segment(args.width)
     print(f"model: width {args.width}, {flops_seg / 3e6:.1f} MFLOP forward per segment, x3 for a training step")

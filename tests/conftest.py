@@ -46,7 +46,7 @@ def synth_store(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synth")
     catalog = synth_collection(root / "audio", n_artists=6, albums_per_artist=2, songs_per_album=5, seconds=8.0)
-    prepare(read_csv(catalog), root / "store", workers=2)
+    prepare(read_csv(catalog), out_dir=root / "store", workers=2)
     return FeatureStore(root / "store")
 
 

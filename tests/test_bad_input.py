@@ -199,7 +199,7 @@ def zoo(tmp_path_factory):
     extra = [Track(f"bad-{i:02d}", str(p), artist="Bad Stuff") for i, p in enumerate(z["bad"].values()) if p not in listed]
     full = Catalog(list(catalog) + extra, source="zoo")
     z["bad"]["file that vanishes mid-run"].unlink()  # listed in both catalogs, gone before prepare reaches it
-    result = prepare(full, root / "store", workers=2)
+    result = prepare(full, out_dir=root / "store", workers=2)
     z.update(root=root, skipped=skipped, catalog=catalog, full=full, result=result, store=FeatureStore(root / "store"))
     z["id_of"] = {Path(t.path): t.track_id for t in full}
     return z
@@ -211,12 +211,12 @@ def run(zoo):
     from musicrep.config import load_config
     from musicrep.training.train import TrainConfig, train
 
-    config = load_config(TrainConfig, None, [
+    config = load_config(TrainConfig, path=None, overrides=[
         "concept=joint", "width=8", "epochs=1", "steps_per_epoch=2", "batch_size=4", "valid_batches=1",
         "negatives=2", "songs_per_artist=4", "artist_valid=1", "artist_test=1", "songs_per_album=4",
         "album_valid=1", "album_test=1", "tensorboard=false", "threads=1",
     ])
-    return train(zoo["store"].path, zoo["root"] / "run", config)
+    return train(zoo["store"].path, out_dir=zoo["root"] / "run", config=config)
 
 
 # --------------------------------------------------------------------------- catalog builders
@@ -301,14 +301,14 @@ def test_prepare_reports_each_bad_file_and_stores_the_rest(zoo):
     rtl = store.catalog.by_id(zoo["id_of"][zoo["odd"]["right-to-left tag text"]])
     assert rtl.artist == "فيروز"
     # a rerun retries nothing and changes nothing
-    again = prepare(zoo["full"], store.path, workers=1)
+    again = prepare(zoo["full"], out_dir=store.path, workers=1)
     assert again.new == 0 and again.stored == len(store)
 
 
 def test_prepare_nothing_usable_names_errors_csv(zoo, tmp_path):
     only_bad = Catalog([Track("x", str(zoo["bad"]["silence"])), Track("y", str(zoo["bad"]["text file named .mp3"]))])
     with pytest.raises(StoreError, match="errors.csv"):
-        prepare(only_bad, tmp_path / "s", workers=1)
+        prepare(only_bad, out_dir=tmp_path / "s", workers=1)
     assert {e["reason"] for e in load_errors(tmp_path / "s")} == {"audio is silent", "cannot decode audio"}
 
 
@@ -331,7 +331,7 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert abs(frames - n_frames_for(3 * 3600 * 11025, config)) <= 2  # all 3 hours came through
+    assert abs(frames - n_frames_for(3 * 3600 * 11025, config=config)) <= 2  # all 3 hours came through
     assert peak < 32 * 2**20, f"peak traced memory {peak / 2**20:.0f} MB while streaming 3 h"
 
 
@@ -382,7 +382,7 @@ def test_one_class_concept_is_a_split_error(tmp_path, capsys, concept, needle):
     assert needle in str(info.value) and "only 1 of 1" in str(info.value)
     # through train on a real one-artist store, and its CLI
     lib = synth_collection(tmp_path / "one", n_artists=1, albums_per_artist=1, songs_per_album=6, seconds=3.5)
-    store = prepare(read_csv(lib), tmp_path / "store", workers=1).path
+    store = prepare(read_csv(lib), out_dir=tmp_path / "store", workers=1).path
     argv = ["-q", "train", "--store", str(store), "--concept", concept, "-o", str(tmp_path / "run"), "--set", "width=8",
             "--set", "songs_per_artist=6", "--set", "songs_per_album=4", "--set", "tensorboard=false"]
     assert main(argv) == 2
@@ -493,7 +493,7 @@ def test_unreadable_file_in_catalog_and_prepare(tmp_path):
     skipped: list = []
     cat = from_folder(tmp_path, skipped=skipped)
     assert [Path(s.item) for s in skipped] == [locked] and len(cat) == 1
-    result = prepare(Catalog([*cat, Track("locked", str(locked))]), tmp_path / "s", workers=1)
+    result = prepare(Catalog([*cat, Track("locked", str(locked))]), out_dir=tmp_path / "s", workers=1)
     assert result.stored == 1 and [(e["track_id"], e["reason"]) for e in result.errors] == [("locked", "cannot decode audio")]
 
 

@@ -31,16 +31,16 @@ def labelled(tmp_path_factory):
                                         seconds=8.0, seed=0))
     tracks = [dataclasses.replace(t, extra={**t.extra, "label": f"Label {int(t.artist[-2:]) // 2}"}) for t in catalog]
     csv_path = Catalog(tracks, source="synth").write_csv(root / "audio" / "labelled.csv")
-    return FeatureStore(prepare(read_csv(csv_path), root / "store", workers=2).path)
+    return FeatureStore(prepare(read_csv(csv_path), out_dir=root / "store", workers=2).path)
 
 
 def _config(*more: str) -> TrainConfig:
-    return load_config(TrainConfig, None, SMALL + list(more))
+    return load_config(TrainConfig, path=None, overrides=SMALL + list(more))
 
 
 def test_a_column_label_is_read_from_the_catalog_and_keys_are_stable(labelled):
     track = labelled.catalog[0]
-    assert concept_label(track, "label") == "Label 0" and concept_label(track, "track") == track.track_id
+    assert concept_label(track, concept="label") == "Label 0" and concept_label(track, concept="track") == track.track_id
     assert concept_key("artist") == 0 and concept_key("track") == 2
     assert concept_key("label") == concept_key("label") > 2 and concept_key("label") != concept_key("year")
     assert ordered({"label", "track", "artist", "composer"}) == ["artist", "track", "composer", "label"]
@@ -59,7 +59,7 @@ def test_a_column_split_keeps_every_part_the_paper_splits_gave(labelled):
 
 
 def test_a_label_model_predicts_held_out_labels_well_above_chance(labelled, tmp_path):
-    run = train(labelled.path, tmp_path / "label", _config("concept=label", "epochs=3"))
+    run = train(labelled.path, out_dir=tmp_path / "label", config=_config("concept=label", "epochs=3"))
     assert (run / "split" / "label.csv").is_file()
     result = holdout_runs([run], store=labelled, n_trials=200)
     assert "label" in result.concepts
@@ -71,7 +71,7 @@ def test_a_joint_model_over_four_concepts_has_four_holdout_columns(labelled, tmp
     config = _config(*settings, "epochs=1")
     assert config.concepts == ("artist", "album", "label", "track")
     assert config.margin("label") == 0.3 and config.margin("artist") == 0.4 and config.margin("track") == 0.1
-    run = train(labelled.path, tmp_path / "joint", config)
+    run = train(labelled.path, out_dir=tmp_path / "joint", config=config)
     result = holdout_runs([run], store=labelled, n_trials=50)
     assert result.concepts == ["artist", "album", "track", "label"]
     assert all(c in result.table() for c in ("artist", "album", "track", "label"))
@@ -110,7 +110,7 @@ def test_a_tagged_folder_keeps_label_composer_and_date_as_columns(tmp_path):
         "Ólafur Arnalds": ("Erased Tapes", "", "2010"),
         "Burial": ("Hyperdub", "William Bevan", "2007"),
     }
-    assert concept_label(rows["Burial"], "label") == "Hyperdub"
+    assert concept_label(rows["Burial"], concept="label") == "Hyperdub"
 
 
 def test_fma_keeps_label_and_year_as_columns(tmp_path):
@@ -126,5 +126,5 @@ def test_fma_keeps_label_and_year_as_columns(tmp_path):
     tracks_csv = write_fma_tracks_csv(tmp_path / "fma_metadata" / "tracks.csv", rows)
     for tid in (2, 3, 5):
         write_audio(tmp_path / "audio" / f"{tid:06d}"[:3] / f"{tid:06d}.mp3", seconds=0.2)
-    got = {t.track_id: (t.get("label"), t.get("year")) for t in from_fma(tracks_csv, tmp_path / "audio")}
+    got = {t.track_id: (t.get("label"), t.get("year")) for t in from_fma(tracks_csv, audio_dir=tmp_path / "audio")}
     assert got == {"2": ("Fat Beats", "2009"), "3": ("Stones Throw", "2008"), "5": ("", "")}

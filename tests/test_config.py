@@ -25,7 +25,7 @@ class Outer:
 def test_defaults_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("lr: 0.01\ninner:\n  margin: 0.25\n")
-    cfg = load_config(Outer, path, ["epochs=7", "optimizer=adam", "amp=true", "sizes=[4, 8]", "inner.margin=0.1"])
+    cfg = load_config(Outer, path=path, overrides=["epochs=7", "optimizer=adam", "amp=true", "sizes=[4, 8]", "inner.margin=0.1"])
     assert cfg == Outer(lr=0.01, epochs=7, optimizer="adam", amp=True, sizes=(4, 8), inner=Inner(0.1))
     assert load_config(Outer) == Outer()
 
@@ -46,21 +46,21 @@ def test_defaults_yaml_and_overrides(tmp_path):
 )
 def test_bad_settings_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
-        load_config(Outer, None, [override])
+        load_config(Outer, path=None, overrides=[override])
 
 
 def test_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        load_config(Outer, tmp_path / "none.yaml")
+        load_config(Outer, path=tmp_path / "none.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
-        load_config(Outer, bad)
+        load_config(Outer, path=bad)
 
 
 def test_save_round_trip_and_hash(tmp_path):
     cfg = Outer(epochs=9, sizes=(3,))
-    save_config(cfg, tmp_path / "c.yaml")
-    assert load_config(Outer, tmp_path / "c.yaml") == cfg
+    save_config(cfg, path=tmp_path / "c.yaml")
+    assert load_config(Outer, path=tmp_path / "c.yaml") == cfg
     assert FeatureConfig().hash() == config_hash(FeatureConfig())
     assert FeatureConfig().hash() != FeatureConfig(n_mels=96).hash()

@@ -171,13 +171,13 @@ def test_aliases_map_spellings_to_one_name():
 
 
 def test_module_text_patterns():
-    assert attribution.from_module_text("pingus - level", "written and tracked by\njoseph toscano\n(c)2000") == "Joseph Toscano"
-    assert attribution.from_module_text("MANIA by Mordred", "") == "Jordan Tuzsuzov"
-    assert attribution.from_module_text("Stars", "Ambient -\nThomas A. Drexl\n") == "Thomas Drexl"
-    assert attribution.from_module_text("x", "Alexel / RealTech\n\n") == "Alexandre Liverneaux"
+    assert attribution.from_module_text("pingus - level", message="written and tracked by\njoseph toscano\n(c)2000") == "Joseph Toscano"
+    assert attribution.from_module_text("MANIA by Mordred", message="") == "Jordan Tuzsuzov"
+    assert attribution.from_module_text("Stars", message="Ambient -\nThomas A. Drexl\n") == "Thomas Drexl"
+    assert attribution.from_module_text("x", message="Alexel / RealTech\n\n") == "Alexandre Liverneaux"
     # a converter's credit is not the composer; "music from" wins over it
-    assert attribution.from_module_text("t", "music from reg\n Converted with Pro-Wizard by Gryzor") == "Reg & Zbb"
-    assert attribution.from_module_text("Song 6", "Musicbox.wav\nMusicbox.wav") == ""
+    assert attribution.from_module_text("t", message="music from reg\n Converted with Pro-Wizard by Gryzor") == "Reg & Zbb"
+    assert attribution.from_module_text("Song 6", message="Musicbox.wav\nMusicbox.wav") == ""
 
 
 def test_attribution_order():
@@ -258,8 +258,8 @@ def test_modules_with_random_effects_render_the_same_twice(tmp_path):
     _it(tmp_path / "fx.it", rv=50, rp=64)
     raw = [games._decode_pcm(tmp_path / "fx.it", sr=22050) for _ in range(2)]
     assert len(raw[0]) > 22050 * 5 and not np.array_equal(*raw)  # the fixture is random as rendered
-    games.transcode(tmp_path / "fx.it", tmp_path / "one.flac")
-    games.transcode(tmp_path / "fx.it", tmp_path / "two.flac")
+    games.transcode(tmp_path / "fx.it", dest=tmp_path / "one.flac")
+    games.transcode(tmp_path / "fx.it", dest=tmp_path / "two.flac")
     one, sr = sf.read(str(tmp_path / "one.flac"), dtype="int16")
     assert sr == 22050 and np.abs(one).max() > 1000
     np.testing.assert_array_equal(sf.read(str(tmp_path / "two.flac"), dtype="int16")[0], one)
@@ -382,7 +382,7 @@ def test_folk_render_does_not_depend_on_what_came_before(tmp_path):
     tunes = _tunes()
     midis = []
     for i, t in enumerate(tunes[:2]):
-        folk.abc_to_midi(t.header + "\n" + t.abc, tmp_path / f"{i}.mid")
+        folk.abc_to_midi(t.header + "\n" + t.abc, midi_path=tmp_path / f"{i}.mid")
         midis.append(tmp_path / f"{i}.mid")
     first = folk.synthesize(midis[0], program=40, tempo=1.0)
     folk.synthesize(midis[1], program=73, tempo=1.1)
@@ -407,7 +407,7 @@ def test_registry_and_unknown_name(tmp_path):
     assert {"games", "games-mini", "folk", "folk-mini"} <= set(list_corpora())
     assert len(games.MINI_PACKAGES) == 8 and set(games.MINI_PACKAGES) < set(games.FULL_PACKAGES)
     with pytest.raises(CorpusError, match="unknown corpus 'nope'"):
-        build_corpus("nope", tmp_path)
+        build_corpus("nope", out_dir=tmp_path)
 
 
 def test_cli_list(capsys):
@@ -438,12 +438,12 @@ def test_build_corpus_from_cached_deb_then_skips(game_trees, tmp_path, monkeypat
     monkeypatch.setattr(corpus.debian.tools, "require_tool",
                         lambda name, package: pytest.fail("apt-get must not run") if name == "apt-get" else shutil.which(name))
     out = tmp_path / "corpus"
-    path = build_corpus("fixture", out, cache_dir=cache, workers=2)
+    path = build_corpus("fixture", out_dir=out, cache_dir=cache, workers=2)
     cat = read_csv(path)
     assert len(cat) == 5 and (out / "DONE").is_file() and (out / "summary.md").is_file()
     assert json.loads((out / "summary.json").read_text())["build"]["download_bytes"] > 0
     before = path.stat().st_mtime_ns
-    assert build_corpus("fixture", out, cache_dir=cache) == path and path.stat().st_mtime_ns == before
+    assert build_corpus("fixture", out_dir=out, cache_dir=cache) == path and path.stat().st_mtime_ns == before
 
 
 def test_classical_pieces_and_selection(tmp_path):

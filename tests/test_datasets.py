@@ -390,7 +390,7 @@ def test_fma_header_is_the_real_layout(fma):
 
 def test_fma_all_tracks_with_audio(fma):
     skipped = []
-    cat = from_fma(*fma, skipped=skipped)
+    cat = from_fma(fma[0], audio_dir=fma[1], skipped=skipped)
     assert cat.track_ids == ["2", "3", "5", "10", "1234"]
     t = cat.by_id("2")
     assert (t.artist, t.album, t.title, t.genre, t.duration) == ("AWOL", "AWOL - A Way Of Life", "Food", "Hip-Hop", 168.0)
@@ -413,33 +413,33 @@ def test_fma_same_album_title_two_albums(tmp_path):
     tracks_csv = write_fma_tracks_csv(tmp_path / "tracks.csv", rows)
     for tid in (1, 2, 3, 4):
         write_audio(tmp_path / "audio" / "000" / f"{tid:06d}.mp3", seconds=0.1)
-    cat = from_fma(tracks_csv, tmp_path / "audio")
+    cat = from_fma(tracks_csv, audio_dir=tmp_path / "audio")
     assert [t.album for t in cat] == ["Demo [A]", "Demo [8]", "Demo [9]", "Solo"]
 
 
 @pytest.mark.parametrize("subset, ids", [("small", ["2", "5", "1234"]), ("medium", ["2", "3", "5", "1234"]),
                                          ("large", ["2", "3", "5", "10", "1234"]), ("full", ["2", "3", "5", "10", "1234"])])
 def test_fma_subsets_are_nested(fma, subset, ids):
-    assert from_fma(*fma, subset=subset).track_ids == ids
+    assert from_fma(fma[0], audio_dir=fma[1], subset=subset).track_ids == ids
 
 
 def test_fma_bad_inputs(fma, tmp_path):
     tracks_csv, audio = fma
     with pytest.raises(ConfigError, match="subset 'tiny'"):
-        from_fma(tracks_csv, audio, subset="tiny")
+        from_fma(tracks_csv, audio_dir=audio, subset="tiny")
     broken = write_fma_tracks_csv(tmp_path / "broken.csv", [fma_row(2, "A", "B", "C", "", "small", "training",
                                                                     album_id=1, artist_id=1)],
                                   drop=("artist.name", "album.title"))
     with pytest.raises(CatalogError, match=r"broken\.csv: missing column\(s\) artist\.name, album\.title"):
-        from_fma(broken, audio)
+        from_fma(broken, audio_dir=audio)
     with pytest.raises(CatalogError, match="not found"):
-        from_fma(tmp_path / "nope.csv", audio)
+        from_fma(tmp_path / "nope.csv", audio_dir=audio)
     with pytest.raises(CatalogError, match="no usable tracks"):
-        from_fma(tracks_csv, tmp_path)  # audio folder without the mp3s
+        from_fma(tracks_csv, audio_dir=tmp_path)  # audio folder without the mp3s
     plain = tmp_path / "plain.csv"
     plain.write_text("track_id,path\n1,a.mp3\n", encoding="utf-8")
     with pytest.raises(CatalogError, match=r"plain\.csv: missing column"):
-        from_fma(plain, audio)
+        from_fma(plain, audio_dir=audio)
 
 
 # --------------------------------------------------------------------------- GTZAN
@@ -544,7 +544,7 @@ def msd(tmp_path):
 
 def test_msd_join(msd):
     skipped = []
-    cat = from_msd(*msd, skipped=skipped)
+    cat = from_msd(msd[0], audio_dir=msd[1], skipped=skipped)
     assert cat.track_ids == ["TRAAAAW128F429D538", "TRAAABD128F429CF47", "TRAAAFD128F92F423A"]
     a, b, c = cat
     assert (a.artist, a.album, a.title, a.genre) == ("Casual", "Greatest Hits [Casual]", "I Didn't Mean To", "")
@@ -564,23 +564,23 @@ def test_msd_bad_inputs(msd, tmp_path):
     db, audio = msd
     missing = tmp_path / "nope.db"
     with pytest.raises(CatalogError, match=r"nope\.db: MSD track_metadata\.db not found"):
-        from_msd(missing, audio)
+        from_msd(missing, audio_dir=audio)
     assert not missing.exists()  # opened read-only: nothing created
     text = tmp_path / "text.db"
     text.write_text("hello, not sqlite" * 100)
     with pytest.raises(CatalogError, match=r"text\.db: not an SQLite database"):
-        from_msd(text, audio)
+        from_msd(text, audio_dir=audio)
     thin = make_msd_db(tmp_path / "thin.db", [("TRAAAAW128F429D538", "t")], "CREATE TABLE songs (track_id text, title text)")
     with pytest.raises(CatalogError, match=r"thin\.db: table songs lacks column\(s\) release, artist_id, artist_name, duration"):
-        from_msd(thin, audio)
+        from_msd(thin, audio_dir=audio)
     other = sqlite3.connect(tmp_path / "other.db")
     other.execute("CREATE TABLE x (a int)")
     other.close()
     with pytest.raises(CatalogError, match="no table 'songs'"):
-        from_msd(tmp_path / "other.db", audio)
+        from_msd(tmp_path / "other.db", audio_dir=audio)
     (tmp_path / "empty audio").mkdir()
     with pytest.raises(CatalogError, match="no usable tracks"):
-        from_msd(db, tmp_path / "empty audio")
+        from_msd(db, audio_dir=tmp_path / "empty audio")
 
 
 # --------------------------------------------------------------------------- CLI

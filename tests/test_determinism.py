@@ -26,7 +26,7 @@ SETTINGS = ["concept=joint", "width=8", "negatives=2", "batch_size=4", "steps_pe
 
 
 def _config(seed: int) -> TrainConfig:
-    return load_config(TrainConfig, None, SETTINGS + [f"seed={seed}"])
+    return load_config(TrainConfig, path=None, overrides=SETTINGS + [f"seed={seed}"])
 
 
 def _scramble_global_rngs(k: int) -> None:
@@ -44,7 +44,7 @@ def runs(synth_store, tmp_path_factory):
     out = {}
     for name, seed in (("a", 0), ("b", 0), ("other", 1)):
         _scramble_global_rngs(len(out))
-        out[name] = train(synth_store.path, root / name, _config(seed))
+        out[name] = train(synth_store.path, out_dir=root / name, config=_config(seed))
     return out
 
 

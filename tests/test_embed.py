@@ -39,7 +39,7 @@ def make_run(run_dir: Path, store, *, concept: str = "artist", width: int = 16, 
         "feature_config": to_dict(FeatureConfig()), "step": 0, "epoch": 0, "best_metric": 0.0,
         "config": {}, "concept": concept,
     }
-    save_checkpoint(payload, run_dir / "best.pt")
+    save_checkpoint(payload, path=run_dir / "best.pt")
     return run_dir
 
 
@@ -67,13 +67,13 @@ def test_load_is_exported_lazily_and_reused(model, run):
 
 def test_file_equals_store_and_training_path(model, synth_store):
     ids = synth_store.track_ids[:6]
-    _, from_store = embed_store(model, synth_store, track_ids=ids, cache=False)
+    _, from_store = embed_store(model, store=synth_store, track_ids=ids, cache=False)
     paths = [Path(synth_store.catalog.by_id(t).path) for t in ids]
     done, errors = model.embed_files(paths)
     assert not errors
     from_files = np.stack([done[p].vector for p in paths])
     # the training code's song vector: model.song_embedding on the stored frames
-    training = np.stack([song_embedding(model.encoder, synth_store.frames(t)) for t in ids])
+    training = np.stack([song_embedding(model.encoder, frames=synth_store.frames(t)) for t in ids])
     np.testing.assert_allclose(from_files, from_store, atol=1e-5)
     np.testing.assert_allclose(from_store, training, atol=1e-5)
     # and the songs are told apart (a constant output would pass the lines above)
@@ -85,9 +85,9 @@ def test_in_memory_encoder_keeps_its_mode(model, synth_store):
     enc.load_state_dict(model.encoder.state_dict())
     enc.train()
     lent = EmbeddingModel(enc, feature_config=synth_store.feature_config)
-    ids, vectors = embed_store(lent, synth_store, track_ids=synth_store.track_ids[:2])  # never cached
+    ids, vectors = embed_store(lent, store=synth_store, track_ids=synth_store.track_ids[:2])  # never cached
     assert enc.training  # eval only during the call
-    np.testing.assert_allclose(vectors, embed_store(model, synth_store, track_ids=ids, cache=False)[1], atol=1e-6)
+    np.testing.assert_allclose(vectors, embed_store(model, store=synth_store, track_ids=ids, cache=False)[1], atol=1e-6)
 
 
 def test_batching_across_files_changes_nothing(model, synth_store):
@@ -99,7 +99,7 @@ def test_batching_across_files_changes_nothing(model, synth_store):
 
 
 def test_store_embeddings_cached_under_run(model, synth_store, run, monkeypatch):
-    ids, vectors = embed_store(model, synth_store)
+    ids, vectors = embed_store(model, store=synth_store)
     assert ids == synth_store.track_ids and vectors.shape == (len(ids), 32)
     cached = sorted((run / "embeddings").glob("*"))
     assert [p.suffix for p in cached] == [".json", ".npy"]
@@ -110,7 +110,7 @@ def test_store_embeddings_cached_under_run(model, synth_store, run, monkeypatch)
 
     monkeypatch.setattr(embed_mod, "_embed_store_tracks", boom)
     sub = [ids[3], ids[0]]
-    got_ids, got = embed_store(run, synth_store.path, track_ids=sub)  # run folder + store folder
+    got_ids, got = embed_store(run, store=synth_store.path, track_ids=sub)  # run folder + store folder
     assert got_ids == sub
     np.testing.assert_array_equal(got, vectors[[3, 0]])
 

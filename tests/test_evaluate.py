@@ -48,7 +48,7 @@ def coded_store(path, *, n_frames=400):
                 f[:, 0] = i
                 f[:, 1] = np.arange(len(f)) / 64.0  # exact in float16 up to 2048 / 64
                 frames.append(f)
-    return write_store(path, tracks, frames), tracks
+    return write_store(path, tracks=tracks, frames=frames), tracks
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ def test_trial_scores_ties_and_wins():
     a = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
     p = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     n = np.array([[[0.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    assert trial_scores(a, p, n).tolist() == [1.0, 0.0, 0.5]
+    assert trial_scores(a, positive=p, negatives=n).tolist() == [1.0, 0.0, 0.5]
 
 
 def test_too_few_songs_for_negatives_is_a_clear_error(setup):
@@ -176,8 +176,8 @@ def test_holdout_runs_reads_checkpoints_and_saved_splits(setup, tmp_path):
         torch.manual_seed(1)
         enc = Encoder(width=4)
         save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
-                         "feature_config": to_dict(FeatureConfig()), "concept": concept, "config": {}}, run / "best.pt")
-        write_splits(splits, run / "split")
+                         "feature_config": to_dict(FeatureConfig()), "concept": concept, "config": {}}, path=run / "best.pt")
+        write_splits(splits, folder=run / "split")
         runs.append(run)
     assert set(load_split(runs[1])) == {"artist", "album", "track"}
     res = holdout_runs(runs, store=store, n_trials=30)
@@ -204,8 +204,8 @@ def test_holdout_refuses_runs_whose_splits_leak_into_each_other(setup, tmp_path,
         run = tmp_path / concept
         enc = Encoder(width=4)
         save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
-                         "feature_config": to_dict(FeatureConfig()), "concept": concept, "config": {}}, run / "best.pt")
-        write_splits(splits, run / "split")
+                         "feature_config": to_dict(FeatureConfig()), "concept": concept, "config": {}}, path=run / "best.pt")
+        write_splits(splits, folder=run / "split")
         runs.append(run)
     with pytest.raises(EvaluationError, match=r"album: \d+ of its training songs are artist-split valid/test") as err:
         holdout_runs(runs, store=store, n_trials=30)
@@ -229,12 +229,12 @@ def test_song_bootstrap_is_wide_when_few_songs_carry_many_trials():
     # 1,000 trials, but only 4 songs: two always right, two always wrong
     credit = np.repeat([1.0, 1.0, 0.0, 0.0], 250)
     songs = np.repeat(["a", "b", "c", "d"], 250)
-    sd, low, high = song_bootstrap(credit, songs, seed=0)
+    sd, low, high = song_bootstrap(credit, songs=songs, seed=0)
     binomial = (0.5 * 0.5 / 1000) ** 0.5  # what treating trials as independent would say: 0.016
     assert sd > 10 * binomial and low <= 0.25 and high >= 0.75
     # many songs, each with one trial: close to the binomial error
     credit = np.random.default_rng(0).integers(0, 2, 1000).astype(float)
-    sd, _low, _high = song_bootstrap(credit, [f"s{i}" for i in range(1000)], seed=0)
+    sd, _low, _high = song_bootstrap(credit, songs=[f"s{i}" for i in range(1000)], seed=0)
     assert abs(sd - binomial) < 0.004
 
 

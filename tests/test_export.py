@@ -33,7 +33,7 @@ def run(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                      "feature_config": to_dict(FeatureConfig()), "step": 1, "epoch": 1, "best_metric": 0.5,
-                     "config": {}, "concept": "album"}, run / "best.pt")
+                     "config": {}, "concept": "album"}, path=run / "best.pt")
     return run
 
 

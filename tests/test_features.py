@@ -68,7 +68,7 @@ def test_stream_equals_whole_signal(rng):
 
 def test_frame_count_and_errors():
     cfg = FeatureConfig()
-    assert n_frames_for(128 * 512, cfg) == 129  # the shortest one-segment signal
+    assert n_frames_for(128 * 512, config=cfg) == 129  # the shortest one-segment signal
     with pytest.raises(ValueError, match="22050"):
         log_mel(np.zeros(1000, np.float32), sr=44100)
     with pytest.raises(ValueError, match="mono"):

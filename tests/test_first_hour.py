@@ -138,7 +138,7 @@ def test_train_says_what_each_concept_used(synth_store, tmp_path, caplog):
     from musicrep.training.train import TrainConfig, train
 
     with caplog.at_level(logging.INFO, logger="musicrep.training.train"):
-        train(synth_store.path, tmp_path / "run", load_config(TrainConfig, None, TINY + ["epochs=1"]))
+        train(synth_store.path, out_dir=tmp_path / "run", config=load_config(TrainConfig, path=None, overrides=TINY + ["epochs=1"]))
     line = next(r.getMessage() for r in caplog.records
                 if r.name == "musicrep.training.train" and r.getMessage().startswith("artist split:"))
     assert line.startswith("artist split: 60 songs of 6 artists (36 train, 12 valid, 12 test); 0 of the catalog's 60")

@@ -166,7 +166,7 @@ def test_prepare_workers_keep_decoder_notes_off_stderr(tmp_path, capfd):
     from musicrep.data.store import prepare
 
     path = damaged_mp3(tmp_path / "resync.mp3", junk=FALSE_SYNC, at=1 / 3, seconds=6.0)
-    prepare(Catalog([Track(track_id="t", path=str(path))]), tmp_path / "store", workers=1)
+    prepare(Catalog([Track(track_id="t", path=str(path))]), out_dir=tmp_path / "store", workers=1)
     assert "Note:" not in capfd.readouterr().err
 
 
@@ -189,10 +189,10 @@ def test_ids_keep_hangul_and_accents(tmp_path):
 
 def test_fit_column_aligns_wide_characters():
     names = ["헤로즈", "Ólafur Arnalds", "宇多田ヒカル - First Love (Remastered)", "abc"]
-    rows = [fit_column(n, 16) + "|" for n in names]
+    rows = [fit_column(n, width=16) + "|" for n in names]
     assert [display_width(r) for r in rows] == [17] * 4  # the bar lines up in a terminal
     assert rows[0] == "헤로즈" + " " * 10 + "|" and display_width("헤로즈") == 6
-    assert fit_column("宇多田", 5, align=">") == " 宇多"  # a wide letter that does not fit is dropped whole
+    assert fit_column("宇多田", width=5, align=">") == " 宇多"  # a wide letter that does not fit is dropped whole
 
 
 # --------------------------------------------------------------------------- 3. figures in every script
@@ -209,7 +209,7 @@ def test_a_hangul_legend_has_every_glyph(tmp_path, caplog):
     m = EmbeddingMap(name="joint", xy=rng.normal(size=(6, 2)), labels={"artist": ["헤로즈", "빅뱅", "宇多田ヒカル"] * 2})
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="musicrep"):
         warnings.simplefilter("always")
-        plot_map(m, "artist", tmp_path / "map.png")
+        plot_map(m, column="artist", path=tmp_path / "map.png")
     assert _glyph_warnings(caught) == []
     assert report.FONT_PACKAGE not in caplog.text
 
@@ -220,8 +220,8 @@ def test_without_a_cjk_font_one_warning_names_the_package(tmp_path, caplog, monk
     m = EmbeddingMap(name="joint", xy=np.random.default_rng(0).normal(size=(4, 2)), labels={"artist": ["헤로즈", "빅뱅"] * 2})
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="musicrep"):
         warnings.simplefilter("always")
-        plot_map(m, "artist", tmp_path / "a.png")
-        plot_map(m, "artist", tmp_path / "b.png")
+        plot_map(m, column="artist", path=tmp_path / "a.png")
+        plot_map(m, column="artist", path=tmp_path / "b.png")
     assert (tmp_path / "b.png").is_file() and _glyph_warnings(caught) == []
     named = [r for r in caplog.records if report.FONT_PACKAGE in r.getMessage()]
     assert len(named) == 1 and "apt-get install fonts-wqy-microhei" in named[0].getMessage()
@@ -297,12 +297,12 @@ def _metrics(run: Path, columns: list[str]) -> Path:
 def test_curves_draw_each_line_once(tmp_path, drawn):
     single = _metrics(tmp_path / "artist", ["step", "train_loss", "valid_loss", "valid_acc", "train_loss_artist",
                                             "train_acc_artist", "valid_loss_artist", "valid_acc_artist"])
-    plot_curves(single, tmp_path / "a.png")
+    plot_curves(single, path=tmp_path / "a.png")
     loss, acc = ([line.get_label() for line in ax.get_lines()] for ax in drawn[0].axes)
     assert loss == ["train_loss", "valid_loss"]  # train_loss_artist is the same numbers
     assert acc == ["valid_acc", "train_acc_artist"]  # no total train accuracy: the concept's is kept
     joint = _metrics(tmp_path / "joint", ["step", "train_loss", "train_loss_artist", "train_loss_album"])
-    plot_curves(joint, tmp_path / "j.png")
+    plot_curves(joint, path=tmp_path / "j.png")
     assert [line.get_label() for line in drawn[1].axes[0].get_lines()] == ["train_loss", "train_loss_artist",
                                                                          "train_loss_album"]
 
@@ -313,7 +313,7 @@ def test_confusion_prints_counts_and_leaves_out_classes_without_test_songs(tmp_p
                       confusion=[[8, 2, 0], [0, 0, 0], [3, 1, 6]])
     tr = TransferResult(dataset="mine", classes=classes, counts={"test": 10}, split_source="seeded",
                         methods={"joint": res})
-    plot_confusion(tr, "joint", tmp_path / "c.png")
+    plot_confusion(tr, method="joint", path=tmp_path / "c.png")
     ax = drawn[0].axes[0]
     assert [t.get_text() for t in ax.texts] == ["8", "2", "0", "3", "1", "6"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["발라드 (10)", "rock (10)"]
@@ -327,7 +327,7 @@ def test_maps_mark_held_out_songs_from_the_runs_split(tmp_path, drawn):
         "artist": Split("artist", (("a1", "A", "train"), ("a2", "A", "valid"), ("b1", "B", "train"),
                                    ("b2", "B", "test"))),
         "album": Split("album", (("a1", "X", "train"), ("c1", "Y", "train"), ("c2", "Y", "test"))),
-    }, run / "split")
+    }, folder=run / "split")
     ids = ["a1", "a2", "b1", "b2", "c1", "c2", "z9"]
     assert split_roles(run, concept="artist", track_ids=ids) == [TRAIN, HELD_OUT, TRAIN, HELD_OUT, UNUSED,
                                                                  HELD_OUT, UNUSED]
@@ -337,7 +337,7 @@ def test_maps_mark_held_out_songs_from_the_runs_split(tmp_path, drawn):
     roles = split_roles(run, concept="artist", track_ids=ids)
     m = EmbeddingMap(name="artist", xy=np.arange(14.0).reshape(7, 2), labels={"artist": list("AABBCCZ")}, roles=roles)
     assert EmbeddingMap.from_dict(m.to_dict()).roles == roles
-    plot_map(m, "artist", tmp_path / "m.png")
+    plot_map(m, column="artist", path=tmp_path / "m.png")
     ax = drawn[0].axes[0]
     hollow = [c for c in ax.collections if len(c.get_offsets()) and len(c.get_facecolors()) == 0]
     assert sorted(map(tuple, np.concatenate([c.get_offsets() for c in hollow]).tolist())) == [

@@ -152,7 +152,7 @@ def test_a_checkpoint_path_loads_with_its_own_front_end(tmp_path, rng):
     fc = FeatureConfig(sample_rate=24000, n_mels=16)
     encoder = Encoder(width=4, n_mels=16)
     path = save_checkpoint({"model": encoder.state_dict(), "model_config": dataclasses.asdict(encoder.model_config),
-                            "feature_config": dataclasses.asdict(fc)}, tmp_path / "tiny.pt")
+                            "feature_config": dataclasses.asdict(fc)}, path=tmp_path / "tiny.pt")
     tiny = hear.load_model(str(path))
     assert tiny.sample_rate == 48000 and tiny.scene_embedding_size == 8
     assert tiny.hop_frames == 2 and tiny.timestamp_hop_ms == pytest.approx(1000 * 2 * 512 / 24000)

@@ -116,7 +116,7 @@ def test_build_from_runs_store_and_files_agree(synth_store, tmp_path):
                                  out=tmp_path / "i1", store=synth_store.path)
     assert from_store.concepts == ["artist", "joint"] and from_store.default_concept == "joint"
     assert len(from_store) == 60
-    _, vec = embed_store(load(run_a), synth_store)
+    _, vec = embed_store(load(run_a), store=synth_store)
     np.testing.assert_allclose(from_store.vector(synth_store.track_ids[7], by="artist"), normalize(vec[7])[0], atol=1e-6)
     from_files = build_from_runs(runs={"artist": run_a}, catalog=catalog, out=tmp_path / "i2")
     tid = synth_store.track_ids[7]
@@ -158,7 +158,7 @@ def test_trained_artist_model_puts_same_artist_first(synth_store, tmp_path):
                                valid_batches=2, songs_per_artist=10, artist_valid=1, artist_test=1,
                                optimizer="adam", lr=0.003, tensorboard=False, seed=0,
                                bn_momentum=0.1)  # Keras' 0.01 needs far more than 20 steps to settle
-    run = train.train(synth_store.path, tmp_path / "run", config)
+    run = train.train(synth_store.path, out_dir=tmp_path / "run", config=config)
     catalog = Path(synth_store.catalog[0].path).parents[2] / "catalog.csv"
     index = build_from_runs(runs={None: run}, catalog=catalog, out=tmp_path / "idx", store=synth_store.path)
     assert index.default_concept == "artist"

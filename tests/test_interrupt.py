@@ -61,7 +61,7 @@ def _temp_files(folder: Path) -> list[Path]:
 @pytest.mark.slow
 def test_sigkill_train_then_resume_equals_uninterrupted(synth_store, tmp_path):
     store = str(synth_store.path)
-    reference = train(store, tmp_path / "ref", load_config(TrainConfig, None, TRAIN_SETTINGS))
+    reference = train(store, out_dir=tmp_path / "ref", config=load_config(TrainConfig, path=None, overrides=TRAIN_SETTINGS))
     run = tmp_path / "killed"
     args = ["train", "--store", store, "-o", str(run), *[f"--set={s}" for s in TRAIN_SETTINGS]]
     rng = np.random.default_rng(11)
@@ -137,7 +137,7 @@ def test_sigkill_embed_then_rerun_equals_uninterrupted(tmp_path):
     enc.set_normalization(1.0, 0.5)
     save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                      "feature_config": to_dict(FeatureConfig()), "step": 0, "epoch": 0, "best_metric": 0.0,
-                     "config": {}, "concept": "artist"}, tmp_path / "run" / "best.pt")
+                     "config": {}, "concept": "artist"}, path=tmp_path / "run" / "best.pt")
     music = tmp_path / "music"
     songs = _write_songs(music, 80)
     common = ["--run", str(tmp_path / "run"), "--workers", "1", "--batch-size", "8", "--segments"]

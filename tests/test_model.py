@@ -58,6 +58,6 @@ def test_legacy_checkpoints_still_load(tmp_path):
 
     old = Encoder(width=8, n_mels=128, conv_bias=False, bn_eps=1e-5, init="torch")
     save_checkpoint({"model": old.state_dict(), "model_config": {"width": 8, "n_mels": 128},
-                     "feature_config": to_dict(FeatureConfig()), "concept": "artist"}, tmp_path / "best.pt")
+                     "feature_config": to_dict(FeatureConfig()), "concept": "artist"}, path=tmp_path / "best.pt")
     enc, info = load_encoder(tmp_path / "best.pt")
     assert info.model_config.conv_bias is False and enc.features[0][2].eps == 1e-5

@@ -164,15 +164,15 @@ def test_clear_errors(tmp_path):
 
 def test_top_tags_ties_and_the_reference_check(caplog):
     rows = [("1", "0/a.mp3", [1, 1, 0]), ("2", "0/b.mp3", [0, 1, 1])]
-    assert top_tags(["a", "b", "c"], rows, top=2) == ["b", "a"]  # b 2; a and c 1 each: a's column first
-    assert top_tags(["a", "b", "c"], rows, top=9) == ["b", "a", "c"]
+    assert top_tags(["a", "b", "c"], rows=rows, top=2) == ["b", "a"]  # b 2; a and c 1 each: a's column first
+    assert top_tags(["a", "b", "c"], rows=rows, top=9) == ["b", "a", "c"]
     # a full-size file whose top 50 is the reference's: no warning; another 50: a warning naming them
     names = [*REFERENCE_TOP50, *(f"other{i}" for i in range(188 - 50))]
     ref_rows = [("1", "0/a.mp3", [1] * 50 + [0] * 138)]
     with caplog.at_level(logging.WARNING, logger="musicrep.data.datasets.mtat"):
-        assert top_tags(names, ref_rows, top=50) == list(REFERENCE_TOP50)
+        assert top_tags(names, rows=ref_rows, top=50) == list(REFERENCE_TOP50)
         assert "differ" not in caplog.text
-        top_tags(names, [("1", "0/a.mp3", [0] * 138 + [1] * 50)], top=50)
+        top_tags(names, rows=[("1", "0/a.mp3", [0] * 138 + [1] * 50)], top=50)
     assert "differ from the reference" in caplog.text and "other137" in caplog.text
 
 

@@ -69,11 +69,11 @@ def test_a_train_stage_with_changed_settings_starts_afresh_and_resumes_otherwise
     base = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=2", "valid_batches=1",
             "songs_per_artist=10", "tensorboard=false", "threads=1"]
     run = tmp_path / "runs" / "artist"
-    _train_stage(synth_store.path, run, load_config(TrainConfig, None, base + ["epochs=1", "lr=0.03"]))
+    _train_stage(synth_store.path, run, load_config(TrainConfig, path=None, overrides=base + ["epochs=1", "lr=0.03"]))
     # more epochs: the same run continues (its first epoch is kept)
-    _train_stage(synth_store.path, run, load_config(TrainConfig, None, base + ["epochs=2", "lr=0.03"]))
+    _train_stage(synth_store.path, run, load_config(TrainConfig, path=None, overrides=base + ["epochs=2", "lr=0.03"]))
     assert read_checkpoint(run / "last.pt")["epoch"] == 2 and len((run / "metrics.csv").read_text().splitlines()) == 3
     # another lr: the old run answers another question; trained again from the start
-    _train_stage(synth_store.path, run, load_config(TrainConfig, None, base + ["epochs=1", "lr=0.01"]))
+    _train_stage(synth_store.path, run, load_config(TrainConfig, path=None, overrides=base + ["epochs=1", "lr=0.01"]))
     assert "lr: 0.01" in (run / "config.yaml").read_text() and read_checkpoint(run / "last.pt")["epoch"] == 1
     assert (run / "DONE").is_file()

@@ -26,7 +26,7 @@ TINY = ["concept=joint", "width=8", "negatives=1", "batch_size=4", "steps_per_ep
 
 @pytest.fixture(scope="module")
 def run(synth_store, tmp_path_factory):
-    return train(synth_store.path, tmp_path_factory.mktemp("run") / "joint", load_config(TrainConfig, None, TINY))
+    return train(synth_store.path, out_dir=tmp_path_factory.mktemp("run") / "joint", config=load_config(TrainConfig, path=None, overrides=TINY))
 
 
 def test_the_shipped_model_matches_its_card_and_loads_safely():

@@ -27,7 +27,7 @@ def _track(tid, path):
 @pytest.fixture(scope="module")
 def train_store(tmp_path_factory):
     tracks = [_track(f"t{i}", f"/music/t{i}.wav") for i in range(N)]
-    return write_store(tmp_path_factory.mktemp("prov") / "train-store", tracks, [_frames(i) for i in range(N)])
+    return write_store(tmp_path_factory.mktemp("prov") / "train-store", tracks=tracks, frames=[_frames(i) for i in range(N)])
 
 
 def _split(concept, parts):
@@ -88,7 +88,7 @@ def test_a_renamed_copy_is_found_by_its_content(train_store, tmp_path):
     src = [0, 1, 2, 3, 8, 4]
     tracks = [_track(f"copy{i}", f"/elsewhere/c{i}.flac") for i in src] + [_track("new", "/elsewhere/new.flac")]
     frames = [_frames(i) for i in src] + [_frames(99)]
-    copy = write_store(tmp_path / "copy", tracks, frames)
+    copy = write_store(tmp_path / "copy", tracks=tracks, frames=frames)
     (line,) = transfer_overlap([run], store=copy)
     assert "5 of 7 transfer songs" in line
     assert "(same track id: 0, same audio path: 0, same audio content: 5)" in line
@@ -97,7 +97,7 @@ def test_a_renamed_copy_is_found_by_its_content(train_store, tmp_path):
 def test_same_path_and_same_id_are_found_without_the_same_frames(train_store, tmp_path):
     run = make_run(tmp_path / "run", store=train_store.path)
     tracks = [_track("x", "/music/t1.wav"), _track("t2", "/other/t2.wav"), _track("y", "/other/y.wav")]
-    other = write_store(tmp_path / "other", tracks, [_frames(50), _frames(51), _frames(52)])
+    other = write_store(tmp_path / "other", tracks=tracks, frames=[_frames(50), _frames(51), _frames(52)])
     (line,) = transfer_overlap([run], store=other)
     assert "2 of 3 transfer songs" in line
     assert "(same track id: 1, same audio path: 1, same audio content: 0)" in line
@@ -105,10 +105,10 @@ def test_same_path_and_same_id_are_found_without_the_same_frames(train_store, tm
 
 def test_content_is_not_compared_across_feature_settings(train_store, tmp_path):
     run = make_run(tmp_path / "run", store=train_store.path)
-    other = write_store(tmp_path / "hop256", [_track("z0", "/z/0.wav")], [_frames(0)],
+    other = write_store(tmp_path / "hop256", tracks=[_track("z0", "/z/0.wav")], frames=[_frames(0)],
                         config=FeatureConfig(hop_length=256))
     assert transfer_overlap([run], store=other) == []  # the same frames, but other settings: not a match
-    other2 = write_store(tmp_path / "hop256b", [_track("t0", "/z/0.wav")], [_frames(0)],
+    other2 = write_store(tmp_path / "hop256b", tracks=[_track("t0", "/z/0.wav")], frames=[_frames(0)],
                          config=FeatureConfig(hop_length=256))
     (line,) = transfer_overlap([run], store=other2)
     assert "same track id: 1, same audio path: 0, audio content not compared" in line
@@ -125,8 +125,8 @@ def test_a_gone_training_store_falls_back_to_track_ids_and_says_so(train_store, 
 
 def test_a_clean_store_and_a_run_without_split_give_no_warning(train_store, tmp_path):
     run = make_run(tmp_path / "run", store=train_store.path)
-    clean = write_store(tmp_path / "clean", [_track(f"c{i}", f"/clean/{i}.wav") for i in range(3)],
-                        [_frames(100 + i) for i in range(3)])
+    clean = write_store(tmp_path / "clean", tracks=[_track(f"c{i}", f"/clean/{i}.wav") for i in range(3)],
+                        frames=[_frames(100 + i) for i in range(3)])
     assert transfer_overlap([run], store=clean) == []
     bare = tmp_path / "bare"
     bare.mkdir()

@@ -25,13 +25,13 @@ def python_api_block() -> str:
 
 def test_readme_python_api_runs(tmp_path, monkeypatch):
     catalog = synth_collection(tmp_path / "lib", n_artists=4, albums_per_artist=2, songs_per_album=4, seconds=5.0)
-    prepare(read_csv(catalog), tmp_path / "store", workers=1)
-    config = load_config(TrainConfig, None, [
+    prepare(read_csv(catalog), out_dir=tmp_path / "store", workers=1)
+    config = load_config(TrainConfig, path=None, overrides=[
         "concept=joint", "width=8", "epochs=1", "steps_per_epoch=2", "batch_size=4", "valid_batches=1",
         "songs_per_artist=4", "artist_valid=1", "artist_test=1", "songs_per_album=4", "negatives=2",
         "tensorboard=false", "threads=1",
     ])
-    train(tmp_path / "store", tmp_path / "runs" / "joint", config)
+    train(tmp_path / "store", out_dir=tmp_path / "runs" / "joint", config=config)
     sf.write(tmp_path / "song.ogg", synth_song(artist=1, album=0, song=9, seconds=7.0), 22050, subtype="VORBIS")
     shutil.copytree(tmp_path / "lib" / "Artist 00" / "Album 00-00", tmp_path / "new-album")
     build_from_runs(runs={"artist": tmp_path / "runs" / "joint"}, catalog=catalog, out=tmp_path / "index",

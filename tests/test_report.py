@@ -131,7 +131,7 @@ def trained(synth_store, tmp_path_factory):
                        tensorboard=False, prefetch=0, threads=1)
     runs = []
     for concept in ("artist", "joint"):
-        runs.append(train(store, root / concept, dataclasses.replace(base, concept=concept)))
+        runs.append(train(store, out_dir=root / concept, config=dataclasses.replace(base, concept=concept)))
     return root, store, runs
 
 

@@ -16,7 +16,7 @@ SETTINGS = ["concept=joint", "width=8", "negatives=1", "batch_size=4", "steps_pe
 
 
 def test_resident_batches_equal_the_loaders(synth_store):
-    config = load_config(TrainConfig, None, SETTINGS)
+    config = load_config(TrainConfig, path=None, overrides=SETTINGS)
     splits = make_run_splits(catalog=synth_store.catalog, config=config)
     samplers = {c: ConceptSampler(store=synth_store, split=splits["album" if c == "album" else "artist"], concept=c,
                                   mode="train", negatives=2) for c in ("artist", "album", "track")}
@@ -33,7 +33,7 @@ def test_resident_batches_equal_the_loaders(synth_store):
 
 
 def test_a_run_with_resident_frames_ends_with_the_same_weights(synth_store, tmp_path):
-    runs = [train(synth_store.path, tmp_path / mode, load_config(TrainConfig, None, SETTINGS + [f"resident_frames={mode}"]))
+    runs = [train(synth_store.path, out_dir=tmp_path / mode, config=load_config(TrainConfig, path=None, overrides=SETTINGS + [f"resident_frames={mode}"]))
             for mode in ("always", "never")]
     on, off = (read_checkpoint(r / "last.pt")["model"] for r in runs)
     assert all(torch.equal(on[k], off[k]) for k in on)

@@ -96,7 +96,7 @@ def runs(synth_store, tmp_path_factory):
     root = tmp_path_factory.mktemp("retrieval-runs")
     out = []
     for concept in ("artist", "album", "joint"):
-        out.append(train(synth_store.path, root / concept, load_config(TrainConfig, None, TRAIN + [f"concept={concept}"])))
+        out.append(train(synth_store.path, out_dir=root / concept, config=load_config(TrainConfig, path=None, overrides=TRAIN + [f"concept={concept}"])))
     return out
 
 

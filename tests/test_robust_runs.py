@@ -53,11 +53,11 @@ def write_run(root: Path, *, done: bool, seed: int = 0, store: Path | None = Non
                "config": {"width": 4, "concept": "artist"}, "concept": "artist"}
     if edit is not None:
         edit(payload)
-    save_checkpoint(payload, root / "best.pt")
+    save_checkpoint(payload, path=root / "best.pt")
     (root / "config.yaml").write_text("concept: artist\nwidth: 4\n")
     (root / "run.json").write_text(json.dumps({"store": str(store) if store else ""}))
     if splits is not None:
-        write_splits(splits, root / "split")
+        write_splits(splits, folder=root / "split")
     if done:
         (root / "DONE").write_text("epoch 1 step 6\n")
     return root
@@ -300,7 +300,7 @@ def test_a_non_finite_embedding_is_an_error_naming_the_file(world, tmp_path, cap
     with pytest.raises(NonFiniteEmbeddingError, match=r"track 't000'"):
         from musicrep.inference.embed import embed_store
 
-        embed_store(musicrep.load(run), world["store"], track_ids=["t000"], cache=False)
+        embed_store(musicrep.load(run), store=world["store"], track_ids=["t000"], cache=False)
 
 
 # --------------------------------------------------------------------------- 5. index ids and manifest

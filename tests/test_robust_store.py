@@ -50,9 +50,9 @@ def held(path, config, **kwargs):
     end = time.monotonic() + 60
     while not os.path.exists(release) and time.monotonic() < end:
         time.sleep(0.02)
-    return real(path, config, **kwargs)
+    return real(path, config=config, **kwargs)
 store.compute_track = held
-store.prepare(read_csv(catalog), out, workers=int(workers))
+store.prepare(read_csv(catalog), out_dir=out, workers=int(workers))
 """
 
 # prepare in a process of its own that SIGKILLs itself at a chosen point:
@@ -68,8 +68,8 @@ if where == "append":
     store._append = kill
 else:
     real = store.atomic_write_text
-    store.atomic_write_text = lambda path, text: kill() if os.path.basename(path) == "DONE" else real(path, text)
-store.prepare(read_csv(catalog), out, workers=0)
+    store.atomic_write_text = lambda path, text: kill() if os.path.basename(path) == "DONE" else real(path, text=text)
+store.prepare(read_csv(catalog), out_dir=out, workers=0)
 """
 
 
@@ -121,7 +121,7 @@ def test_second_prepare_into_one_store_fails_at_once_naming_the_holder(tmp_path,
         err = capsys.readouterr().err
         assert f"is being written by PID {first.pid}" in err, err
         with pytest.raises(FolderLockedError, match=f"PID {first.pid}"):
-            prepare(read_csv(cat), store, workers=0, overwrite=True)  # never deletes a store being written
+            prepare(read_csv(cat), out_dir=store, workers=0, overwrite=True)  # never deletes a store being written
         assert first.poll() is None  # refused at once, not after waiting for the first one
         release.touch()
         assert first.wait(timeout=60) == 0, first.stderr.read().decode()[-2000:]
@@ -147,8 +147,8 @@ def test_resume_recomputes_a_part_whose_file_changed(tmp_path):
     tone(b, 990)
     os.utime(b, ns=(time.time_ns() + 10**10,) * 2)
     changed = [Track("t1", str(c)), Track("t2", str(b))]
-    prepare(Catalog(changed), store, workers=0)
-    fresh = prepare(Catalog(changed), tmp_path / "fresh", workers=0)
+    prepare(Catalog(changed), out_dir=store, workers=0)
+    fresh = prepare(Catalog(changed), out_dir=tmp_path / "fresh", workers=0)
     assert same_frames(FeatureStore(store), FeatureStore(fresh.path))
 
 
@@ -173,7 +173,7 @@ def test_truncated_flac_keeps_its_readable_part_with_a_warning(tmp_path, capsys)
     (row,) = load_errors(store.path)
     assert (row["track_id"], row["reason"]) == ("cut", "damaged audio, readable part kept")
     assert re.match(r"kept 11\.9\d s of 12\.00 s", row["detail"]), row
-    again = prepare(read_csv(cat), store.path, workers=0)  # up to date: still a warning, not unusable
+    again = prepare(read_csv(cat), out_dir=store.path, workers=0)  # up to date: still a warning, not unusable
     assert (again.new, again.errors, [w["track_id"] for w in again.warnings]) == (0, [], ["cut"])
 
 
@@ -191,7 +191,7 @@ def test_sigkill_just_before_done_does_not_double_the_errors(tmp_path, capsys):
     assert main(["-q", "prepare", str(cat), "-o", str(store), "--workers", "0"]) == 0
     assert "2 tracks stored (0 new), 1 unusable" in capsys.readouterr().out
     assert [e["track_id"] for e in load_errors(store)] == ["bad"]
-    again = prepare(read_csv(cat), store, workers=0, retry_errors=True)
+    again = prepare(read_csv(cat), out_dir=store, workers=0, retry_errors=True)
     assert [e["track_id"] for e in again.errors] == ["bad"] and [e["track_id"] for e in load_errors(store)] == ["bad"]
 
 
@@ -201,7 +201,7 @@ def test_sigkill_just_before_done_does_not_double_the_errors(tmp_path, capsys):
 @pytest.fixture
 def small_store(tmp_path, rng):
     frames = [rng.standard_normal((108, 128)).astype(np.float32) for _ in range(2)]
-    return from_arrays(tmp_path / "store", [Track("t0", "/x/0.wav"), Track("t1", "/x/1.wav")], frames).path
+    return from_arrays(tmp_path / "store", tracks=[Track("t0", "/x/0.wav"), Track("t1", "/x/1.wav")], frames=frames).path
 
 
 def _edit_json(path: Path, **changes) -> None:
@@ -268,7 +268,7 @@ def test_duplicate_audio_is_grouped_and_older_stores_still_open(tmp_path):
     sf.write(tmp_path / "a.flac", sf.read(a, dtype="int16")[0], SR, subtype="PCM_16")  # same samples, other container
     b = tone(tmp_path / "b.wav", 660, subtype="PCM_16")
     tracks = [Track("x", str(a)), Track("y", str(b)), Track("z", str(tmp_path / "a.flac")), Track("w", str(a))]
-    result = prepare(Catalog(tracks), tmp_path / "store", workers=0)
+    result = prepare(Catalog(tracks), out_dir=tmp_path / "store", workers=0)
     assert duplicate_groups(FeatureStore(result.path)) == [["w", "x", "z"]]
     assert duplicate_groups(result.path) == [["w", "x", "z"]]  # a folder works too
     store = FeatureStore(result.path)
@@ -300,22 +300,22 @@ def test_disk_full_is_a_store_error_and_a_rerun_resumes(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(np, "save", full)  # the worker's write of a part
         with pytest.raises(StoreError) as info:
-            prepare(tracks, out, workers=0)
+            prepare(tracks, out_dir=out, workers=0)
     message = str(info.value)
     assert str(out) in message and "full" in message and "rerun" in message and "resumes" in message
     real = store_module.atomic_write_csv
 
-    def quota_on_index(path, *args):
+    def quota_on_index(path, **kwargs):
         if Path(path).name == "index.csv":
             raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(path))
-        return real(path, *args)
+        return real(path, **kwargs)
 
     with monkeypatch.context() as m:
         m.setattr(store_module, "atomic_write_csv", quota_on_index)
         with pytest.raises(StoreError, match=re.escape(str(out)) + ".*index.csv.*rerun"):
-            prepare(tracks, out, workers=0)
+            prepare(tracks, out_dir=out, workers=0)
     assert load_errors(out) == []  # no track was blamed for the full disk
-    result = prepare(tracks, out, workers=0)
+    result = prepare(tracks, out_dir=out, workers=0)
     assert (result.stored, result.errors) == (2, [])
 
 

@@ -28,7 +28,7 @@ ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _config(*more: str) -> TrainConfig:
-    return load_config(TrainConfig, None, SETTINGS + ["threads=1", *more])
+    return load_config(TrainConfig, path=None, overrides=SETTINGS + ["threads=1", *more])
 
 
 def test_a_second_train_into_one_run_folder_fails_at_once(synth_store, tmp_path):
@@ -51,7 +51,7 @@ def test_a_second_train_into_one_run_folder_fails_at_once(synth_store, tmp_path)
 
 
 def _one_epoch(store, run):
-    train(store.path, run, _config("epochs=1"))
+    train(store.path, out_dir=run, config=_config("epochs=1"))
     return read_checkpoint(run / "last.pt")
 
 
@@ -60,7 +60,7 @@ def test_resume_on_another_thread_count_is_refused_and_zero_follows_the_run(synt
     ckpt = _one_epoch(synth_store, run)
     assert ckpt["threads"] == 1 and ckpt["world_size"] == 1
     with pytest.raises(ConfigError, match=r"1 CPU thread\(s\); resuming with threads=2"):
-        train(synth_store.path, run, load_config(TrainConfig, None, SETTINGS + ["threads=2"]), resume=True)
+        train(synth_store.path, out_dir=run, config=load_config(TrainConfig, path=None, overrides=SETTINGS + ["threads=2"]), resume=True)
     torch.set_num_threads(2)  # the caller's count; threads=0 must compute with the run's 1
     seen = []
     real = train_module.train_epoch
@@ -71,7 +71,7 @@ def test_resume_on_another_thread_count_is_refused_and_zero_follows_the_run(synt
 
     train_module.train_epoch = spy
     try:
-        train(synth_store.path, run, load_config(TrainConfig, None, SETTINGS + ["threads=0"]), resume=True)
+        train(synth_store.path, out_dir=run, config=load_config(TrainConfig, path=None, overrides=SETTINGS + ["threads=0"]), resume=True)
     finally:
         train_module.train_epoch = real
         torch.set_num_threads(1)
@@ -81,9 +81,9 @@ def test_resume_on_another_thread_count_is_refused_and_zero_follows_the_run(synt
 def test_resume_with_another_process_count_is_refused(synth_store, tmp_path):
     run = tmp_path / "run"
     ckpt = _one_epoch(synth_store, run)
-    save_checkpoint({**ckpt, "world_size": 2}, run / "last.pt")  # as if torchrun --nproc_per_node 2 wrote it
+    save_checkpoint({**ckpt, "world_size": 2}, path=run / "last.pt")  # as if torchrun --nproc_per_node 2 wrote it
     with pytest.raises(ConfigError, match=r"trained by 2 process\(es\) and this resume has 1"):
-        train(synth_store.path, run, _config(), resume=True)
+        train(synth_store.path, out_dir=run, config=_config(), resume=True)
 
 
 def _validation(values):
@@ -98,14 +98,14 @@ def _validation(values):
 def test_a_run_whose_validation_is_never_finite_gets_no_done(synth_store, tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "validate", _validation([float("nan")] * 3))
     with pytest.raises(TrainingError, match="never finite in 3 epoch"):
-        train(synth_store.path, tmp_path / "run", _config("epochs=3", "monitor=valid_loss"))
+        train(synth_store.path, out_dir=tmp_path / "run", config=_config("epochs=3", "monitor=valid_loss"))
     assert not (tmp_path / "run" / "DONE").exists() and not (tmp_path / "run" / "best.pt").exists()
 
 
 def test_a_nan_first_validation_keeps_early_stopping(synth_store, tmp_path, monkeypatch):
     # NaN, then 1.0 (best), then two worse epochs: patience 2 stops after epoch 4
     monkeypatch.setattr(train_module, "validate", _validation([float("nan"), 1.0, 2.0, 3.0, 0.5, 0.4]))
-    run = train(synth_store.path, tmp_path / "run", _config("epochs=6", "patience=2", "monitor=valid_loss"))
+    run = train(synth_store.path, out_dir=tmp_path / "run", config=_config("epochs=6", "patience=2", "monitor=valid_loss"))
     assert read_checkpoint(run / "best.pt")["epoch"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
@@ -115,16 +115,16 @@ def test_a_full_disk_names_the_folder_and_the_resume(synth_store, tmp_path, monk
 
     monkeypatch.setattr(train_module, "save_checkpoint", full)
     with pytest.raises(DiskFullError, match=r"run: the disk is full .*rerun with --resume"):
-        train(synth_store.path, tmp_path / "run", _config())
+        train(synth_store.path, out_dir=tmp_path / "run", config=_config())
     # torch.save's C++ writer says so as a RuntimeError; it counts only when the disk is full
     monkeypatch.setattr(train_module, "save_checkpoint", lambda payload, path: (_ for _ in ()).throw(
         RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")))
     with pytest.raises(RuntimeError, match="PytorchStreamWriter") as info:
-        train(synth_store.path, tmp_path / "run2", _config())
+        train(synth_store.path, out_dir=tmp_path / "run2", config=_config())
     assert not isinstance(info.value, DiskFullError)  # this disk has room: not misreported
     monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=10))
     with pytest.raises(DiskFullError):
-        train(synth_store.path, tmp_path / "run3", _config())
+        train(synth_store.path, out_dir=tmp_path / "run3", config=_config())
 
 
 def test_a_resumed_run_is_unfinished_until_it_ends_again(synth_store, tmp_path, monkeypatch):
@@ -137,7 +137,7 @@ def test_a_resumed_run_is_unfinished_until_it_ends_again(synth_store, tmp_path, 
 
     monkeypatch.setattr(train_module, "train_epoch", killed)
     with pytest.raises(KeyboardInterrupt):
-        train(synth_store.path, run, _config("epochs=3"), resume=True)
+        train(synth_store.path, out_dir=run, config=_config("epochs=3"), resume=True)
     assert not (run / "DONE").exists()  # no longer looks finished
 
 
@@ -155,10 +155,10 @@ def test_the_same_audio_under_two_ids_is_never_trained_on_and_held_out(tmp_path)
     copy = tmp_path / "audio" / "copy-of-first.flac"
     shutil.copy(original.path, copy)  # a re-rip under another id (and another artist, as a mislabel would)
     twin = dataclasses.replace(original, track_id="zz-copy", path=str(copy), artist=catalog[-1].artist)
-    store = prepare(Catalog(list(catalog) + [twin]), tmp_path / "store", workers=1).path
+    store = prepare(Catalog(list(catalog) + [twin]), out_dir=tmp_path / "store", workers=1).path
     assert duplicate_groups(store) == [sorted([original.track_id, "zz-copy"])]
     for seed in range(5):
-        run = train(store, tmp_path / f"run{seed}", _config("epochs=1", "steps_per_epoch=1", f"seed={seed}",
+        run = train(store, out_dir=tmp_path / f"run{seed}", config=_config("epochs=1", "steps_per_epoch=1", f"seed={seed}",
                                                           "songs_per_artist=10"))
         splits = load_splits(run / "split")
         ids = {tid for s in splits.values() for tid, _, _ in s.rows}

@@ -43,7 +43,7 @@ def _checkpoint(path: Path, **extra) -> Path:
     payload = {"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
                "feature_config": to_dict(FeatureConfig()), "step": 3, "epoch": 1, "best_metric": 0.5,
                "config": {"width": 8}, "concept": "artist", **extra}
-    return save_checkpoint(payload, path)
+    return save_checkpoint(payload, path=path)
 
 
 def test_a_checkpoint_with_a_pickled_object_is_refused_not_run(tmp_path, capsys):
@@ -117,7 +117,7 @@ def test_a_store_part_holding_objects_is_refused_not_run(tmp_path):
     for p in paths:
         sf.write(p, y, sr)
     cat = Catalog([Track(f"t{i}", str(p)) for i, p in enumerate(paths)])
-    prepare(cat[:2], tmp_path / "s", workers=1)
+    prepare(cat[:2], out_dir=tmp_path / "s", workers=1)
     # an interrupted run's part for t2, replaced by a pickle that would make a directory
     marker = tmp_path / "pwned"
     parts = tmp_path / "s" / "parts"
@@ -127,11 +127,11 @@ def test_a_store_part_holding_objects_is_refused_not_run(tmp_path):
     np.save(part, np.array([Evil(marker)], dtype=object), allow_pickle=True)
     (parts / f"{name}.json").write_text(json.dumps({"track_id": "t2", "path": str(paths[2]), "n_frames": 1}))
     with pytest.raises(StoreError) as info:
-        prepare(cat, tmp_path / "s", workers=1)
+        prepare(cat, out_dir=tmp_path / "s", workers=1)
     assert str(part) in str(info.value) and "delete it" in str(info.value)
     assert not marker.exists()
     part.unlink()  # the message's advice works
-    assert prepare(cat, tmp_path / "s", workers=1).stored == 3
+    assert prepare(cat, out_dir=tmp_path / "s", workers=1).stored == 3
 
 
 def _calls(tree: ast.AST):
@@ -240,7 +240,7 @@ def small_store(tmp_path_factory):
     for i in range(2):
         sf.write(root / f"{i}.wav", y * (i + 1) / 2, 22050)
         tracks.append(Track(f"t{i}", str(root / f"{i}.wav"), artist=f"A{i}"))
-    return prepare(Catalog(tracks), root / "store", workers=1).path
+    return prepare(Catalog(tracks), out_dir=root / "store", workers=1).path
 
 
 @pytest.mark.parametrize("damage, needle", [
@@ -311,6 +311,6 @@ def test_the_same_checkpoint_gives_the_same_bytes(tmp_path):
     # atomic write's temp file has a random name: the shipped model's checksum must
     # not change when make main packages the same weights again
     payload = {"model": {"w": torch.arange(6.0)}, "concept": "joint"}
-    a, b = save_checkpoint(payload, tmp_path / "a.pt"), save_checkpoint(payload, tmp_path / "b.pt")
+    a, b = save_checkpoint(payload, path=tmp_path / "a.pt"), save_checkpoint(payload, path=tmp_path / "b.pt")
     assert a.read_bytes() == b.read_bytes()
     assert torch.equal(read_checkpoint(a)["model"]["w"], torch.arange(6.0))

@@ -46,7 +46,7 @@ if where == "copy":
     shards._checkpoint = lambda out, plan, tracks, frames: kill() if tracks == 4 else real(out, plan, tracks, frames)
 else:
     real = shards.atomic_write_text
-    shards.atomic_write_text = lambda path, text: kill() if os.path.basename(path) == "DONE" else real(path, text)
+    shards.atomic_write_text = lambda path, text: kill() if os.path.basename(path) == "DONE" else real(path, text=text)
 shards.merge_stores(inputs=inputs, out_dir=out)
 """
 
@@ -75,7 +75,7 @@ def catalog(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_shot(catalog) -> Path:
     out = catalog.parent / "one-shot"
-    prepare(read_csv(catalog), out, workers=0)
+    prepare(read_csv(catalog), out_dir=out, workers=0)
     return out
 
 
@@ -83,7 +83,7 @@ def one_shot(catalog) -> Path:
 def shard_stores(catalog) -> list[Path]:
     outs = [catalog.parent / f"shard-{k}" for k in (1, 2, 3)]
     for k, out in enumerate(outs, start=1):
-        prepare(read_csv(catalog), out, workers=0, shard=(k, 3))
+        prepare(read_csv(catalog), out_dir=out, workers=0, shard=(k, 3))
     return outs
 
 
@@ -101,7 +101,7 @@ def test_three_shards_merged_equal_one_prepare(catalog, one_shot, shard_stores, 
     for k, store in enumerate(shard_stores, start=1):
         record = read_record(store)
         assert (record["shard"], record["of"]) == (k, 3)
-        assert sorted(record["positions"]) == sorted(t for t in ids if shard_of(t, 3) == k)
+        assert sorted(record["positions"]) == sorted(t for t in ids if shard_of(t, n=3) == k)
     result = merge_stores(inputs=shard_stores[::-1], out_dir=tmp_path / "merged")  # any order of inputs
     expected = contents(one_shot)
     assert contents(tmp_path / "merged") == expected
@@ -109,28 +109,28 @@ def test_three_shards_merged_equal_one_prepare(catalog, one_shot, shard_stores, 
     assert (result.stored, [e["track_id"] for e in result.errors]) == (len(ids) - 2, ["bad", "silent"])
     assert [w["track_id"] for w in result.warnings] == (["cut"] if HAS_FFMPEG else [])
     assert FeatureStore(tmp_path / "merged").track_ids == [t for t in ids if t not in ("bad", "silent")]
-    again = prepare(read_csv(catalog), tmp_path / "merged", workers=0)  # a whole store: nothing left to do
+    again = prepare(read_csv(catalog), out_dir=tmp_path / "merged", workers=0)  # a whole store: nothing left to do
     assert again.new == 0 and contents(tmp_path / "merged") == expected
 
 
 def test_shard_assignment_ignores_row_order(catalog, shard_stores, tmp_path):
     ids = [f"track-{i}" for i in range(300)]
     for tid in ids[:5]:  # the documented formula, the same on any machine and process
-        assert shard_of(tid, 7) == 1 + int.from_bytes(hashlib.sha1(tid.encode()).digest()[:8], "big") % 7
+        assert shard_of(tid, n=7) == 1 + int.from_bytes(hashlib.sha1(tid.encode()).digest()[:8], "big") % 7
     tracks = [Track(t, f"/x/{t}.wav") for t in ids]
     shuffled = [tracks[i] for i in np.random.default_rng(0).permutation(len(tracks))]
     for k in (1, 2, 3):
-        a, b = shard_record(Catalog(tracks), (k, 3)), shard_record(Catalog(shuffled), (k, 3))
+        a, b = shard_record(Catalog(tracks), shard=(k, 3)), shard_record(Catalog(shuffled), shard=(k, 3))
         assert set(a["positions"]) == set(b["positions"]) and 70 < len(a["positions"]) < 130
     reversed_cat = Catalog(read_csv(catalog)[::-1]).write_csv(tmp_path / "reversed.csv")
-    prepare(read_csv(reversed_cat), tmp_path / "s2", workers=0, shard=(2, 3))
+    prepare(read_csv(reversed_cat), out_dir=tmp_path / "s2", workers=0, shard=(2, 3))
     here, there = FeatureStore(tmp_path / "s2"), FeatureStore(shard_stores[1])
     assert sorted(here.track_ids) == sorted(there.track_ids) == ["t01", "t04", "t07", "t08"]
     assert all(np.array_equal(here.frames(t), there.frames(t)) for t in here.track_ids)
 
 
 def test_merge_refuses_other_feature_settings(catalog, shard_stores, tmp_path):
-    prepare(read_csv(catalog), tmp_path / "s2", workers=0, shard=(2, 3), config=FeatureConfig(n_mels=64))
+    prepare(read_csv(catalog), out_dir=tmp_path / "s2", workers=0, shard=(2, 3), config=FeatureConfig(n_mels=64))
     with pytest.raises(StoreError, match=r"other settings \(n_mels 128 vs 64\)"):
         merge_stores(inputs=[shard_stores[0], tmp_path / "s2", shard_stores[2]], out_dir=tmp_path / "m")
     assert not (tmp_path / "m").exists()
@@ -138,8 +138,8 @@ def test_merge_refuses_other_feature_settings(catalog, shard_stores, tmp_path):
 
 def test_merge_refuses_a_track_twice(catalog, shard_stores, tmp_path):
     full = read_csv(catalog)
-    prepare(Catalog(full[:4]), tmp_path / "a", workers=0)
-    prepare(Catalog(full[3:6]), tmp_path / "b", workers=0)
+    prepare(Catalog(full[:4]), out_dir=tmp_path / "a", workers=0)
+    prepare(Catalog(full[3:6]), out_dir=tmp_path / "b", workers=0)
     with pytest.raises(StoreError, match=f"track {full[3].track_id!r} is in both .*a and .*b"):
         merge_stores(inputs=[tmp_path / "a", tmp_path / "b"], out_dir=tmp_path / "m")
     shutil.copytree(shard_stores[0], tmp_path / "copy-of-1")
@@ -163,7 +163,7 @@ def test_missing_shard_is_named_and_allow_partial_merges(one_shot, shard_stores,
     result = merge_stores(inputs=present, out_dir=tmp_path / "m", allow_partial=True)
     assert result.missing == [2]
     whole, part = FeatureStore(one_shot), FeatureStore(tmp_path / "m")
-    assert part.track_ids == [t for t in whole.track_ids if shard_of(t, 3) != 2]  # catalog order
+    assert part.track_ids == [t for t in whole.track_ids if shard_of(t, n=3) != 2]  # catalog order
     assert all(np.array_equal(part.frames(t), whole.frames(t)) for t in part.track_ids)
     assert [e["track_id"] for e in result.errors] == ["silent"]
 
@@ -203,32 +203,32 @@ def test_cli_prepares_shards_and_merges(catalog, one_shot, tmp_path, capsys):
     assert main(["-q", "prepare", str(catalog), "-o", str(tmp_path / "x"), "--shard", "2-3"]) == 2
     assert "--shard '2-3' is not K/N" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="1 <= K <= N"):
-        prepare(read_csv(catalog), tmp_path / "x", shard=(0, 3))
+        prepare(read_csv(catalog), out_dir=tmp_path / "x", shard=(0, 3))
 
 
 def test_a_store_holds_one_shard_of_one_catalog(catalog, tmp_path):
     cat = read_csv(catalog)
-    prepare(Catalog(cat[:3]), tmp_path / "s", workers=0, shard=(2, 3))
+    prepare(Catalog(cat[:3]), out_dir=tmp_path / "s", workers=0, shard=(2, 3))
     with pytest.raises(StoreError, match="holds shard 2/3 .*not shard 1/3"):
-        prepare(Catalog(cat[:3]), tmp_path / "s", workers=0, shard=(1, 3))
+        prepare(Catalog(cat[:3]), out_dir=tmp_path / "s", workers=0, shard=(1, 3))
     with pytest.raises(StoreError, match="other rows than this catalog's"):
-        prepare(Catalog(cat[:4]), tmp_path / "s", workers=0, shard=(2, 3))
+        prepare(Catalog(cat[:4]), out_dir=tmp_path / "s", workers=0, shard=(2, 3))
     with pytest.raises(StoreError, match=r"holds shard 2/3 .*--shard 2/3"):
-        prepare(Catalog(cat[:3]), tmp_path / "s", workers=0)
-    prepare(Catalog(cat[:1]), tmp_path / "whole", workers=0)
+        prepare(Catalog(cat[:3]), out_dir=tmp_path / "s", workers=0)
+    prepare(Catalog(cat[:1]), out_dir=tmp_path / "whole", workers=0)
     with pytest.raises(StoreError, match="whole catalog, not a shard"):
-        prepare(Catalog(cat[:1]), tmp_path / "whole", workers=0, shard=(1, 3))
+        prepare(Catalog(cat[:1]), out_dir=tmp_path / "whole", workers=0, shard=(1, 3))
 
 
 def test_empty_shards_are_finished_stores_and_merge(tmp_path):
     """Two tracks in five shards: three shards hold nothing, and are still done."""
     tracks = [Track(t, str(write_tone(tmp_path / f"{t}.wav", freq=f, seconds=3.5))) for t, f in (("a", 300), ("b", 500))]
     cat = Catalog(tracks)
-    assert sorted(shard_of(t, 5) for t in ("a", "b")) == [4, 5]
+    assert sorted(shard_of(t, n=5) for t in ("a", "b")) == [4, 5]
     stores = [tmp_path / f"s{k}" for k in range(1, 6)]
     for k, store in enumerate(stores, start=1):
-        prepare(cat, store, workers=0, shard=(k, 5))
+        prepare(cat, out_dir=store, workers=0, shard=(k, 5))
     assert len(FeatureStore(stores[0])) == 0
-    prepare(cat, tmp_path / "one", workers=0)
+    prepare(cat, out_dir=tmp_path / "one", workers=0)
     merge_stores(inputs=stores, out_dir=tmp_path / "merged")
     assert contents(tmp_path / "merged") == contents(tmp_path / "one")

@@ -68,7 +68,7 @@ def test_album_split_keeps_tracks_without_artist():
 def test_round_trip(tmp_path):
     cat = _catalog()
     splits = {"artist": artist_split(catalog=cat, songs_per_artist=10), "album": album_split(catalog=cat, songs_per_album=6)}
-    write_splits(splits, tmp_path / "split")
+    write_splits(splits, folder=tmp_path / "split")
     header = (tmp_path / "split" / "artist.csv").read_text().splitlines()[0]
     assert header == "track_id,concept_label,split"
     back = load_splits(tmp_path / "split")

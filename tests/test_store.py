@@ -25,7 +25,7 @@ def collection(tmp_path_factory):
 
 
 def test_round_trip(collection, tmp_path):
-    result = prepare(collection, tmp_path / "s", workers=2)
+    result = prepare(collection, out_dir=tmp_path / "s", workers=2)
     assert result.stored == len(collection) == 12 and not result.errors
     store = FeatureStore(tmp_path / "s")
     assert store.track_ids == collection.track_ids
@@ -41,7 +41,7 @@ def test_round_trip(collection, tmp_path):
 
 
 def test_crop_and_stats(collection, tmp_path):
-    prepare(collection, tmp_path / "s", workers=1)
+    prepare(collection, out_dir=tmp_path / "s", workers=1)
     store = FeatureStore(tmp_path / "s")
     tid = store.track_ids[0]
     full = store.frames(tid)
@@ -68,12 +68,12 @@ def test_bad_files_are_reported_and_skipped(collection, tmp_path):
 
     sf.write(short, 0.5 * np.ones(22050, np.float32), 22050)
     cat = Catalog(list(collection)[:2] + [Track("bad", str(bad)), Track("short", str(short)), Track("gone", str(tmp_path / "gone.wav"))])
-    result = prepare(cat, tmp_path / "s", workers=2)
+    result = prepare(cat, out_dir=tmp_path / "s", workers=2)
     assert result.stored == 2
     reasons = {e["track_id"]: e["reason"] for e in load_errors(tmp_path / "s")}
     assert reasons == {"bad": "cannot decode audio", "short": "audio is shorter than one segment", "gone": "cannot decode audio"}
     # a rerun does not retry known-bad files and changes nothing
-    again = prepare(cat, tmp_path / "s", workers=2)
+    again = prepare(cat, out_dir=tmp_path / "s", workers=2)
     assert again.new == 0 and again.skipped_existing == 2
 
 
@@ -81,24 +81,24 @@ def test_nothing_usable_is_an_error(tmp_path):
     bad = tmp_path / "x.wav"
     bad.write_bytes(b"")
     with pytest.raises(StoreError, match="none of the 1 tracks"):
-        prepare(Catalog([Track("x", str(bad))]), tmp_path / "s")
+        prepare(Catalog([Track("x", str(bad))]), out_dir=tmp_path / "s")
 
 
 def test_append_and_settings_guard(collection, tmp_path):
-    prepare(collection[:4], tmp_path / "s", workers=1)
+    prepare(collection[:4], out_dir=tmp_path / "s", workers=1)
     before = FeatureStore(tmp_path / "s").frames(collection[0].track_id)
-    result = prepare(collection, tmp_path / "s", workers=2)
+    result = prepare(collection, out_dir=tmp_path / "s", workers=2)
     assert result.new == 8 and result.stored == 12
     store = FeatureStore(tmp_path / "s")
     np.testing.assert_array_equal(store.frames(collection[0].track_id), before)
     with pytest.raises(StoreError, match="other settings"):
-        prepare(collection, tmp_path / "s", config=FeatureConfig(n_mels=64))
-    prepare(collection[:2], tmp_path / "s", config=FeatureConfig(n_mels=64), overwrite=True)
+        prepare(collection, out_dir=tmp_path / "s", config=FeatureConfig(n_mels=64))
+    prepare(collection[:2], out_dir=tmp_path / "s", config=FeatureConfig(n_mels=64), overwrite=True)
     assert FeatureStore(tmp_path / "s").frames(collection[0].track_id).shape[1] == 64
 
 
 def test_incomplete_store_is_refused(collection, tmp_path):
-    prepare(collection[:2], tmp_path / "s", workers=1)
+    prepare(collection[:2], out_dir=tmp_path / "s", workers=1)
     (tmp_path / "s" / "DONE").unlink()
     with pytest.raises(StoreError, match="incomplete"):
         FeatureStore(tmp_path / "s")
@@ -114,7 +114,7 @@ def _store_contents(path):
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     cat_path = synth_collection(tmp_path / "audio", n_artists=4, albums_per_artist=2, songs_per_album=3, seconds=6.0, seed=3)
-    prepare(read_csv(cat_path), tmp_path / "ref", workers=2)
+    prepare(read_csv(cat_path), out_dir=tmp_path / "ref", workers=2)
     reference = _store_contents(tmp_path / "ref")
     out = tmp_path / "killed"
     env = {**os.environ, "MUSICREP_QUIET": "1"}
@@ -141,7 +141,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
 def test_index_holds_catalog_extras(tmp_path, tone_file):
     path = tone_file("a b ü.wav", seconds=4.0)
     cat = Catalog([Track("t1", str(path), artist="Ärtist", extra={"split": "train", "license": "CC0"})])
-    prepare(cat, tmp_path / "s", workers=1)
+    prepare(cat, out_dir=tmp_path / "s", workers=1)
     store = FeatureStore(tmp_path / "s")
     assert store.catalog.by_id("t1").extra == {"split": "train", "license": "CC0"}
     assert store.catalog.by_id("t1").artist == "Ärtist"
@@ -152,8 +152,8 @@ def test_index_holds_catalog_extras(tmp_path, tone_file):
 
 
 def test_in_process_mode_equals_pool(collection, tmp_path):
-    prepare(collection[:3], tmp_path / "a", workers=0)
-    prepare(collection[:3], tmp_path / "b", workers=2)
+    prepare(collection[:3], out_dir=tmp_path / "a", workers=0)
+    prepare(collection[:3], out_dir=tmp_path / "b", workers=2)
     a, b = _store_contents(tmp_path / "a"), _store_contents(tmp_path / "b")
     assert a.keys() == b.keys()
     for tid in a:
@@ -167,7 +167,7 @@ def test_workers_that_cannot_start_give_a_clear_error(tmp_path):
         "import torch\n"
         "from musicrep.data.catalog import Catalog, Track\n"
         "from musicrep.data.store import prepare\n"
-        f"prepare(Catalog([Track('a', {str(tmp_path / 'x.wav')!r})]), {str(tmp_path / 's')!r}, workers=1)\n"
+        f"prepare(Catalog([Track('a', {str(tmp_path / 'x.wav')!r})]), out_dir={str(tmp_path / 's')!r}, workers=1)\n"
     )
     proc = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True, cwd=tmp_path)
     assert proc.returncode != 0
@@ -179,14 +179,14 @@ def test_from_arrays_round_trip(tmp_path, rng):
     tracks = [Track(f"t{i}", f"/x/{i}.wav", artist=f"A{i}", extra={"split": "train"}) for i in range(3)]
     from musicrep.data.store import from_arrays
 
-    store = from_arrays(tmp_path / "s", tracks, frames)
+    store = from_arrays(tmp_path / "s", tracks=tracks, frames=frames)
     assert store.track_ids == ["t0", "t1", "t2"]
     np.testing.assert_allclose(store.frames("t2"), frames[2], rtol=2**-10, atol=1e-3)
     assert store.catalog.by_id("t1").extra == {"split": "train"}
     with pytest.raises(StoreError, match="already holds"):
-        from_arrays(tmp_path / "s", tracks, frames)
+        from_arrays(tmp_path / "s", tracks=tracks, frames=frames)
     with pytest.raises(StoreError, match="must be"):
-        from_arrays(tmp_path / "t", tracks[:1], [np.zeros((10, 64))])
+        from_arrays(tmp_path / "t", tracks=tracks[:1], frames=[np.zeros((10, 64))])
 
 
 def test_start_method_follows_torch(monkeypatch):
@@ -207,15 +207,15 @@ def test_a_worker_that_dies_costs_only_its_track(collection, tmp_path, monkeypat
     real = store_module.compute_track
     victim = collection[1].path
 
-    def dies_on_victim(path, config, **kwargs):
+    def dies_on_victim(path, **kwargs):
         if path == victim:
             os._exit(1)  # a decoder crash takes the whole worker process down
-        return real(path, config, **kwargs)
+        return real(path, **kwargs)
 
     # fork, so the workers inherit the patched function
     monkeypatch.setattr(store_module, "_start_method", lambda: "fork")
     monkeypatch.setattr(store_module, "compute_track", dies_on_victim)
-    result = prepare(collection[:4], tmp_path / "s", workers=2)
+    result = prepare(collection[:4], out_dir=tmp_path / "s", workers=2)
     assert result.stored == 3
     assert [(e["track_id"], e["reason"]) for e in result.errors] == [(collection[1].track_id, "decoder crashed")]
     assert FeatureStore(tmp_path / "s").track_ids == [t.track_id for i, t in enumerate(collection[:4]) if i != 1]

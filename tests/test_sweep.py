@@ -45,7 +45,7 @@ def store(tmp_path_factory):
             tracks.append(Track(track_id=f"a{a}s{s}", path=f"/x/{a}{s}.wav", artist=f"A{a}", album=f"A{a}-album",
                                 genre=("x", "y")[a % 2]))
             frames.append((rng.normal(size=(300, 128)) * 0.2 + 1 + 0.5 * (a % 2)).astype(np.float32))
-    return write_store(tmp_path_factory.mktemp("sw") / "store", tracks, frames)
+    return write_store(tmp_path_factory.mktemp("sw") / "store", tracks=tracks, frames=frames)
 
 
 class FakeTrain:
@@ -60,7 +60,7 @@ class FakeTrain:
         self.fail_on = set(fail_on)
         self.valid = valid or (lambda config: [(1.0, 0.5)])
 
-    def __call__(self, store_path, out_dir, config, *, resume=False):
+    def __call__(self, store_path, *, out_dir, config, resume=False):
         self.calls.append(dict(to_dict(config), resume=resume))
         if config.negatives in self.fail_on:
             raise SplitError(f"cannot make a split for negatives={config.negatives}")
@@ -70,10 +70,10 @@ class FakeTrain:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint({"model": enc.state_dict(), "model_config": {"width": 4, "n_mels": 128},
                          "feature_config": to_dict(store.feature_config), "concept": config.concept,
-                         "config": to_dict(config)}, out_dir / "best.pt")
+                         "config": to_dict(config)}, path=out_dir / "best.pt")
         split = artist_split(catalog=store.catalog, songs_per_artist=6, n_valid=1, n_test=2)
-        write_splits({"artist": split}, out_dir / "split")
-        save_config(config, out_dir / "config.yaml")
+        write_splits({"artist": split}, folder=out_dir / "split")
+        save_config(config, path=out_dir / "config.yaml")
         write_metrics(out_dir / "metrics.csv", self.valid(config), config.concepts)
         (out_dir / "DONE").write_text("done\n")
         return out_dir
@@ -121,7 +121,7 @@ def test_sweep_trains_each_point_once_and_resumes(store, tmp_path):
 def test_a_trained_run_is_only_evaluated(store, tmp_path):
     fake = FakeTrain()
     out = tmp_path / "sweep"
-    fake(store.path, out / "negatives-3" / "run", dataclasses.replace(TrainConfig(), negatives=3, concept="joint"))
+    fake(store.path, out_dir=out / "negatives-3" / "run", config=dataclasses.replace(TrainConfig(), negatives=3, concept="joint"))
     res = run_sweep(kind="negatives", values=[3], store=store.path, transfer_store=store.path, out_dir=out,
                     transfer_config=FAST, holdout_trials=0, train_fn=fake)
     assert len(fake.calls) == 1  # the one made above
@@ -151,21 +151,21 @@ def test_settings_changed_under_a_sweep_folder_are_refused(store, tmp_path):
 
 
 def test_point_config():
-    cfg = point_config("artists", 500, TrainConfig(concept="artist"))
+    cfg = point_config("artists", value=500, base=TrainConfig(concept="artist"))
     assert cfg.n_artists == 500 and cfg.concept == "joint"  # Table 4 stays joint
-    assert point_config("negatives", 8, TrainConfig()).negatives == 8
-    cfg = point_config("margin_album", "0.3", TrainConfig(concept="artist"))
+    assert point_config("negatives", value=8, base=TrainConfig()).negatives == 8
+    cfg = point_config("margin_album", value="0.3", base=TrainConfig(concept="artist"))
     assert cfg.margin_album == 0.3 and cfg.concept == "album"
-    assert point_config("margin_album", 0.3, TrainConfig(), concept="joint").concept == "joint"
-    cfg = point_config("lr", "1e-2", TrainConfig(concept="track"))
+    assert point_config("margin_album", value=0.3, base=TrainConfig(), concept="joint").concept == "joint"
+    cfg = point_config("lr", value="1e-2", base=TrainConfig(concept="track"))
     assert cfg.lr == 0.01 and cfg.concept == "track"  # any other setting: the base config's concept
-    assert point_config("concept", "album", TrainConfig()).concept == "album"
+    assert point_config("concept", value="album", base=TrainConfig()).concept == "album"
     with pytest.raises(ConfigError, match="margin_artist"):  # the message lists the settings one can sweep
-        point_config("margins", 1, TrainConfig())
+        point_config("margins", value=1, base=TrainConfig())
     with pytest.raises(ConfigError, match="negatives=0"):
-        point_config("negatives", 0, TrainConfig())
+        point_config("negatives", value=0, base=TrainConfig())
     with pytest.raises(ConfigError, match="changes nothing"):  # a track margin does not touch an album model
-        point_config("margin_track", 0.2, TrainConfig(), concept="album")
+        point_config("margin_track", value=0.2, base=TrainConfig(), concept="album")
 
 
 def test_margin_sweep_trains_the_margins_concept_without_transfer(store, tmp_path):
@@ -206,13 +206,13 @@ def test_values_are_checked_before_anything_trains(store, tmp_path, kind, values
 
 
 def test_point_folder_names():
-    assert point_name("margin_artist", 0.4) == "margin_artist-0.4"
-    assert point_name("lr", 0.01) == "lr-0.01"
-    assert point_name("lr", 1e-05) == "lr-1e-05"
-    assert point_name("negatives", 4) == "negatives-4"
-    assert point_name("nesterov", False) == "nesterov-false"
-    assert point_name("n_artists", None) == "n_artists-none"
-    assert point_name("optimizer", "a/b c") == "optimizer-a_b_c"
+    assert point_name("margin_artist", value=0.4) == "margin_artist-0.4"
+    assert point_name("lr", value=0.01) == "lr-0.01"
+    assert point_name("lr", value=1e-05) == "lr-1e-05"
+    assert point_name("negatives", value=4) == "negatives-4"
+    assert point_name("nesterov", value=False) == "nesterov-false"
+    assert point_name("n_artists", value=None) == "n_artists-none"
+    assert point_name("optimizer", value="a/b c") == "optimizer-a_b_c"
     assert format_value(0.25) == "0.25" and format_value(True) == "true"
 
 
@@ -228,11 +228,11 @@ def test_equal_values_share_one_point(store, tmp_path):
 def test_read_validation_takes_the_best_checkpoint_of_the_runs_monitor(tmp_path):
     rows = [(1.0, 0.3), (0.6, 0.4), (0.7, 0.6), (0.6, 0.5)]  # lowest loss: epoch 2 (first of a tie); best acc: 3
     write_metrics(tmp_path / "metrics.csv", rows, ("artist", "album", "track"))
-    save_config(TrainConfig(concept="joint"), tmp_path / "config.yaml")
+    save_config(TrainConfig(concept="joint"), path=tmp_path / "config.yaml")
     v = read_validation(tmp_path)
     assert (v["epoch"], v["monitor"], v["valid_loss"], v["valid_acc"]) == (2, "valid_loss", 0.6, 0.4)
     assert v["valid_loss_album"] == pytest.approx(0.2) and v["valid_acc_track"] == 0.4
-    save_config(TrainConfig(concept="joint", monitor="valid_acc"), tmp_path / "config.yaml")
+    save_config(TrainConfig(concept="joint", monitor="valid_acc"), path=tmp_path / "config.yaml")
     v = read_validation(tmp_path, monitor="valid_loss")  # config.yaml wins over the fallback
     assert (v["epoch"], v["valid_acc"]) == (3, 0.6)
     assert read_validation(tmp_path / "nothing") == {}
@@ -307,7 +307,7 @@ def test_an_old_sweep_folder_loads_and_resumes(store, tmp_path):
     out = tmp_path / "old"
     run = out / "negatives-4" / "run"
     run.mkdir(parents=True)
-    save_config(TrainConfig(concept="joint", negatives=4), run / "config.yaml")
+    save_config(TrainConfig(concept="joint", negatives=4), path=run / "config.yaml")
     write_metrics(run / "metrics.csv", [(2.0, 0.3), (1.5, 0.45)], ("artist", "album", "track"))
     (out / "sweep.json").write_text(json.dumps({  # as sweeps wrote it before margins and validation
         "kind": "negatives", "field": "negatives", "values": [4], "store": str(store.path.resolve()),

@@ -38,25 +38,25 @@ def test_a_perfect_predictor_scores_one_and_a_constant_one_half(rng):
     y = rng.integers(0, 2, size=(40, 5))
     y[0], y[1] = 0, 1  # every tag has both classes
     perfect = y + 0.1 * rng.random(y.shape)  # every positive above every negative
-    roc, pr, scored = macro_scores(y, perfect)
+    roc, pr, scored = macro_scores(y, scores=perfect)
     assert scored.all() and np.allclose(roc, 1.0) and np.allclose(pr, 1.0)
-    roc, pr, _ = macro_scores(y, np.full(y.shape, 0.3))
+    roc, pr, _ = macro_scores(y, scores=np.full(y.shape, 0.3))
     assert np.allclose(roc, 0.5)
     assert np.allclose(pr, y.mean(axis=0))  # a constant score's PR-AUC is the prevalence
-    roc, _, _ = macro_scores(y, -perfect)
+    roc, _, _ = macro_scores(y, scores=-perfect)
     assert np.allclose(roc, 0.0)
 
 
 def test_small_cases_by_hand():
     y, s = np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.4, 0.1])
     # positive > negative in 3 of the 4 pairs (0.4 < 0.8)
-    assert roc_auc(y, s) == pytest.approx(0.75)
+    assert roc_auc(y, scores=s) == pytest.approx(0.75)
     # thresholds 0.9: P 1, R 1/2; 0.8: P 1/2, R 1/2; 0.4: P 2/3, R 1 -> 1/2 * 1 + 1/2 * 2/3
-    assert average_precision(y, s) == pytest.approx(5 / 6)
+    assert average_precision(y, scores=s) == pytest.approx(5 / 6)
     # a tie between a positive and a negative counts one half, and they pass the threshold together
     y, s = np.array([1, 0, 1]), np.array([0.5, 0.5, 0.2])
-    assert roc_auc(y, s) == pytest.approx(0.25)
-    assert average_precision(y, s) == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+    assert roc_auc(y, scores=s) == pytest.approx(0.25)
+    assert average_precision(y, scores=s) == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
 
 
 def test_metrics_agree_with_scikit_learn(rng):
@@ -65,20 +65,20 @@ def test_metrics_agree_with_scikit_learn(rng):
     y = rng.integers(0, 2, size=(60, 8))
     y[0], y[1] = 0, 1
     s = np.round(rng.normal(size=y.shape) + y, 1)  # rounded: many ties
-    roc, pr, _ = macro_scores(y, s)
+    roc, pr, _ = macro_scores(y, scores=s)
     assert roc.mean() == pytest.approx(roc_auc_score(y, s, average="macro"), abs=1e-12)
     assert pr.mean() == pytest.approx(average_precision_score(y, s, average="macro"), abs=1e-12)
 
 
 def test_tags_without_both_classes_are_left_out_and_counted():
     y = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1]])
-    roc, pr, scored = macro_scores(y, np.array([[0.9, 0.1, 0.2], [0.1, 0.3, 0.4], [0.8, 0.2, 0.6]]))
+    roc, pr, scored = macro_scores(y, scores=np.array([[0.9, 0.1, 0.2], [0.1, 0.3, 0.4], [0.8, 0.2, 0.6]]))
     assert scored.tolist() == [True, False, False]
     assert roc[0] == 1.0 and np.isnan(roc[1:]).all() and np.isnan(pr[1:]).all()
     with pytest.raises(EvaluationError, match="diverged"):
-        macro_scores(y, np.full(y.shape, np.nan))
+        macro_scores(y, scores=np.full(y.shape, np.nan))
     with pytest.raises(EvaluationError, match="positives and negatives"):
-        roc_auc(np.ones(3), np.arange(3.0))
+        roc_auc(np.ones(3), scores=np.arange(3.0))
     parts = {"train": np.arange(2), "valid": np.arange(2), "test": np.array([0, 2])}
     with pytest.raises(EvaluationError, match="no tag has both"):  # test songs 0 and 2 carry the same tags
         tag_probe(features=np.eye(3), y=y, parts=parts, tags=["a", "b", "c"], config=FAST)
@@ -158,7 +158,7 @@ def test_tagging_on_a_store_whose_tags_are_audible(tmp_path):
         f += 1.5 * (i % 2)
         f[:, :20] += 2.0 * (i % 3 == 0)
         frames.append(f)
-    store = write_store(tmp_path / "tagged", tracks, frames)
+    store = write_store(tmp_path / "tagged", tracks=tracks, frames=frames)
     torch.manual_seed(0)
     from musicrep.training.model import Encoder
 
@@ -187,7 +187,7 @@ def _run_folder(root, *, train_ids):
     torch.manual_seed(0)
     enc = Encoder(width=4)
     save_checkpoint({"model": enc.state_dict(), "model_config": dataclasses.asdict(enc.model_config),
-                     "feature_config": to_dict(FeatureConfig()), "concept": "artist", "config": {}}, root / "best.pt")
+                     "feature_config": to_dict(FeatureConfig()), "concept": "artist", "config": {}}, path=root / "best.pt")
     (root / "config.yaml").write_text("concept: artist\n")
     rows = tuple((t, "artist", "train") for t in train_ids) + (("held-out", "artist", "test"),)
     Split(concept="artist", rows=rows).write_csv(root / "split" / "artist.csv")

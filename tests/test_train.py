@@ -37,11 +37,11 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("collection")
     catalog = synth_collection(root / "audio", n_artists=6, albums_per_artist=2, songs_per_album=5,
                                seconds=8.0, sr=22050, seed=0)
-    return prepare(read_csv(catalog), root / "store", workers=2).path
+    return prepare(read_csv(catalog), out_dir=root / "store", workers=2).path
 
 
 def _config(*overrides: str) -> TrainConfig:
-    return load_config(TrainConfig, None, SMALL + list(overrides))
+    return load_config(TrainConfig, path=None, overrides=SMALL + list(overrides))
 
 
 def _metrics(run):
@@ -51,7 +51,7 @@ def _metrics(run):
 
 @pytest.mark.parametrize("concept", ["artist", "album", "track"])
 def test_each_concept_learns_well_above_chance(store, tmp_path, concept):
-    run = train(store, tmp_path / "run", _config(f"concept={concept}", "width=32", "epochs=3", "steps_per_epoch=15"))
+    run = train(store, out_dir=tmp_path / "run", config=_config(f"concept={concept}", "width=32", "epochs=3", "steps_per_epoch=15"))
     rows = _metrics(run)
     best = max(float(r[f"valid_acc_{concept}"]) for r in rows)
     assert best >= 0.5, rows  # chance with 4 negatives is 0.2
@@ -64,24 +64,24 @@ def test_each_concept_learns_well_above_chance(store, tmp_path, concept):
 
 def test_resume_reproduces_the_uninterrupted_run(store, tmp_path):
     base = ["concept=joint", "width=8", "steps_per_epoch=4", "batch_size=8", "valid_batches=2"]
-    full = train(store, tmp_path / "full", _config(*base, "epochs=3"))
-    part = train(store, tmp_path / "part", _config(*base, "epochs=1"))
+    full = train(store, out_dir=tmp_path / "full", config=_config(*base, "epochs=3"))
+    part = train(store, out_dir=tmp_path / "part", config=_config(*base, "epochs=1"))
     assert len(_metrics(part)) == 1
     # Resume in a worker process this time: the batches are the same whatever the loader.
-    part = train(store, tmp_path / "part", _config(*base, "epochs=3", "num_workers=1"), resume=True)
+    part = train(store, out_dir=tmp_path / "part", config=_config(*base, "epochs=3", "num_workers=1"), resume=True)
     a, b = read_checkpoint(full / "last.pt"), read_checkpoint(part / "last.pt")
     assert a["step"] == b["step"] == 12
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert [r["valid_loss"] for r in _metrics(full)] == [r["valid_loss"] for r in _metrics(part)]
     with pytest.raises(ConfigError, match="width"):
-        train(store, tmp_path / "part", _config(*base, "epochs=4", "width=16"), resume=True)
+        train(store, out_dir=tmp_path / "part", config=_config(*base, "epochs=4", "width=16"), resume=True)
     with pytest.raises(ConfigError, match="--resume"):
-        train(store, tmp_path / "part", _config(*base, "epochs=4"))
+        train(store, out_dir=tmp_path / "part", config=_config(*base, "epochs=4"))
 
 
 def test_damaged_checkpoints_are_refused(store, tmp_path):
-    run = train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=2"))
+    run = train(store, out_dir=tmp_path / "run", config=_config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=2"))
     blob = (run / "best.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(CheckpointError):
@@ -97,7 +97,7 @@ def test_damaged_checkpoints_are_refused(store, tmp_path):
 
 def test_worker_processes_give_the_same_batches(store, tmp_path):
     fs = FeatureStore(store)
-    train(store, tmp_path / "run", _config("concept=album", "width=8", "epochs=1", "steps_per_epoch=1"))
+    train(store, out_dir=tmp_path / "run", config=_config("concept=album", "width=8", "epochs=1", "steps_per_epoch=1"))
     split = load_splits(tmp_path / "run" / "split")["album"]
     sampler = ConceptSampler(store=fs, split=split, concept="album", mode="train", negatives=2)
     spec = SamplerSpec(store_path=str(store), split=split, concept="album", mode="train", negatives=2)
@@ -151,14 +151,14 @@ def test_early_stopping_keeps_the_best_checkpoint(store, tmp_path, monkeypatch):
         return {"valid_loss": loss, "valid_acc": 1 - loss, "valid_loss_artist": loss, "valid_acc_artist": 1 - loss}
 
     monkeypatch.setattr(train_module, "validate", fake_validate)
-    run = train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=5", "steps_per_epoch=1",
+    run = train(store, out_dir=tmp_path / "run", config=_config("concept=artist", "width=8", "epochs=5", "steps_per_epoch=1",
                                                  "batch_size=4", "patience=2"))
     assert [r["epoch"] for r in _metrics(run)] == ["1", "2", "3", "4"]  # stopped before epoch 5
     best, last = read_checkpoint(run / "best.pt"), read_checkpoint(run / "last.pt")
     assert (best["epoch"], best["best_metric"]) == (2, 0.7)
     assert last["epoch"] == 4 and last["bad_epochs"] == 2
     # Resuming a run that stopped early does not train further.
-    train(store, run, _config("concept=artist", "width=8", "epochs=5", "steps_per_epoch=1", "batch_size=4",
+    train(store, out_dir=run, config=_config("concept=artist", "width=8", "epochs=5", "steps_per_epoch=1", "batch_size=4",
                               "patience=2"), resume=True)
     assert read_checkpoint(run / "last.pt")["step"] == 4
 
@@ -169,7 +169,7 @@ def test_stale_checkpoint_temps_are_removed_when_a_run_starts(store, tmp_path):
     stale = run / ".last.pt.abc123.tmp"  # what a kill during a checkpoint write leaves
     stale.write_bytes(b"partial")
     os.utime(stale, (0, 0))
-    train(store, run, _config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1", "batch_size=4"))
+    train(store, out_dir=run, config=_config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1", "batch_size=4"))
     assert not stale.exists()
     assert not list(run.glob(".*.tmp"))
 
@@ -180,13 +180,13 @@ from musicrep.config import load_config
 from musicrep.training.train import TrainConfig, _make_optimizer, make_encoder, train_step
 dist.init_process_group("gloo")
 torch.set_num_threads(1)
-config = load_config(TrainConfig, None, sys.argv[3:])
+config = load_config(TrainConfig, path=None, overrides=sys.argv[3:])
 torch.manual_seed(0)
 model = make_encoder(config, n_mels=16)
 net = torch.nn.parallel.DistributedDataParallel(model)
 optimizer = _make_optimizer(model, config)
 batches = torch.load(sys.argv[1], weights_only=True)  # this rank's half of the global batch
-train_step(net, model, optimizer, batches, config=config, step=0, world=dist.get_world_size())
+train_step(net, model=model, optimizer=optimizer, batches=batches, config=config, step=0, world=dist.get_world_size())
 if dist.get_rank() == 0:
     torch.save({k: v.detach() for k, v in model.named_parameters()}, sys.argv[2])
 dist.barrier()  # no rank tears gloo down while another still works (that aborts the process)
@@ -209,12 +209,12 @@ def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_p
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            str(tmp_path / "half.pt"), str(tmp_path / "ddp.pt"), *settings]
     _torchrun(cmd, {**os.environ, "OMP_NUM_THREADS": "1"})
-    config = load_config(TrainConfig, None, settings)
+    config = load_config(TrainConfig, path=None, overrides=settings)
     torch.manual_seed(0)
     model = make_encoder(config, n_mels=16)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     optimizer = _make_optimizer(model, config)
-    train_step(model, model, optimizer, {c: torch.cat([b, b]) for c, b in half.items()}, config=config, step=0)
+    train_step(model, model=model, optimizer=optimizer, batches={c: torch.cat([b, b]) for c, b in half.items()}, config=config, step=0)
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     for name, value in model.named_parameters():
         one, two = value.detach() - before[name], ddp[name] - before[name]
@@ -228,12 +228,12 @@ def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_p
 def test_lr_decays_per_step_and_l2_pulls_the_kernels(store, tmp_path):
     from musicrep.training.train import _make_optimizer, lr_at, make_encoder, train_step
 
-    run = train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=2", "steps_per_epoch=3",
+    run = train(store, out_dir=tmp_path / "run", config=_config("concept=artist", "width=8", "epochs=2", "steps_per_epoch=3",
                                                  "batch_size=4", "lr_decay=0.1"))
     lrs = [float(r["lr"]) for r in _metrics(run)]
     # Keras time-based decay: the lr of the last step of each epoch, lr / (1 + decay * step)
     assert lrs == pytest.approx([0.1 / (1 + 0.1 * 2), 0.1 / (1 + 0.1 * 5)])
-    assert lr_at(0, _config()) == 0.1 and lr_at(10**6, _config()) == pytest.approx(0.05)  # the authors' 1e-6
+    assert lr_at(0, config=_config()) == 0.1 and lr_at(10**6, config=_config()) == pytest.approx(0.05)  # the authors' 1e-6
     # The L2 term adds exactly lr * 2 * l2 * w to each kernel's step (plain SGD, one step).
     batches = {"artist": torch.randn(4, 6, 129, 128)}
     steps = {}
@@ -242,14 +242,14 @@ def test_lr_decays_per_step_and_l2_pulls_the_kernels(store, tmp_path):
         torch.manual_seed(0)
         model = make_encoder(config, n_mels=128)
         w0 = model.features[0][1].weight.detach().clone()
-        train_step(model, model, _make_optimizer(model, config), batches, config=config, step=0)
+        train_step(model, model=model, optimizer=_make_optimizer(model, config), batches=batches, config=config, step=0)
         steps[l2] = w0 - model.features[0][1].weight.detach()
     assert torch.allclose(steps[0.5] - steps[0.0], 0.1 * 2 * 0.5 * w0, atol=1e-6)
 
 
 @pytest.mark.parametrize("loss", ["hinge", "infonce"])
 def test_in_batch_negatives_learn_well_above_chance(store, tmp_path, loss):
-    run = train(store, tmp_path / "run", _config("concept=artist", "width=32", "epochs=3", "steps_per_epoch=15",
+    run = train(store, out_dir=tmp_path / "run", config=_config("concept=artist", "width=32", "epochs=3", "steps_per_epoch=15",
                                                  "negatives=0", "in_batch_negatives=true", f"loss={loss}"))
     rows = _metrics(run)
     # validation uses the same candidates: of 15 other rows about 12.5 are of another artist (6 artists),
@@ -262,7 +262,7 @@ def test_in_batch_negatives_learn_well_above_chance(store, tmp_path, loss):
 def test_batch_labels_are_the_anchors_labels_of_the_batch(store, tmp_path):
     from musicrep.training.sampling import batch_labels, batch_rng
 
-    train(store, tmp_path / "run", _config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1"))
+    train(store, out_dir=tmp_path / "run", config=_config("concept=artist", "width=8", "epochs=1", "steps_per_epoch=1"))
     split = load_splits(tmp_path / "run" / "split")["artist"]
     sampler = ConceptSampler(store=FeatureStore(store), split=split, concept="artist", mode="train", negatives=2)
     got = batch_labels({"artist": sampler}, batch_size=6, seed=4, rank=1, step=9)["artist"]

@@ -126,7 +126,7 @@ def genre_store(tmp_path_factory):
             f = rng.normal(size=(300, 128)).astype(np.float32) * 0.3 + 1.0
             f[:, gi * 40 : gi * 40 + 40] += 1.5
             frames.append(f)
-    return write_store(tmp_path_factory.mktemp("tr") / "genres", tracks, frames)
+    return write_store(tmp_path_factory.mktemp("tr") / "genres", tracks=tracks, frames=frames)
 
 
 def test_transfer_with_all_baselines(genre_store):
@@ -170,7 +170,7 @@ def _run_folder(root, store, *, train_ids, concept="artist"):
     model_config = dataclasses.asdict(enc.model_config) if hasattr(enc, "model_config") else {"width": 4, "n_mels": 128}
     save_checkpoint({"model": enc.state_dict(), "model_config": model_config,
                      "feature_config": to_dict(store.feature_config), "concept": concept, "config": {}},
-                    root / "best.pt")
+                    path=root / "best.pt")
     (root / "config.yaml").write_text(f"concept: {concept}\n")
     (root / "run.json").write_text(json.dumps({"store": str(store.path)}))
     rows = tuple((t, "artist", "train") for t in train_ids) + (("held-out", "artist", "test"),)
@@ -196,7 +196,7 @@ def test_transfer_on_the_training_store_warns_and_a_clean_store_does_not(genre_s
 
     rng = np.random.default_rng(1)
     tracks = [Track(track_id=f"new{g}{i}", path=f"/new/{g}{i}.wav", genre=g) for g in ("x", "y") for i in range(10)]
-    clean = write_store(tmp_path / "clean", tracks, [rng.normal(size=(150, 128)).astype(np.float32) for _ in tracks])
+    clean = write_store(tmp_path / "clean", tracks=tracks, frames=[rng.normal(size=(150, 128)).astype(np.float32) for _ in tracks])
     res = transfer_runs([run], store=clean, config=cfg, baselines=())
     assert res.warnings == [] and "WARNING" not in res.table()
 

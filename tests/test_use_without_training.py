@@ -34,7 +34,7 @@ TINY = ["concept=joint", "width=8", "negatives=1", "batch_size=4", "steps_per_ep
 @pytest.fixture(scope="module")
 def trained(synth_store, tmp_path_factory):
     """A finished tiny joint run on the synthetic store (its run.json names that store)."""
-    return train(synth_store.path, tmp_path_factory.mktemp("run") / "joint", load_config(TrainConfig, None, TINY))
+    return train(synth_store.path, out_dir=tmp_path_factory.mktemp("run") / "joint", config=load_config(TrainConfig, path=None, overrides=TINY))
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def ordered(names) -> list[str]:
     return [c for c in PAPER_CONCEPTS if c in names] + sorted(names - set(PAPER_CONCEPTS))
 
 
-def concept_label(track, concept: str) -> str:
+def concept_label(track, *, concept: str) -> str:
     """The label a track carries for ``concept`` ("" when unknown).
 
     The track concept's label is the track id itself; an album is named by its

@@ -176,6 +176,7 @@ def _set_dotted(tree: dict, key: str, value: str) -> None:
 
 def load_config(
     cls: type[T],
+    *,
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
     base: T | None = None,
@@ -229,8 +230,8 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def save_config(obj: Any, path: str | Path) -> None:
+def save_config(obj: Any, *, path: str | Path) -> None:
     """Write settings as YAML, atomically."""
     from .io import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(to_dict(obj), sort_keys=False))
+    atomic_write_text(Path(path), text=yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -89,3 +89,27 @@ DISK_FULL_ERRNOS: tuple[int, ...] = (errno.ENOSPC, errno.EDQUOT)
 
 class EvaluationError(MusicrepError):
     """An evaluation cannot be run as asked (too few songs, mismatched inputs)."""
+
+
+class TableError(MusicrepError):
+    """An embedding table cannot be written in the format asked for, or read back."""
+
+
+class ExportError(MusicrepError):
+    """The model could not be exported or the export does not match PyTorch."""
+
+
+class SearchIndexError(MusicrepError):
+    """A search index is missing, incomplete, or asked for something it lacks."""
+
+
+class NonFiniteEmbeddingError(MusicrepError):
+    """The model gave a NaN or infinite embedding; the message names the file or track."""
+
+
+class MixedModelsError(MusicrepError):
+    """The output already holds vectors of another model (and ``overwrite`` was not given)."""
+
+
+class InvalidArgumentError(MusicrepError, ValueError):
+    """A public function was given an argument of the wrong shape or value (also a ``ValueError``)."""

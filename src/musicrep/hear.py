@@ -140,7 +140,7 @@ class HearModel(torch.nn.Module):
         torch.Tensor [shape=(B, D), float32], on the encoder's device
         """
         # eval mode for the call only: the eval kit moves the model to its device but never calls .eval()
-        return encode_segments(self.encoder, segments, batch_size=self.batch_size, device=self.encoder.mean.device)
+        return encode_segments(self.encoder, segments=segments, batch_size=self.batch_size, device=self.encoder.mean.device)
 
     def _apply(self, fn, *args, **kwargs):
         # .to(device) moves the encoder; the embedder's own device must follow,
@@ -352,7 +352,7 @@ def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
         # one segment of W frames needs (W - 1) hops of samples (the STFT is centred)
         short = max(0, (fc.segment_frames - 1) * fc.hop_length - len(y))
         frames = _frames(y, model, left=short // 2, right=short - short // 2, index=i)
-        segments.append(split_segments(frames, fc.segment_frames))
+        segments.append(split_segments(frames, segment_frames=fc.segment_frames))
     per_clip = len(segments[0])  # equal lengths in, equal counts out
     out = model(torch.from_numpy(np.concatenate(segments)))
     vectors = _finite(out, model).reshape(len(segments), per_clip, -1).mean(dim=1)

@@ -26,7 +26,7 @@ _UMASK = _read_umask()
 
 
 @contextmanager
-def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is untouched.
@@ -66,21 +66,21 @@ def remove_stale_temps(path: str | Path, *, older_than: float) -> int:
     return removed
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, *, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, *, text: str) -> None:
+    atomic_write_bytes(path, data=text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: str | Path, *, obj) -> None:
+    atomic_write_text(path, text=json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def atomic_write_csv(
-    path: str | Path, rows: Iterable[Mapping], fieldnames: Sequence[str]
+    path: str | Path, *, rows: Iterable[Mapping], fieldnames: Sequence[str]
 ) -> None:
     """Write dict rows as CSV (UTF-8, header first), atomically."""
     buf = io.StringIO()
@@ -88,4 +88,4 @@ def atomic_write_csv(
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fieldnames})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, text=buf.getvalue())

@@ -121,9 +121,9 @@ def profile_config(profile: str, *, config_file: str | Path | None = None, overr
     """The settings of a named profile, then a YAML file, then ``key=value`` overrides."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    base = load_config(PipelineConfig, None, [], base=None)
+    base = load_config(PipelineConfig, path=None, overrides=[], base=None)
     base = dataclasses.replace(base, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in PROFILES[profile].items()})
-    config = load_config(PipelineConfig, config_file, overrides, base=base)
+    config = load_config(PipelineConfig, path=config_file, overrides=overrides, base=base)
     for c in config.concepts:  # the paper's models, or a model of any catalog column (label, ...)
         if c != JOINT:
             check_concept(c)
@@ -145,7 +145,7 @@ def profile_config(profile: str, *, config_file: str | Path | None = None, overr
 def _group_config(cls, settings: dict, group: str):
     """A settings dataclass from one ``--set``-able group of the pipeline's settings."""
     try:
-        return load_config(cls, None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
+        return load_config(cls, path=None, overrides=[f"{k}={json.dumps(v)}" for k, v in settings.items()])
     except ConfigError as exc:
         raise ConfigError(f"{group}.*: {exc}") from None
 
@@ -195,8 +195,8 @@ class Stages:
         fn()
         elapsed = time.perf_counter() - t0
         self.timings[name] = round(elapsed, 1)
-        atomic_write_json(self.timings_path, self.timings)
-        atomic_write_json(mark, {"seconds": self.timings[name], "settings": digest})
+        atomic_write_json(self.timings_path, obj=self.timings)
+        atomic_write_json(mark, obj={"seconds": self.timings[name], "settings": digest})
         log.info("stage %s: finished in %.0f s", name, elapsed)
 
 
@@ -209,7 +209,7 @@ def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
 
 def _run_stages(work: Path, config: PipelineConfig) -> Path:
     work.mkdir(parents=True, exist_ok=True)
-    save_config(config, work / "pipeline.yaml")
+    save_config(config, path=work / "pipeline.yaml")
     stages = Stages(work)
     results = work / "results"
     train_store = _data(work, stages, config, role="train")
@@ -252,14 +252,14 @@ def _train_stage(store: Path, run_dir: Path, config) -> None:
 
     resume = (run_dir / "last.pt").exists()
     if resume:
-        old = to_dict(load_config(TrainConfig, run_dir / "config.yaml"))
-        changed = unresumable_changes(old, config)
+        old = to_dict(load_config(TrainConfig, path=run_dir / "config.yaml"))
+        changed = unresumable_changes(old, config=config)
         if changed:
             log.warning("%s: trained with other settings (%s); training it again from the start", run_dir,
                         ", ".join(f"{k} {old.get(k)!r} -> {to_dict(config)[k]!r}" for k in changed))
             shutil.rmtree(run_dir)
             resume = False
-    train(store, run_dir, config, resume=resume)
+    train(store, out_dir=run_dir, config=config, resume=resume)
 
 
 def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
@@ -280,13 +280,13 @@ def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
         name = config.train_corpus if role == "train" else config.transfer_corpus
         catalogs = {name: work / "corpus" / name / "catalog.csv"}
         stages.run(f"corpus-{name}", lambda: build_corpus(
-            name, work / "corpus" / name, workers=config.workers, cache_dir=work / "cache" / "debs", seed=config.seed),
+            name, out_dir=work / "corpus" / name, workers=config.workers, cache_dir=work / "cache" / "debs", seed=config.seed),
             settings={"seed": config.seed})
     stores = {}
     for name, catalog in catalogs.items():
         stores[name] = work / "stores" / name
         stages.run(f"prepare-{name}", lambda catalog=catalog, store=stores[name]: prepare(
-            read_csv(catalog), store, workers=config.workers),
+            read_csv(catalog), out_dir=store, workers=config.workers),
             settings=None if not user else {"catalog": str(Path(catalog).resolve())})
     return stores[next(iter(stores))] if role == "train" else stores
 
@@ -339,7 +339,7 @@ def _holdout(runs: list[Path], store: Path, path: Path, config: PipelineConfig) 
     from .evaluation.holdout import holdout_runs
 
     result = holdout_runs(runs, store=store, n_trials=config.n_trials, seed=config.seed)
-    atomic_write_json(path, result.to_dict())
+    atomic_write_json(path, obj=result.to_dict())
 
 
 def _retrieval_settings(config: PipelineConfig) -> dict:
@@ -359,7 +359,7 @@ def _transfer(runs: list[Path], store: Path, path: Path, config: PipelineConfig)
     from .evaluation.transfer import transfer_runs
 
     result = transfer_runs(runs, store=store, config=_transfer_config(config))
-    atomic_write_json(path, result.to_dict())
+    atomic_write_json(path, obj=result.to_dict())
 
 
 def _maps(runs: list[Path], stores: list[Path], path: Path, config: PipelineConfig) -> None:
@@ -367,7 +367,7 @@ def _maps(runs: list[Path], stores: list[Path], path: Path, config: PipelineConf
 
     maps = embedding_maps(runs, stores=stores, max_points=config.map_points, seed=config.seed) \
         if config.map_points > 0 else []
-    atomic_write_json(path, [m.to_dict() for m in maps])
+    atomic_write_json(path, obj=[m.to_dict() for m in maps])
 
 
 def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: list[Path], sweeps: list[Path],

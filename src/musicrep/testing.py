@@ -17,7 +17,8 @@ from .data.catalog import Catalog, Track
 
 
 def synth_song(
-    *, artist: int, album: int, song: int, seconds: float = 8.0, sr: int = 22050, seed: int = 0
+    *,
+    artist: int, album: int, song: int, seconds: float = 8.0, sr: int = 22050, seed: int = 0
 ) -> np.ndarray:
     """One synthetic song, float32 mono in [-1, 1].
 

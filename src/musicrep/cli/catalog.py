@@ -12,7 +12,7 @@ def _write(catalog, skipped, output: str, casefold_labels: bool = False) -> int:
     if casefold_labels:
         catalog = catalog.normalized(casefold=True)
     path = catalog.write_csv(output)
-    print(f"{path}: {datasets.summary_line(catalog, skipped)}")
+    print(f"{path}: {datasets.summary_line(catalog, skipped=skipped)}")
     return 0
 
 
@@ -33,7 +33,7 @@ def _csv(args) -> int:
 
 def _fma(args) -> int:
     skipped: list = []
-    catalog = datasets.from_fma(args.tracks_csv, args.audio_dir, subset=args.subset, skipped=skipped)
+    catalog = datasets.from_fma(args.tracks_csv, audio_dir=args.audio_dir, subset=args.subset, skipped=skipped)
     return _write(catalog, skipped, args.output, args.casefold_labels)
 
 
@@ -45,7 +45,7 @@ def _gtzan(args) -> int:
 
 def _msd(args) -> int:
     skipped: list = []
-    catalog = datasets.from_msd(args.db, args.audio_dir, skipped=skipped)
+    catalog = datasets.from_msd(args.db, audio_dir=args.audio_dir, skipped=skipped)
     return _write(catalog, skipped, args.output, args.casefold_labels)
 
 

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
 def _build(args: argparse.Namespace) -> int:
     from ..data.corpus import build_corpus
 
-    path = build_corpus(args.name, args.out, workers=args.workers, force=args.force,
+    path = build_corpus(args.name, out_dir=args.out, workers=args.workers, force=args.force,
                         cache_dir=args.cache_dir, seed=args.seed, max_per_class=args.max_per_class)
     print(path)
     return 0

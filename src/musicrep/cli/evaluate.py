@@ -64,7 +64,7 @@ def run_holdout(args: argparse.Namespace) -> int:
                           allow_unfinished=args.allow_unfinished)
     print(result.table())
     if args.json:
-        atomic_write_json(args.json, result.to_dict())
+        atomic_write_json(args.json, obj=result.to_dict())
     return 0 if result.concepts else 1  # every concept skipped: nothing was evaluated
 
 
@@ -79,7 +79,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from ..io import atomic_write_json
     from ..training.checkpoint import load_encoder
 
-    config = load_config(TransferConfig, args.config, args.set)
+    config = load_config(TransferConfig, path=args.config, overrides=args.set)
     _model, info = load_encoder(args.run[0], allow_unfinished=args.allow_unfinished)
     store = transfer_store(store=args.store, catalog=args.catalog, store_dir=args.store_dir,
                            feature_config=info.feature_config)
@@ -88,5 +88,5 @@ def run_transfer(args: argparse.Namespace) -> int:
                            allow_unfinished=args.allow_unfinished)
     print(result.table())
     if args.json:
-        atomic_write_json(args.json, result.to_dict())
+        atomic_write_json(args.json, obj=result.to_dict())
     return 0

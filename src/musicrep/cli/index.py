@@ -70,8 +70,8 @@ def _search(args) -> int:
     print(f"{'rank':>4}  {'sim':>6}  {'artist':<24} {'album':<24} {'title':<28} track_id")
     for h in hits:
         # columns by terminal width, so Hangul or CJK names (two columns each) stay aligned
-        print(f"{h.rank:>4}  {h.similarity:6.3f}  {fit_column(h.artist, 24)} {fit_column(h.album, 24)} "
-              f"{fit_column(h.title, 28)} {h.track_id}")
+        print(f"{h.rank:>4}  {h.similarity:6.3f}  {fit_column(h.artist, width=24)} {fit_column(h.album, width=24)} "
+              f"{fit_column(h.title, width=28)} {h.track_id}")
     return 0
 
 

@@ -25,10 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data.shards import parse_shard
     from ..data.store import prepare
 
-    config = load_config(FeatureConfig, args.config, args.set)
+    config = load_config(FeatureConfig, path=args.config, overrides=args.set)
     shard = parse_shard(args.shard) if args.shard is not None else None
     result = prepare(
-        read_csv(args.catalog), args.out, config=config, workers=args.workers,
+        read_csv(args.catalog), out_dir=args.out, config=config, workers=args.workers,
         overwrite=args.overwrite, retry_errors=args.retry_errors, shard=shard,
     )
     which = f" (shard {shard[0]}/{shard[1]})" if shard else ""

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     path = build_report(
         args.runs, out_dir=args.out, store=args.store, transfer_stores=args.transfer, sweep_dirs=args.sweep,
         n_trials=args.trials, n_negatives=args.negatives, baselines=args.baselines,
-        transfer_config=load_config(TransferConfig, args.transfer_config, args.transfer_set),
+        transfer_config=load_config(TransferConfig, path=args.transfer_config, overrides=args.transfer_set),
         map_points=args.map_points, seed=args.seed, allow_overlap=args.allow_overlap,
         allow_unfinished=args.allow_unfinished,
     )

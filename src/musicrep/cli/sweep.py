@@ -41,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.transfer import TransferConfig
     from ..training.train import TrainConfig
 
-    base = load_config(TrainConfig, args.config, args.set)
+    base = load_config(TrainConfig, path=args.config, overrides=args.set)
     result = run_sweep(
         kind=args.kind, values=args.values, store=args.store, transfer_store=args.transfer_store, out_dir=args.out,
         train_config=base,
-        transfer_config=load_config(TransferConfig, args.transfer_config, args.transfer_set),
+        transfer_config=load_config(TransferConfig, path=args.transfer_config, overrides=args.transfer_set),
         holdout_trials=args.trials,
-        concept=base.concept if "concept" in explicit_settings(args.config, args.set) else None,
+        concept=base.concept if "concept" in explicit_settings(args.config, overrides=args.set) else None,
     )
     print(result.table())
     for w in result.warnings():

@@ -43,7 +43,7 @@ def run_tagging(args: argparse.Namespace) -> int:
 
     if args.store is None and args.catalog is None:
         raise ConfigError("give --catalog CATALOG (the tagged collection), --store STORE, or both")
-    config = load_config(TaggingConfig, args.config, args.set)
+    config = load_config(TaggingConfig, path=args.config, overrides=args.set)
     if args.store is not None:
         store = transfer_store(store=args.store)
     else:
@@ -53,5 +53,5 @@ def run_tagging(args: argparse.Namespace) -> int:
                           allow_unfinished=args.allow_unfinished)
     print(result.table())
     if args.json:
-        atomic_write_json(args.json, result.to_dict())
+        atomic_write_json(args.json, obj=result.to_dict())
     return 0

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if why and main_rank:
         print("profile auto chose:\n  " + "\n  ".join(why), file=sys.stderr)
     try:
-        run_dir = train(args.store, out, config, resume=args.resume)
+        run_dir = train(args.store, out_dir=out, config=config, resume=args.resume)
     except KeyboardInterrupt:
         if main_rank:
             command = shlex.join(["musicrep", "train", "--store", str(args.store), "-o", str(out), "--resume"])

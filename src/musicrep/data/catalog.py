@@ -97,7 +97,7 @@ class Track:
         return self.extra.get(column, default)
 
 
-def slugify(text: str, max_len: int = 60) -> str:
+def slugify(text: str, *, max_len: int = 60) -> str:
     """Lower-case, dash-separated form of ``text`` for ids and file names, in any script.
 
     Letters, digits and combining marks of every script are kept (Unicode NFC:
@@ -130,7 +130,7 @@ def display_width(text: str) -> int:
     return width
 
 
-def fit_column(text: str, width: int, *, align: str = "<") -> str:
+def fit_column(text: str, *, width: int, align: str = "<") -> str:
     """``text`` cut to at most ``width`` terminal columns, then padded to exactly ``width``.
 
     For tables printed to a terminal, where ``f"{text:<24}"`` counts characters
@@ -239,7 +239,7 @@ class Catalog(Sequence[Track]):
     def write_csv(self, path: str | Path) -> Path:
         """Write the catalog as CSV, atomically. Paths are written as given."""
         path = Path(path)
-        atomic_write_csv(path, (t.as_row() for t in self.tracks), list(COLUMNS) + self.extra_columns)
+        atomic_write_csv(path, rows=(t.as_row() for t in self.tracks), fieldnames=list(COLUMNS) + self.extra_columns)
         return path
 
     @classmethod

@@ -94,7 +94,7 @@ def _frames_to_logmel(padded: np.ndarray, n_frames: int, config: FeatureConfig) 
     return mel.astype(np.float32, copy=False)
 
 
-def n_frames_for(n_samples: int, config: FeatureConfig = FeatureConfig()) -> int:
+def n_frames_for(n_samples: int, *, config: FeatureConfig = FeatureConfig()) -> int:
     """Frames a centred STFT gives for ``n_samples`` samples."""
     return 1 + n_samples // config.hop_length
 
@@ -121,7 +121,7 @@ def log_mel(y: np.ndarray, *, sr: int = 22050, config: FeatureConfig | None = No
         raise ValueError(f"log_mel needs mono audio [samples], got shape {y.shape}")
     half = config.n_fft // 2
     padded = np.pad(y, (half, half))
-    n = n_frames_for(len(y), config)
+    n = n_frames_for(len(y), config=config)
     chunks = [
         _frames_to_logmel(padded[i * config.hop_length :], min(CHUNK_FRAMES, n - i), config)
         for i in range(0, n, CHUNK_FRAMES)
@@ -153,14 +153,14 @@ def log_mel_stream(blocks: Iterable[np.ndarray], *, config: FeatureConfig | None
         buf = np.concatenate([buf, block])
         # buf[0] is padded-signal sample done * hop; frame f needs padded samples f*hop .. f*hop + n_fft.
         ready = (len(buf) - n_fft) // hop + 1 if len(buf) >= n_fft else 0
-        ready = min(ready, n_frames_for(total, config) - done)
+        ready = min(ready, n_frames_for(total, config=config) - done)
         while ready > 0:
             k = min(ready, frames_per_chunk)
             yield _frames_to_logmel(buf, k, config)
             buf = buf[k * hop :]
             done += k
             ready -= k
-    remaining = n_frames_for(total, config) - done if total else 0
+    remaining = n_frames_for(total, config=config) - done if total else 0
     if remaining > 0:
         buf = np.concatenate([buf, np.zeros(n_fft, dtype=np.float32)])  # right zero padding
         yield _frames_to_logmel(buf, remaining, config)

@@ -79,7 +79,7 @@ CHECKPOINT_BYTES = 256 << 20
 _OUTPUTS = ("frames.f16", "index.csv", "errors.csv", "store.json", MERGE_FILE, "DONE")
 
 
-def shard_of(track_id: str, n: int) -> int:
+def shard_of(track_id: str, *, n: int) -> int:
     """The shard (1..n) of ``track_id``: the first 8 bytes of its UTF-8 SHA-1, big-endian, mod n, plus 1."""
     digest = hashlib.sha1(track_id.encode("utf-8", "surrogatepass")).digest()
     return 1 + int.from_bytes(digest[:8], "big") % n
@@ -114,10 +114,10 @@ def catalog_sha1(catalog: Catalog) -> str:
     return digest.hexdigest()
 
 
-def shard_record(catalog: Catalog, shard: tuple[int, int]) -> dict:
+def shard_record(catalog: Catalog, *, shard: tuple[int, int]) -> dict:
     """The ``shard.json`` of shard ``shard = (K, N)`` of ``catalog``."""
     k, n = check_shard(shard)
-    positions = {t.track_id: row for row, t in enumerate(catalog) if shard_of(t.track_id, n) == k}
+    positions = {t.track_id: row for row, t in enumerate(catalog) if shard_of(t.track_id, n=n) == k}
     return {"version": VERSION, "shard": k, "of": n, "assignment": ASSIGNMENT, "positions": positions,
             "catalog": {"source": catalog.source, "tracks": len(catalog), "sha1": catalog_sha1(catalog)}}
 
@@ -144,7 +144,7 @@ def _spec(record: dict) -> str:
     return f"shard {record['shard']}/{record['of']} of {record['catalog'].get('source', 'a catalog')}"
 
 
-def claim_shard(store: Path, catalog: Catalog, shard: tuple[int, int] | None) -> Catalog:
+def claim_shard(store: Path, *, catalog: Catalog, shard: tuple[int, int] | None) -> Catalog:
     """The tracks :func:`~musicrep.data.store.prepare` stores in ``store``: ``catalog``'s shard, or all of it.
 
     Writes ``shard.json`` into a new shard store and checks it on a rerun, so
@@ -159,12 +159,12 @@ def claim_shard(store: Path, catalog: Catalog, shard: tuple[int, int] | None) ->
             raise StoreError(f"{store} holds {_spec(old)}; prepare it with --shard {old['shard']}/{old['of']}, "
                              "or use another folder")
         return catalog
-    record = shard_record(catalog, shard)
+    record = shard_record(catalog, shard=shard)
     if old is None:
         if (store / "store.json").exists():
             raise StoreError(f"{store} holds a store of a whole catalog, not a shard; prepare shard "
                              f"{record['shard']}/{record['of']} into another folder, or pass --overwrite")
-        atomic_write_json(store / SHARD_FILE, record)
+        atomic_write_json(store / SHARD_FILE, obj=record)
     elif [old[k] for k in ("shard", "of")] + [old["catalog"]["sha1"]] != \
             [record[k] for k in ("shard", "of")] + [record["catalog"]["sha1"]]:
         same = old["catalog"]["sha1"] == record["catalog"]["sha1"]
@@ -310,7 +310,7 @@ def _read_merge(out: Path) -> dict:
 
 def _checkpoint(out: Path, plan: dict, tracks: int, frames: int) -> None:
     """Record that the first ``tracks`` tracks (``frames`` frames) are in frames.f16, fsync'ed."""
-    atomic_write_json(out / MERGE_FILE, {**plan, "copied": {"tracks": tracks, "frames": frames}})
+    atomic_write_json(out / MERGE_FILE, obj={**plan, "copied": {"tracks": tracks, "frames": frames}})
 
 
 def _resume_point(out: Path, plan: dict, offsets: list[int], row_bytes: int) -> int:
@@ -392,12 +392,12 @@ def _merge(items: list[_Input], out: Path, plan: dict, missing: list[int]) -> Me
         log.info("resuming: %d of %d track(s) copied by an interrupted merge", start, len(rows))
     else:
         _checkpoint(out, plan, 0, 0)
-        atomic_write_json(out / "store.json", _meta(config, None))
+        atomic_write_json(out / "store.json", obj=_meta(config, None))
     _copy_frames(out, items, [(i, j) for _, i, j in order], plan, start, offsets, row_bytes)
     _write_index(out / "index.csv", rows)
-    atomic_write_csv(out / "errors.csv", errors + warnings, ERROR_COLUMNS)
-    atomic_write_json(out / "store.json", _meta(config, total))
-    atomic_write_text(out / "DONE", f"{len(rows)} tracks, {total} frames\n")
+    atomic_write_csv(out / "errors.csv", rows=errors + warnings, fieldnames=ERROR_COLUMNS)
+    atomic_write_json(out / "store.json", obj=_meta(config, total))
+    atomic_write_text(out / "DONE", text=f"{len(rows)} tracks, {total} frames\n")
     log.info("merged %d stores into %s: %d tracks, %d unusable", len(items), out, len(rows), len(errors))
     return MergeResult(out, len(rows), errors, warnings, missing, resumed=start)
 

@@ -110,7 +110,7 @@ class Split:
     def write_csv(self, path: str | Path) -> Path:
         """Write ``track_id, concept_label, split`` atomically."""
         path = Path(path)
-        atomic_write_csv(path, (dict(zip(COLUMNS, r)) for r in self.rows), COLUMNS)
+        atomic_write_csv(path, rows=(dict(zip(COLUMNS, r)) for r in self.rows), fieldnames=COLUMNS)
         return path
 
     @classmethod
@@ -202,7 +202,7 @@ def _draw(
 def _groups(tracks: Iterable[Track], concept: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
     for t in tracks:
-        key = concept_label(t, concept)
+        key = concept_label(t, concept=concept)
         if key:
             out[key].append(t.track_id)
     return dict(out)
@@ -332,7 +332,7 @@ def column_split(
     )
 
 
-def drop_duplicates(catalog: Sequence[Track], groups: Iterable[Sequence[str]]) -> tuple[Catalog, dict[str, str]]:
+def drop_duplicates(catalog: Sequence[Track], *, groups: Iterable[Sequence[str]]) -> tuple[Catalog, dict[str, str]]:
     """The catalog with one track per group of identical audio, and what was left out.
 
     The same recording under two track ids (a copy, a re-rip) would otherwise land
@@ -443,7 +443,7 @@ def held_out_overlap(splits: Mapping[str, Split]) -> dict[tuple[str, str], list[
     return out
 
 
-def write_splits(splits: dict[str, Split], folder: str | Path) -> Path:
+def write_splits(splits: dict[str, Split], *, folder: str | Path) -> Path:
     """Write each split to ``folder/<concept>.csv``; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -461,7 +461,7 @@ def load_splits(folder: str | Path) -> dict[str, Split]:
     return {f.stem: Split.read_csv(f) for f in files}
 
 
-def check_in_catalog(split: Split, catalog: Catalog) -> None:
+def check_in_catalog(split: Split, *, catalog: Catalog) -> None:
     """Raise SplitError when a split names a track the catalog (store) does not hold."""
     missing = [tid for tid, _, _ in split.rows if tid not in catalog]
     if missing:

@@ -114,7 +114,7 @@ def min_samples_for(config: FeatureConfig) -> int:
 
 
 def compute_track(
-    path: str, config: FeatureConfig, *, digest=None, notes: list[str] | None = None
+    path: str, *, config: FeatureConfig, digest=None, notes: list[str] | None = None
 ) -> np.ndarray:
     """Decode ``path`` and return its log-mel, float32 [T, n_mels] (streamed, bounded memory).
 
@@ -174,7 +174,7 @@ def _init_worker(parent_pid: int) -> None:
 
 def _record_error(parts: Path, name: str, track_id: str, path: str, reason: str, detail: str) -> tuple[str, None, str, str]:
     """Mark a track as unusable (its ``.err.json`` part) and return the worker's error result."""
-    atomic_write_json(parts / f"{name}.err.json", {"track_id": track_id, "path": path, "reason": reason, "detail": detail})
+    atomic_write_json(parts / f"{name}.err.json", obj={"track_id": track_id, "path": path, "reason": reason, "detail": detail})
     return track_id, None, reason, detail
 
 
@@ -188,7 +188,7 @@ def _work(track_id: str, path: str, name: str, parts_dir: str, config_dict: dict
     digest = hashlib.sha1()
     notes: list[str] = []
     try:
-        mel = compute_track(path, config, digest=digest, notes=notes)
+        mel = compute_track(path, config=config, digest=digest, notes=notes)
     except AudioError as exc:
         return _record_error(parts, name, track_id, path, exc.reason, exc.detail)
     except Exception as exc:  # one bad file never kills the job
@@ -198,7 +198,7 @@ def _work(track_id: str, path: str, name: str, parts_dir: str, config_dict: dict
     with atomic_path(parts / f"{name}.npy") as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, mel.astype(DTYPE))
-    atomic_write_json(parts / f"{name}.json", {
+    atomic_write_json(parts / f"{name}.json", obj={
         "track_id": track_id, "path": path, "n_frames": int(mel.shape[0]),
         "content_hash": digest.hexdigest(), "notes": notes,
     })
@@ -398,8 +398,8 @@ def _append(store: Path, catalog: Catalog, old_rows: list[dict], config: Feature
 
 def prepare(
     catalog: Catalog,
-    out_dir: str | Path,
     *,
+    out_dir: str | Path,
     config: FeatureConfig | None = None,
     workers: int | None = None,
     overwrite: bool = False,
@@ -445,7 +445,7 @@ def _prepare(catalog: Catalog, store: Path, config: FeatureConfig, workers: int 
         shutil.rmtree(store)
     store.mkdir(parents=True, exist_ok=True)
     _check_settings(store, config)
-    catalog = claim_shard(store, catalog, shard)
+    catalog = claim_shard(store, catalog=catalog, shard=shard)
     # Tracks stored earlier stay in the store even when this catalog lacks them:
     # old frames never move (see _append).
     old_rows = _read_index(store)
@@ -470,7 +470,7 @@ def _prepare(catalog: Catalog, store: Path, config: FeatureConfig, workers: int 
     resumed = len(names) - len(todo)
     if resumed:
         log.info("resuming: %d track(s) already prepared by an interrupted run", resumed)
-    atomic_write_json(store / "store.json", _meta(config, None))
+    atomic_write_json(store / "store.json", obj=_meta(config, None))
     (store / "DONE").unlink(missing_ok=True)
     if todo:
         _run_pool(todo, names, parts, config, (os.cpu_count() or 1) if workers is None else workers)
@@ -478,7 +478,7 @@ def _prepare(catalog: Catalog, store: Path, config: FeatureConfig, workers: int 
     # One row per track, its latest outcome: a run killed after writing
     # errors.csv finds its rows there and its parts again on the resume.
     latest = {e["track_id"]: e for e in old_errors + new_errors + new_warnings}
-    atomic_write_csv(store / "errors.csv", latest.values(), ERROR_COLUMNS)
+    atomic_write_csv(store / "errors.csv", rows=latest.values(), fieldnames=ERROR_COLUMNS)
     errors, warnings = _by_outcome(latest.values(), {r["track_id"] for r in rows})
     if not rows and shard is None:
         raise StoreError(
@@ -486,8 +486,8 @@ def _prepare(catalog: Catalog, store: Path, config: FeatureConfig, workers: int 
         )
     _write_index(store / "index.csv", rows)
     total = sum(int(r["n_frames"]) for r in rows)
-    atomic_write_json(store / "store.json", _meta(config, total))
-    atomic_write_text(store / "DONE", f"{len(rows)} tracks, {total} frames\n")
+    atomic_write_json(store / "store.json", obj=_meta(config, total))
+    atomic_write_text(store / "DONE", text=f"{len(rows)} tracks, {total} frames\n")
     shutil.rmtree(parts, ignore_errors=True)
     log.info("stored %d tracks (%d new, %d unusable) in %s", len(rows), len(rows) - len(old_rows), len(errors), store)
     return PrepareResult(store, len(rows), len(rows) - len(old_rows), errors, warnings=warnings)
@@ -501,10 +501,10 @@ def _by_outcome(rows: Iterable[dict], stored: set[str]) -> tuple[list[dict], lis
 
 def _write_index(path: Path, rows: list[dict]) -> None:
     extra = [c for c in dict.fromkeys(k for r in rows for k in r) if c not in COLUMNS and c not in INDEX_TAIL]
-    atomic_write_csv(path, rows, list(COLUMNS) + extra + list(INDEX_TAIL))
+    atomic_write_csv(path, rows=rows, fieldnames=list(COLUMNS) + extra + list(INDEX_TAIL))
 
 
-def from_arrays(out_dir: str | Path, tracks, frames, *, config: FeatureConfig | None = None) -> "FeatureStore":
+def from_arrays(out_dir: str | Path, *, tracks, frames, config: FeatureConfig | None = None) -> "FeatureStore":
     """A store from log-mels already in memory (precomputed features, tests).
 
     The tracks' ``content_hash`` is left empty (no audio was decoded), so
@@ -536,9 +536,9 @@ def from_arrays(out_dir: str | Path, tracks, frames, *, config: FeatureConfig | 
                 rows.append({**t.as_row(), "offset": pos, "n_frames": len(f)})
                 pos += len(f)
         _write_index(store / "index.csv", rows)
-        atomic_write_csv(store / "errors.csv", [], ERROR_COLUMNS)
-        atomic_write_json(store / "store.json", _meta(config, pos))
-        atomic_write_text(store / "DONE", f"{len(rows)} tracks, {pos} frames\n")
+        atomic_write_csv(store / "errors.csv", rows=[], fieldnames=ERROR_COLUMNS)
+        atomic_write_json(store / "store.json", obj=_meta(config, pos))
+        atomic_write_text(store / "DONE", text=f"{len(rows)} tracks, {pos} frames\n")
     return FeatureStore(store)
 
 

@@ -164,7 +164,8 @@ def _scalar_stats(moments: np.ndarray) -> tuple[float, float]:
 
 
 def random_encoder_baseline(
-    *, store: Any, plan: TrialPlan, config: ProbeConfig = ProbeConfig(), width: int, moments: np.ndarray,
+    *,
+    store: Any, plan: TrialPlan, config: ProbeConfig = ProbeConfig(), width: int, moments: np.ndarray,
     embed: Callable[[nn.Module], np.ndarray],
 ) -> ProbeResult:
     """One randomly initialised encoder per trial (seeded by the trial), the same probe.
@@ -206,14 +207,15 @@ def _song_probabilities(net: _GenreCNN, store: Any, track_ids: Sequence[str]) ->
     seg = store.feature_config.segment_frames
     out = []
     for t in track_ids:
-        segments = torch.from_numpy(np.ascontiguousarray(split_segments(store.frames(t), seg), dtype=np.float32))
+        segments = torch.from_numpy(np.ascontiguousarray(split_segments(store.frames(t), segment_frames=seg), dtype=np.float32))
         out.append(F.softmax(net(segments), dim=1).mean(0).numpy())
     net.train()
     return np.stack(out)
 
 
 def _genre_cnn_trial(
-    *, store: Any, ids: Mapping[str, Sequence[str]], y: Mapping[str, np.ndarray], n_classes: int,
+    *,
+    store: Any, ids: Mapping[str, Sequence[str]], y: Mapping[str, np.ndarray], n_classes: int,
     width: int, config: BaselineConfig, seed: int, stats: tuple[float, float],
 ) -> tuple[np.ndarray, dict]:
     """Train one genre CNN (seeded by ``seed``); predictions int [n_test] and what was kept."""
@@ -243,7 +245,8 @@ def _genre_cnn_trial(
 
 
 def genre_cnn_baseline(
-    *, store: Any, plan: TrialPlan, config: BaselineConfig = BaselineConfig(), width: int, moments: np.ndarray
+    *,
+    store: Any, plan: TrialPlan, config: BaselineConfig = BaselineConfig(), width: int, moments: np.ndarray
 ) -> ProbeResult:
     """The genre CNN in the first ``config.cnn_trials`` trials (it trains a network per trial).
 

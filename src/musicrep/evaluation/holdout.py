@@ -61,7 +61,7 @@ CONCEPTS: tuple[str, ...] = PAPER_CONCEPTS
 SPLIT_OF_CONCEPT: dict[str, str] = {"artist": "artist", "album": "album", "track": "artist"}
 
 
-def split_name_for(concept: str, split: Mapping[str, Any]) -> str:
+def split_name_for(concept: str, *, split: Mapping[str, Any]) -> str:
     """The split a concept's trials come from: its own when given, else :data:`SPLIT_OF_CONCEPT`'s."""
     return concept if concept in split else SPLIT_OF_CONCEPT.get(concept, concept)
 #: below this many distinct anchor songs a concept's result carries a warning
@@ -76,9 +76,9 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 # --------------------------------------------------------------------------- labels
 
 
-def concept_label(track: Any, concept: str) -> str:
+def concept_label(track: Any, *, concept: str) -> str:
     """The label a track carries for ``concept`` ("" when unknown); see :func:`musicrep.concepts.concept_label`."""
-    return _concept_label(track, check_concept(concept))
+    return _concept_label(track, concept=check_concept(concept))
 
 
 # --------------------------------------------------------------------------- splits
@@ -169,7 +169,7 @@ def build_trials(
     segment_frames = segment_frames or store.feature_config.segment_frames
     if n_trials < 1 or n_negatives < 1:
         raise ConfigError(f"n_trials={n_trials} and n_negatives={n_negatives} must be >= 1")
-    split_name = split_name_for(concept, split)
+    split_name = split_name_for(concept, split=split)
     if split_name not in split:
         raise SplitError(f"no {split_name} split given; the {concept} concept needs it")
     parts, split_labels = split_parts(split[split_name])
@@ -181,7 +181,7 @@ def build_trials(
         elif split_labels is not None and concept == split_name:
             lab = split_labels[tid]
         else:
-            lab = concept_label(store.catalog.by_id(tid), concept)
+            lab = concept_label(store.catalog.by_id(tid), concept=concept)
         if lab and length[tid] >= segment_frames:
             label[tid] = lab
     test = sorted(t for t in label if parts[t] == "test")
@@ -252,13 +252,13 @@ def as_embedder(model: Any, *, batch_size: int = 256) -> Embedder:
     if isinstance(model, torch.nn.Module):
         from ..training.model import embed_segments
 
-        return lambda crops: embed_segments(model, crops, batch_size=batch_size)
+        return lambda crops: embed_segments(model, segments=crops, batch_size=batch_size)
     if callable(model):
         return lambda crops: np.asarray(model(crops), dtype=np.float32)
     raise ConfigError(f"cannot evaluate a {type(model).__name__}: pass an Encoder or a callable")
 
 
-def trial_scores(anchor: np.ndarray, positive: np.ndarray, negatives: np.ndarray, *, atol: float = 1e-6) -> np.ndarray:
+def trial_scores(anchor: np.ndarray, *, positive: np.ndarray, negatives: np.ndarray, atol: float = 1e-6) -> np.ndarray:
     """Credit per trial: 1 when the positive is strictly the most similar, 1/(k+1)
     when it ties with k negatives at the top, 0 otherwise.
 
@@ -316,12 +316,12 @@ def score_trials(
                     "(or its positive / negatives); its checkpoint is damaged or its training diverged: "
                     "use another checkpoint"
                 )
-            out[name].append(trial_scores(emb[:, 0], emb[:, 1], emb[:, 2:]))
+            out[name].append(trial_scores(emb[:, 0], positive=emb[:, 1], negatives=emb[:, 2:]))
     return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
 
 
 def song_bootstrap(
-    credit: np.ndarray, songs: Sequence[str], *, n_boot: int = BOOTSTRAP, seed: int = 0
+    credit: np.ndarray, *, songs: Sequence[str], n_boot: int = BOOTSTRAP, seed: int = 0
 ) -> tuple[float, float, float]:
     """Standard deviation and 95% interval of the mean credit, resampling songs.
 
@@ -447,7 +447,7 @@ def holdout(
     done: list[str] = []
     skipped: dict[str, str] = {}
     for concept in concepts:
-        split_name = split_name_for(concept, split)
+        split_name = split_name_for(concept, split=split)
         if split_name not in split:
             log.warning("skipping the %s concept: the run has no %s split", concept, split_name)
             skipped[concept] = f"no {split_name} split in the runs"
@@ -473,7 +473,7 @@ def holdout(
         for name, credit in credits.items():
             a = float(credit.mean())
             acc[name][concept] = a
-            sd, low, high = song_bootstrap(credit, anchors, seed=seed)
+            sd, low, high = song_bootstrap(credit, songs=anchors, seed=seed)
             err[name][concept], interval[name][concept] = sd, [low, high]
             log.info("hold-out %s on %s: %.3f [%.3f, %.3f] (%d trials, %d test songs)",
                      name, concept, a, low, high, len(credit), n_songs[concept])
@@ -490,11 +490,11 @@ def _count_labels(store: Any, split: Mapping[str, Any], concept: str, songs: set
     """Distinct labels among the anchor songs (the songs themselves for the track concept)."""
     if concept == "track":
         return len(songs)
-    name = split_name_for(concept, split)
+    name = split_name_for(concept, split=split)
     _parts, labels = split_parts(split[name])
     if labels is not None and concept == name:
         return len({labels[t] for t in songs})
-    return len({concept_label(store.catalog.by_id(t), concept) for t in songs})
+    return len({concept_label(store.catalog.by_id(t), concept=concept) for t in songs})
 
 
 def holdout_runs(
@@ -541,7 +541,7 @@ def holdout_runs(
         run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
         loaded.append((run_dir, model, info))
     split = runs_split([r for r, _m, _i in loaded], split_from=split_from)
-    problems = trial_overlap([(r, i) for r, _m, i in loaded], split)
+    problems = trial_overlap([(r, i) for r, _m, i in loaded], split=split)
     if problems and not allow_overlap:
         raise EvaluationError(
             "these runs trained on songs that the hold-out trials hold out, so their scores would include "
@@ -575,7 +575,7 @@ def runs_split(run_dirs: Sequence[Path], *, split_from: str | Path | None = None
     return split
 
 
-def trial_overlap(runs: Sequence[tuple[Path, Any]], split: Mapping[str, Any]) -> list[str]:
+def trial_overlap(runs: Sequence[tuple[Path, Any]], *, split: Mapping[str, Any]) -> list[str]:
     """One line per run whose training songs include songs the trials' splits hold out.
 
     Parameters

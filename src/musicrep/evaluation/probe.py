@@ -256,7 +256,8 @@ def _xent(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[f
 
 
 def fit_sgd_probe(
-    *, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
+    *,
+    x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
     n_classes: int, config: ProbeConfig = ProbeConfig(), seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The authors' probe: a softmax layer trained by minibatch SGD with Nesterov
@@ -287,7 +288,8 @@ def fit_sgd_probe(
 
 
 def sgd_early_stopping(
-    *, x: np.ndarray, targets: np.ndarray, output: Callable[[np.ndarray], np.ndarray],
+    *,
+    x: np.ndarray, targets: np.ndarray, output: Callable[[np.ndarray], np.ndarray],
     valid_loss: Callable[[np.ndarray, np.ndarray], float], config: SGDProbeSettings, seed: int,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The authors' probe training for a linear layer whose loss gradient is ``output(logits) - targets``
@@ -402,7 +404,8 @@ def _fit_and_predict(
 
 
 def linear_probe(
-    *, x_train: np.ndarray, y_train: np.ndarray,
+    *,
+    x_train: np.ndarray, y_train: np.ndarray,
     x_valid: np.ndarray, y_valid: np.ndarray,
     x_test: np.ndarray, y_test: np.ndarray,
     classes: Sequence[str],
@@ -438,7 +441,8 @@ def linear_probe(
 
 
 def probe_trial(
-    *, features: np.ndarray, trial: Trial, n_classes: int, config: ProbeConfig = ProbeConfig()
+    *,
+    features: np.ndarray, trial: Trial, n_classes: int, config: ProbeConfig = ProbeConfig()
 ) -> tuple[float, np.ndarray, dict]:
     """Test accuracy, confusion matrix int [k, k] and choices of one trial on features float [n, D]."""
     x = {part: features[rows] for part, rows in trial.index.items()}

@@ -238,7 +238,7 @@ def summarise(scores: QueryScores, *, track_ids: Sequence[str], seed: int = 0) -
     songs = [track_ids[i] for i in scores.queries]
     out: dict[str, Any] = {}
     for key, values in (("map", scores.ap), ("p_at_k", scores.p_at_k)):
-        _std, low, high = song_bootstrap(values, songs, seed=seed)
+        _std, low, high = song_bootstrap(values, songs=songs, seed=seed)
         out[key], out[f"{key}_ci"] = float(values.mean()), [low, high]
     return out
 
@@ -475,7 +475,7 @@ def retrieval_runs(
     store = open_store(store)
     loaded = _load_runs(runs, which=which, allow_unfinished=allow_unfinished)
     split = runs_split([r for r, _m, _i in loaded], split_from=split_from)
-    problems = trial_overlap([(r, i) for r, _m, i in loaded], split)
+    problems = trial_overlap([(r, i) for r, _m, i in loaded], split=split)
     if problems and not allow_overlap:
         raise EvaluationError("these runs trained on songs that the retrieval pools hold out:\n  "
                               + "\n  ".join(problems) + "\nTrain the runs on one store with one seed, or pass "
@@ -492,5 +492,5 @@ def retrieval_runs(
     result.warnings += [f"measured despite overlap: {p}" for p in problems]
     result.warnings += [unfinished_warning(i) for _r, _m, i in loaded if getattr(i, "unfinished", False)]
     if out is not None:
-        atomic_write_json(out, result.to_dict())
+        atomic_write_json(out, obj=result.to_dict())
     return result

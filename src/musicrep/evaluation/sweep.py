@@ -220,12 +220,12 @@ def format_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def point_name(kind: str, value: Any) -> str:
+def point_name(kind: str, *, value: Any) -> str:
     """The point's folder name, ``{kind}-{value}``, with characters outside ``[A-Za-z0-9._+-]`` as ``_``."""
     return f"{kind}-" + re.sub(r"[^A-Za-z0-9._+-]", "_", format_value(value))
 
 
-def sweep_field(kind: str, config: Any) -> str:
+def sweep_field(kind: str, *, config: Any) -> str:
     """The TrainConfig field a sweep of ``kind`` changes (a legacy kind or a field name)."""
     names = [f.name for f in dataclasses.fields(config)]
     if kind in KIND_FIELDS:
@@ -240,7 +240,7 @@ def sweep_field(kind: str, config: Any) -> str:
                       f"setting; training settings: {', '.join(names)}")
 
 
-def sweep_concept(kind: str, base: Any, concept: str | None = None) -> str | None:
+def sweep_concept(kind: str, *, base: Any, concept: str | None = None) -> str | None:
     """The concept a sweep trains: ``concept`` if given, else joint (legacy kinds),
     ``<c>`` (a ``margin_<c>`` sweep) or the base config's."""
     if kind == "concept":
@@ -254,20 +254,20 @@ def sweep_concept(kind: str, base: Any, concept: str | None = None) -> str | Non
     return getattr(base, "concept", None)
 
 
-def point_config(kind: str, value: Any, base: Any, *, concept: str | None = None) -> Any:
+def point_config(kind: str, *, value: Any, base: Any, concept: str | None = None) -> Any:
     """``base`` with the swept setting set to ``value`` (parsed and range-checked like
     ``--set``), training the concept :func:`sweep_concept` names.
 
     (With ``n_albums`` unset, training uses twice as many albums as artists, as
     the paper's album split does.)
     """
-    field = sweep_field(kind, base)
+    field = sweep_field(kind, config=base)
     overrides = []
-    train_concept = sweep_concept(kind, base, concept)
+    train_concept = sweep_concept(kind, base=base, concept=concept)
     if train_concept is not None and "concept" in {f.name for f in dataclasses.fields(base)}:
         overrides.append(f"concept={train_concept}")
     overrides.append(f"{field}={value if isinstance(value, str) else json.dumps(value)}")  # the field wins over concept
-    config = load_config(type(base), None, overrides, base=base)
+    config = load_config(type(base), path=None, overrides=overrides, base=base)
     if field.startswith(MARGIN_PREFIX) and hasattr(config, "concepts") \
             and field[len(MARGIN_PREFIX):] not in config.concepts:
         raise ConfigError(f"a {field} sweep changes nothing in a {config.concept} model; "
@@ -275,7 +275,7 @@ def point_config(kind: str, value: Any, base: Any, *, concept: str | None = None
     return config
 
 
-def explicit_settings(path: str | Path | None, overrides: Iterable[str]) -> set[str]:
+def explicit_settings(path: str | Path | None, *, overrides: Iterable[str]) -> set[str]:
     """Top-level setting names a YAML file and ``key=value`` overrides set (e.g. to tell a
     ``--set concept=...`` from the default concept)."""
     names = {item.split("=", 1)[0].strip().split(".")[0] for item in overrides if "=" in item}
@@ -346,17 +346,17 @@ def _check_manifest(out: Path, manifest: dict) -> None:
             )
         values = {json.dumps(v): v for v in old.get("values", []) + manifest["values"]}
         manifest = {**manifest, "values": sorted(values.values(), key=value_order)}
-    atomic_write_json(path, manifest)
+    atomic_write_json(path, obj=manifest)
 
 
 def _point_configs(kind: str, values: Sequence[Any], base: Any, concept: str | None) -> dict[str, tuple[Any, Any]]:
     """{folder name: (value, config)} for every value, all checked before anything trains."""
-    field = sweep_field(kind, base)
+    field = sweep_field(kind, config=base)
     out: dict[str, tuple[Any, Any]] = {}
     for raw in values:
-        config = point_config(kind, raw, base, concept=concept)
+        config = point_config(kind, value=raw, base=base, concept=concept)
         value = to_dict(config)[field]  # the parsed value, as JSON holds it
-        name = point_name(kind, value)
+        name = point_name(kind, value=value)
         if name in out and out[name][0] != value:
             raise ConfigError(f"{kind} values {format_value(out[name][0])!r} and {format_value(value)!r} "
                               f"would share the folder {name}; rename one")
@@ -391,7 +391,7 @@ def run_sweep(
     train_config : base :class:`musicrep.training.train.TrainConfig` (defaults otherwise)
     transfer_config : :class:`musicrep.evaluation.transfer.TransferConfig` (defaults otherwise)
     holdout_trials : hold-out trials per concept per point; 0 skips the hold-out test
-    train_fn : ``train(store_path, out_dir, config, *, resume)``; :func:`musicrep.training.train.train` by default
+    train_fn : ``train(store_path, *, out_dir, config, resume)``; :func:`musicrep.training.train.train` by default
     concept : the concept to train, overriding the sweep's default (see :func:`sweep_concept`)
 
     Returns
@@ -404,8 +404,8 @@ def run_sweep(
     train_fn = train_fn or _default_train()
     base = train_config if train_config is not None else _default_config()
     configs = _point_configs(kind, values, base, concept)  # validates every value first
-    field = sweep_field(kind, base)
-    train_concept = sweep_concept(kind, base, concept)
+    field = sweep_field(kind, config=base)
+    train_concept = sweep_concept(kind, base=base, concept=concept)
     tcfg = None
     if transfer_store is not None:
         from .transfer import TransferConfig
@@ -436,7 +436,7 @@ def run_sweep(
             try:
                 if not (run_dir / "DONE").is_file():
                     log.info("%s: training a %s model in %s", label, point_concept, run_dir)
-                    train_fn(store, run_dir, config, resume=run_dir.exists())
+                    train_fn(store, out_dir=run_dir, config=config, resume=run_dir.exists())
                 point = SweepPoint(value=value, status="done", run=str(run_dir), concept=point_concept,
                                    validation=read_validation(run_dir, monitor=getattr(config, "monitor", "valid_loss")))
                 _test_point(point, store=store, transfer_store=transfer_store, transfer_config=tcfg,
@@ -447,8 +447,8 @@ def run_sweep(
                                          concept=point_concept))
                 continue
             point.seconds = round(time.perf_counter() - t0, 1)
-            atomic_write_json(pdir / "result.json", dataclasses.asdict(point))
-            atomic_write_text(pdir / "DONE", f"{label}\n")  # written last
+            atomic_write_json(pdir / "result.json", obj=dataclasses.asdict(point))
+            atomic_write_text(pdir / "DONE", text=f"{label}\n")  # written last
             points.append(point)
         return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name if transfer_store else "",
                            path=str(out), field=field, concept=train_concept or "")

@@ -136,7 +136,7 @@ def tagging_split(catalog: Sequence[Any], *, track_ids: Sequence[str]) -> dict[s
 # --------------------------------------------------------------------------- metrics
 
 
-def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+def roc_auc(y_true: np.ndarray, *, scores: np.ndarray) -> float:
     """Area under the ROC curve: P(a positive outscores a negative), ties counting one half.
 
     Parameters
@@ -152,7 +152,7 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+def average_precision(y_true: np.ndarray, *, scores: np.ndarray) -> float:
     """PR-AUC as average precision: sum over distinct scores of precision x recall gained.
 
     Songs with equal scores pass the threshold together (one point of the curve),
@@ -177,7 +177,7 @@ def scored_tags(y_true: np.ndarray) -> np.ndarray:
     return (n_pos > 0) & (n_pos < len(y_true))
 
 
-def macro_scores(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def macro_scores(y_true: np.ndarray, *, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-tag ROC-AUC and PR-AUC, NaN for tags without both classes.
 
     Parameters
@@ -198,7 +198,7 @@ def macro_scores(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
     scored = scored_tags(y)
     roc, pr = np.full(y.shape[1], np.nan), np.full(y.shape[1], np.nan)
     for j in np.flatnonzero(scored):
-        roc[j], pr[j] = roc_auc(y[:, j], s[:, j]), average_precision(y[:, j], s[:, j])
+        roc[j], pr[j] = roc_auc(y[:, j], scores=s[:, j]), average_precision(y[:, j], scores=s[:, j])
     return roc, pr, scored
 
 
@@ -212,7 +212,8 @@ def _bce(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> float:
 
 
 def fit_tag_probe(
-    *, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
+    *,
+    x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
     config: TaggingConfig = TaggingConfig(), seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """One sigmoid output per tag, trained by minibatch SGD with Nesterov momentum and
@@ -278,7 +279,8 @@ class TagProbeResult:
 
 
 def tag_probe(
-    *, features: np.ndarray, y: np.ndarray, parts: Mapping[str, np.ndarray], tags: Sequence[str],
+    *,
+    features: np.ndarray, y: np.ndarray, parts: Mapping[str, np.ndarray], tags: Sequence[str],
     config: TaggingConfig = TaggingConfig(), method: str = "probe",
 ) -> TagProbeResult:
     """The tagging probe in one trial per seed of ``config.seeds``, scored on the test songs.
@@ -299,7 +301,7 @@ def tag_probe(
     rocs, prs, chosen = [], [], []
     for seed in config.seeds:
         w, b, info = fit_tag_probe(x_train=xtr, y_train=ytr, x_valid=xva, y_valid=yva, config=config, seed=seed)
-        roc, pr, scored = macro_scores(yte, xte @ w + b)  # logits: the sigmoid keeps their order
+        roc, pr, scored = macro_scores(yte, scores=xte @ w + b)  # logits: the sigmoid keeps their order
         rocs.append(roc)
         prs.append(pr)
         chosen.append({**info, "seed": seed})

@@ -225,7 +225,7 @@ def song_embeddings(model: Any, *, store: Any, track_ids: Sequence[str], cache: 
 
     if not isinstance(model, (str, Path, EmbeddingModel)):
         model = EmbeddingModel(model, feature_config=store.feature_config)  # in memory: never cached
-    ids, vectors = embed_store(model, store, track_ids=list(track_ids), cache=cache, allow_unfinished=allow_unfinished)
+    ids, vectors = embed_store(model, store=store, track_ids=list(track_ids), cache=cache, allow_unfinished=allow_unfinished)
     pos = {t: i for i, t in enumerate(ids)}
     return np.asarray(vectors, dtype=np.float32)[[pos[t] for t in track_ids]]
 
@@ -410,5 +410,5 @@ def transfer_store(
 
     catalog = Path(catalog)
     target = Path(store_dir) if store_dir is not None else catalog.with_suffix(".store")
-    prepare(read_csv(catalog), target, config=feature_config)
+    prepare(read_csv(catalog), out_dir=target, config=feature_config)
     return open_store(target)

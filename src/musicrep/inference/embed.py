@@ -56,6 +56,7 @@ from ..errors import (
     AudioError,
     ConfigError,
     MusicrepError,
+    NonFiniteEmbeddingError,
     StoreError,
     TooShortAudioError,
 )
@@ -73,9 +74,6 @@ SHIPPED_NAME = Path(MODEL_FILE).stem
 SHIPPED_NOTE = (f"using the shipped model {SHIPPED_NAME} (see musicrep/models/MODEL_CARD.md); "
                 "pass --run RUN for your own")
 
-
-class NonFiniteEmbeddingError(MusicrepError):
-    """The model gave a NaN or infinite embedding; the message names the file or track."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +228,7 @@ class EmbeddingModel:
         np.ndarray [shape=(S, D), float32]
         """
         t0 = time.perf_counter()
-        out = embed_segments(self.encoder, segments, batch_size=self.batch_size, device=self.device)
+        out = embed_segments(self.encoder, segments=segments, batch_size=self.batch_size, device=self.device)
         self.timings["forward"] += time.perf_counter() - t0
         return out
 
@@ -286,7 +284,7 @@ class EmbeddingModel:
             raise ConfigError(f"{source}: expected frames [T, {self.encoder.n_mels}], got {frames.shape}")
         if frames.shape[0] < self.segment_frames:
             raise TooShortAudioError(source, f"{frames.shape[0]} frames < {self.segment_frames}")
-        segs = split_segments(frames, self.segment_frames)
+        segs = split_segments(frames, segment_frames=self.segment_frames)
         return self._finish(self.forward(segs), n_frames=frames.shape[0], segments=segments, source=source)
 
     def embed(self, audio: np.ndarray, sr: int, *, segments: bool = False) -> Embedding:
@@ -388,7 +386,7 @@ class EmbeddingModel:
         # the forward pass. Measured on 2 cores: 1 decode thread + 1 torch thread
         # 1,320-1,410x real time, against 1,045-1,095x with torch on both cores.
         threads = max(1, (os.cpu_count() or 1) - workers) if workers > 0 else None
-        items = (((path, frames), frames if isinstance(frames, AudioError) else split_segments(frames, self.segment_frames))
+        items = (((path, frames), frames if isinstance(frames, AudioError) else split_segments(frames, segment_frames=self.segment_frames))
                  for path, frames in self._frames_ahead(paths, workers=workers, prefetch=prefetch))
         for (path, frames), vectors in self.encode_many(items, threads=threads):
             if isinstance(vectors, AudioError):
@@ -588,7 +586,7 @@ def store_id(store) -> str:
 
 
 def embed_store(
-    model_or_run, store, *, track_ids: Sequence[str] | None = None, cache: bool = True, allow_unfinished: bool = False
+    model_or_run, *, store, track_ids: Sequence[str] | None = None, cache: bool = True, allow_unfinished: bool = False
 ) -> tuple[list[str], np.ndarray]:
     """Song embeddings of the tracks of a feature store (the training code path).
 
@@ -634,7 +632,7 @@ def _embed_store_tracks(model: EmbeddingModel, store, track_ids: Sequence[str]) 
     from .. import progress
 
     out = np.zeros((len(track_ids), model.dim), dtype=np.float32)
-    items = ((row, split_segments(store.frames(tid), model.segment_frames))
+    items = ((row, split_segments(store.frames(tid), segment_frames=model.segment_frames))
              for row, tid in enumerate(progress.bar(track_ids, desc="embed store", unit="track", leave=False)))
     for row, seg_vectors in model.encode_many(items):
         model.check_finite(seg_vectors, source=f"{store.path}: track {track_ids[row]!r}")
@@ -669,7 +667,7 @@ def _cached_store_embeddings(model: EmbeddingModel, store) -> tuple[list[str], n
             np.save(fh, vectors, allow_pickle=False)
     atomic_write_json(
         meta_path,  # written last: the marker that the .npy beside it is complete
-        {
+        obj={
             "version": CACHE_VERSION,
             "checkpoint": str(model.checkpoint),
             "checkpoint_sha256": sha,

@@ -111,7 +111,7 @@ def embed_catalog(
 def _read_store(out: CatalogVectors, models: Mapping[str, EmbeddingModel], store, ids: list[str], *,
                 cache: bool) -> None:
     for concept, model in models.items():
-        got_ids, vectors = embed_store(model, store, track_ids=ids, cache=cache)
+        got_ids, vectors = embed_store(model, store=store, track_ids=ids, cache=cache)
         out.vectors[concept].update(zip(got_ids, vectors))
     out.from_store += len(ids)
     out.store = Path(store.path)
@@ -170,7 +170,7 @@ def _decode(out: CatalogVectors, models: Mapping[str, EmbeddingModel], tracks: l
     for concept, model in models.items():
         groups.setdefault(model.feature_hash, []).append(concept)
     for concepts in groups.values():
-        results = iter_files_together([models[c] for c in concepts], list(ids_of), workers=workers)
+        results = iter_files_together([models[c] for c in concepts], paths=list(ids_of), workers=workers)
         desc = f"embed ({', '.join(concepts)})"
         for path, result in progress.bar(results, total=len(ids_of), desc=desc, unit="file"):
             if isinstance(result, AudioError):
@@ -184,7 +184,7 @@ def _decode(out: CatalogVectors, models: Mapping[str, EmbeddingModel], tracks: l
 
 
 def iter_files_together(
-    models: Sequence[EmbeddingModel], paths: Sequence[Path], *, workers: int = 1, prefetch: int = 8
+    models: Sequence[EmbeddingModel], *, paths: Sequence[Path], workers: int = 1, prefetch: int = 8
 ) -> Iterator[tuple[Path, list[Embedding] | AudioError]]:
     """Embed files with several models of one front end, decoding each file once.
 
@@ -207,7 +207,7 @@ def iter_files_together(
     # flush are reused as they are, so both paths cut and batch segments alike.
     # Decode threads on their cores, torch on the rest.
     threads = max(1, (os.cpu_count() or 1) - workers) if workers > 0 else None
-    items = (((path, frames), frames if isinstance(frames, AudioError) else split_segments(frames, lead.segment_frames))
+    items = (((path, frames), frames if isinstance(frames, AudioError) else split_segments(frames, segment_frames=lead.segment_frames))
              for path, frames in lead._frames_ahead(list(paths), workers=workers, prefetch=prefetch))
     for chunk in segment_chunks(items, batch_size=lead.batch_size):
         per_model = [list(m.encode_chunk(chunk, threads=threads)) for m in models]

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import AudioError, ConfigError, MusicrepError
+from ..errors import AudioError, ConfigError, MixedModelsError
 from ..io import atomic_path, remove_stale_temps
 from ..locks import folder_lock
 from .embed import EmbeddingModel, find_audio
@@ -54,9 +54,6 @@ META_COLUMNS: tuple[str, ...] = ("track_id", "artist", "album", "title", "genre"
 STAMP_COLUMNS: tuple[str, ...] = ("checkpoint", "checkpoint_sha256", "feature_hash")
 
 
-class MixedModelsError(MusicrepError):
-    """The output already holds vectors of another model (and ``overwrite`` was not given)."""
-
 
 def model_stamp(model: EmbeddingModel) -> dict[str, str]:
     """``{"checkpoint", "checkpoint_sha256", "feature_hash"}`` of a model ("" sha: built in memory)."""
@@ -66,7 +63,7 @@ def model_stamp(model: EmbeddingModel) -> dict[str, str]:
             "feature_hash": model.feature_hash}
 
 
-def same_model(stamp: dict[str, str], ours: dict[str, str]) -> bool:
+def same_model(stamp: dict[str, str], *, ours: dict[str, str]) -> bool:
     """Whether an output's stamp says ``ours`` made it.
 
     A model built in memory has no checkpoint to identify it, so nothing is
@@ -103,7 +100,7 @@ class EmbedReport:
     seconds_of_audio: float = 0.0
 
 
-def output_paths(inputs: Sequence[str | Path], out: str | Path, *, recursive: bool = True) -> dict[Path, Path]:
+def output_paths(inputs: Sequence[str | Path], *, out: str | Path, recursive: bool = True) -> dict[Path, Path]:
     """Audio file -> its ``.npz`` under ``out``, mirroring each input folder's tree.
 
     ``music/a/b.flac`` given as ``music/`` lands in ``OUT/a/b.flac.npz``; a file
@@ -293,7 +290,7 @@ def _embed_locked(*, model, inputs, out, table, catalog, overwrite, segments, re
     from .. import progress
 
     started = time.time()  # temp files older than this were left by a killed run
-    mapping = output_paths(inputs, out if out is not None else ".", recursive=recursive)
+    mapping = output_paths(inputs, out=out if out is not None else ".", recursive=recursive)
     report = EmbedReport()
     ours = model_stamp(model)
     rows = {} if (table is None or overwrite) else _existing_rows(Path(table))
@@ -308,15 +305,15 @@ def _embed_locked(*, model, inputs, out, table, catalog, overwrite, segments, re
         else:
             row = rows.get(key_of(src))
             stamp, has_segments = (row.stamp, row.segments is not None) if row is not None else (None, False)
-        if stamp is None or (same_model(stamp, ours) and segments and not has_segments):
+        if stamp is None or (same_model(stamp, ours=ours) and segments and not has_segments):
             todo.append(src)  # new, or ours but without the segments asked for now
-        elif same_model(stamp, ours):
+        elif same_model(stamp, ours=ours):
             report.already_done.append(src)
         else:
             others.append(stamp)
     if table is not None:  # rows of files not in this job's inputs stay, and must be this model's too
         wanted = {key_of(src) for src in mapping}
-        others += [r.stamp for key, r in rows.items() if key not in wanted and not same_model(r.stamp, ours)]
+        others += [r.stamp for key, r in rows.items() if key not in wanted and not same_model(r.stamp, ours=ours)]
         if Path(table).suffix == ".npy":
             _check_one_line_ids(Path(table), todo, catalog)
     _refuse_other_models(Path(table) if table is not None else Path(out), others, ours)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..config import SEGMENT_FRAMES, to_dict
-from ..errors import MusicrepError
+from ..errors import ExportError
 from ..io import atomic_path
 from ..locks import folder_lock
 
@@ -55,9 +55,6 @@ SONG_VECTOR_RULE = ("song vector = plain mean of the 'embedding' rows of all the
                     "[T, n_mels] cut into T // segment_frames consecutive segments, the trailing partial one "
                     "dropped); not L2-normalised, as musicrep embed writes it (normalise it for cosine search)")
 
-
-class ExportError(MusicrepError):
-    """The model could not be exported or the export does not match PyTorch."""
 
 
 def export_onnx(

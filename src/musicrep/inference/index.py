@@ -73,7 +73,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import MusicrepError
+from ..errors import SearchIndexError
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,6 @@ REFINE_FACTOR = 64
 #: (1,000/s at 0.95) by far; IVF-Flat builds 14-20x faster.
 AUTO_KIND = "ivf"
 
-
-class SearchIndexError(MusicrepError):
-    """A search index is missing, incomplete, or asked for something it lacks."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +154,7 @@ def _exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int):
     return _exact_index(vectors).search(queries, k)
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+def recall_at_k(found: np.ndarray, *, truth: np.ndarray) -> float:
     """Mean share of the true neighbours found. ``found``, ``truth``: int [Q, k]."""
     k = truth.shape[1]
     hits = sum(len(set(f.tolist()) & set(t.tolist()) - {-1}) for f, t in zip(found, truth))
@@ -274,7 +271,7 @@ def _tune(index, vectors: np.ndarray, *, kind: str, qids: np.ndarray, truth: np.
     for value in grid:
         set_search_params(index, kind=kind, params={knob: value})
         _, found = index.search(vectors[qids], kk + 1)
-        curve[str(value)] = round(recall_at_k(_drop_self(found, qids, kk), truth), 4)
+        curve[str(value)] = round(recall_at_k(_drop_self(found, qids, kk), truth=truth), 4)
         if curve[str(value)] >= target_recall:
             return value, curve
     return grid[-1], curve

@@ -159,11 +159,11 @@ def _write_generation(out: Path, manifest: dict, *, rows: list, vectors: Mapping
     for r in rows:
         columns.update(dict.fromkeys(r))
     tracks = f"tracks{tail}.csv"
-    atomic_write_csv(out / tracks, rows, list(columns))
-    atomic_write_csv(out / SKIPPED, skipped, SKIPPED_COLUMNS)
+    atomic_write_csv(out / tracks, rows=rows, fieldnames=list(columns))
+    atomic_write_csv(out / SKIPPED, rows=skipped, fieldnames=SKIPPED_COLUMNS)
     manifest = {**manifest, "n_tracks": n, "n_skipped": len({r["track_id"] for r in skipped}), "tracks": tracks,
                 "generation": generation, "order": list(concepts), "concepts": concepts}
-    atomic_write_json(out / MANIFEST, manifest)
+    atomic_write_json(out / MANIFEST, obj=manifest)
     _remove_other_generations(out, manifest)
     return SearchIndex.load(out)
 
@@ -190,7 +190,7 @@ def parse_runs(specs: Sequence[str] | None) -> dict[str, str | None]:
     return out
 
 
-def model_entry(model, run) -> dict:
+def model_entry(model, *, run) -> dict:
     """What a manifest records of the model of a sub-index, to query and add with it later."""
     from .embed import SHIPPED_NAME
 
@@ -253,7 +253,7 @@ def build_from_runs(
             concept = key or model.concept or "default"
             if concept in models:
                 raise SearchIndexError(f"concept {concept!r} given twice (the checkpoint of {run} says {model.concept!r})")
-            models[concept], meta[concept] = model, model_entry(model, run)
+            models[concept], meta[concept] = model, model_entry(model, run=run)
         got = embed_catalog(models=models, catalog=cat, store=store, workers=workers)
         rows, vectors = _embedded_rows(out, cat, got)
         return _build_index_locked(out=out, rows=rows, vectors=vectors, runs=meta, skipped=got.skipped,

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MusicrepError
+from ..errors import ConfigError, TableError
 from ..io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
 
 TABLE_SUFFIXES: tuple[str, ...] = (".npz", ".csv", ".npy", ".parquet")
@@ -41,9 +41,6 @@ INT_COLUMNS: tuple[str, ...] = ("segment",)
 FLOAT_COLUMNS: tuple[str, ...] = ("start", "end")
 PARQUET_HINT = "pip install 'musicrep[parquet]'"
 
-
-class TableError(MusicrepError):
-    """An embedding table cannot be written in the format asked for, or read back."""
 
 
 @dataclasses.dataclass
@@ -149,7 +146,7 @@ def _write_csv(path: Path, columns: dict[str, list], vectors: np.ndarray) -> Non
         row = {name: columns[name][i] for name in names}
         row.update(zip(ecols, (f"{x:.9g}" for x in vector.tolist())))
         rows.append(row)
-    atomic_write_csv(path, rows, [*names, *ecols])
+    atomic_write_csv(path, rows=rows, fieldnames=[*names, *ecols])
 
 
 def _write_npy(path: Path, columns: dict[str, list], vectors: np.ndarray) -> None:
@@ -164,8 +161,8 @@ def _write_npy(path: Path, columns: dict[str, list], vectors: np.ndarray) -> Non
     with atomic_path(path, suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, vectors, allow_pickle=False)
-    atomic_write_text(_ids_path(path), "".join(f"{i}\n" for i in ids))
-    atomic_write_json(_meta_path(path), {"format": "musicrep embedding table", "shape": list(vectors.shape),
+    atomic_write_text(_ids_path(path), text="".join(f"{i}\n" for i in ids))
+    atomic_write_json(_meta_path(path), obj={"format": "musicrep embedding table", "shape": list(vectors.shape),
                                          "vectors": path.name, "ids": _ids_path(path).name, "columns": columns})
 
 

@@ -92,7 +92,7 @@ def package_model(
     if not (run_dir / "DONE").is_file():
         raise CheckpointError(f"{run_dir}: training did not finish (no DONE); only a finished run is packaged")
     ckpt = read_checkpoint(run_dir / "best.pt")
-    path = save_checkpoint({k: ckpt[k] for k in KEEP if k in ckpt}, out_dir / MODEL_FILE)
+    path = save_checkpoint({k: ckpt[k] for k in KEEP if k in ckpt}, path=out_dir / MODEL_FILE)
     concept = ckpt.get("concept", "joint")
     card = {
         "file": MODEL_FILE,
@@ -109,8 +109,8 @@ def package_model(
         "training_data": _corpus_facts(corpus),
         "licenses": dict(sorted((licenses or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
     }
-    atomic_write_json(out_dir / CARD_JSON, card)
-    atomic_write_text(out_dir / CARD_MD, model_card(card))
+    atomic_write_json(out_dir / CARD_JSON, obj=card)
+    atomic_write_text(out_dir / CARD_MD, text=model_card(card))
     return path
 
 

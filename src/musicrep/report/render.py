@@ -427,7 +427,7 @@ def _curve_groups(cols: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
 
 
 @_figure
-def plot_curves(run: str | Path, path: Path) -> Path | None:
+def plot_curves(run: str | Path, *, path: Path) -> Path | None:
     """Training / validation curves of a run's ``metrics.csv`` (one panel per kind of metric)."""
     mfile = Path(run) / "metrics.csv"
     if not mfile.is_file():
@@ -459,7 +459,7 @@ def plot_curves(run: str | Path, path: Path) -> Path | None:
 
 
 @_figure
-def plot_map(m: EmbeddingMap, column: str, path: Path, *, max_legend: int = 12) -> Path:
+def plot_map(m: EmbeddingMap, *, column: str, path: Path, max_legend: int = 12) -> Path:
     """The t-SNE map coloured by one label column (the most frequent labels get colours).
 
     With ``m.roles``, training songs are filled dots, held-out (valid/test)
@@ -513,7 +513,7 @@ def plot_map(m: EmbeddingMap, column: str, path: Path, *, max_legend: int = 12) 
 
 
 @_figure
-def plot_confusion(result: TransferResult, method: str, path: Path) -> Path:
+def plot_confusion(result: TransferResult, *, method: str, path: Path) -> Path:
     """Confusion matrix of one method, summed over the probe's trials.
 
     Each cell prints its count of test predictions; its colour is that count's
@@ -548,7 +548,7 @@ def plot_confusion(result: TransferResult, method: str, path: Path) -> Path:
 
 
 @_figure
-def plot_sweep(result: SweepResult, path: Path) -> Path:
+def plot_sweep(result: SweepResult, *, path: Path) -> Path:
     """Transfer accuracy (± std) and hold-out accuracies against the swept value (log x)."""
     plt = _plt()
     pts = sorted((p for p in result.points if p.status == "done"), key=lambda p: value_order(p.value))
@@ -671,22 +671,22 @@ def _write_report_locked(out: Path, *, holdout, transfer, sweeps, runs, maps, ti
             models = [m for m in _ordered(list(r.methods)) if m not in TABLE2_BASELINES]
             for method in ([models[-1]] if models else []) + [b for b in ("genres",) if b in r.methods]:
                 name = f"confusion-{slugify(r.dataset)}-{slugify(method)}"
-                fig(name, plot_confusion(r, method, figs / f"{name}.png"))
+                fig(name, plot_confusion(r, method=method, path=figs / f"{name}.png"))
         md.append("\nMFCCs here are the type-II DCT of the stored log-mel (log10(1 + 10·mel)), first coefficients; "
                   "'random encoder' is the same CNN with untrained weights and the same probe.")
     for s in sweeps:
         number = {"negatives": 3, "artists": 4}.get(s.kind)
         head = f"Table {number}: " if number else ""
         md += ["", f"## {head}sweep over {_sweep_label(s)} ({s.concept or 'joint'} model)", "", table_sweep(s)]
-        fig(f"sweep-{s.kind}", plot_sweep(s, figs / f"sweep-{slugify(s.kind)}.png"))
+        fig(f"sweep-{s.kind}", plot_sweep(s, path=figs / f"sweep-{slugify(s.kind)}.png"))
     if retrieval is not None:
         md += ["", "## Retrieval: same-artist / same-album songs among nearest neighbours (held-out songs)", "",
                table_retrieval(retrieval)]
     for run in runs:
-        fig(f"curves-{Path(run).name}", plot_curves(run, figs / f"curves-{slugify(Path(run).name)}.png"))
+        fig(f"curves-{Path(run).name}", plot_curves(run, path=figs / f"curves-{slugify(Path(run).name)}.png"))
     for m in maps:
         for column in m.labels:
-            fig(f"map-{m.name}-{column}", plot_map(m, column, figs / f"map-{slugify(m.name)}-{slugify(column)}.png"))
+            fig(f"map-{m.name}-{column}", plot_map(m, column=column, path=figs / f"map-{slugify(m.name)}-{slugify(column)}.png"))
     if figures:
         md += ["", "## Figures", ""]
         if any(m.roles is not None for m in maps):
@@ -695,8 +695,8 @@ def _write_report_locked(out: Path, *, holdout, transfer, sweeps, runs, maps, ti
         md += [f"![{key}]({rel})" for key, rel in figures.items()]
     if notes:
         md += ["", "## Notes", ""] + list(notes)
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    atomic_write_json(out / "results.json", {
+    atomic_write_text(out / "report.md", text="\n".join(md) + "\n")
+    atomic_write_json(out / "results.json", obj={
         "holdout": holdout.to_dict() if holdout is not None else None,
         "transfer": [r.to_dict() for r in transfers],
         "sweeps": [s.to_dict() for s in sweeps],

@@ -81,7 +81,7 @@ def _digest(obj: Any) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(payload: dict, path: str | Path) -> Path:
+def save_checkpoint(payload: dict, *, path: str | Path) -> Path:
     """Write ``payload`` (plus its digest) to ``path`` atomically (temp file + rename).
 
     The same payload gives the same bytes: ``torch.save`` to a file names the

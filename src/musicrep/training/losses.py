@@ -37,7 +37,7 @@ import torch
 from .model import cosine
 
 
-def similarities(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+def similarities(anchor: torch.Tensor, *, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of the anchor with its positive and each negative.
 
     Parameters
@@ -55,8 +55,8 @@ def similarities(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.
             f"expected anchor [B, D], positive [B, D], negatives [B, N, D]; got {tuple(anchor.shape)}, "
             f"{tuple(positive.shape)}, {tuple(negatives.shape)}"
         )
-    pos = cosine(anchor, positive)[:, None]
-    neg = cosine(anchor[:, None, :], negatives)
+    pos = cosine(anchor, b=positive)[:, None]
+    neg = cosine(anchor[:, None, :], b=negatives)
     return torch.cat([pos, neg], dim=1)
 
 
@@ -65,7 +65,7 @@ LOSSES: tuple[str, ...] = ("hinge", "infonce")
 
 
 def candidate_similarities(
-    anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, *, labels: torch.Tensor | None = None
+    anchor: torch.Tensor, *, positive: torch.Tensor, negatives: torch.Tensor, labels: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Similarities of each anchor with its candidates, and which candidates are real.
 
@@ -83,10 +83,10 @@ def candidate_similarities(
     valid : bool, same shape: column 0 and the sampled negatives always; an
         in-batch column j only for j != i with another label
     """
-    sims = similarities(anchor, positive, negatives)
+    sims = similarities(anchor, positive=positive, negatives=negatives)
     valid = torch.ones_like(sims, dtype=torch.bool)
     if labels is not None:
-        cross = cosine(anchor[:, None, :], positive[None, :, :])  # [B, B]: cos(a_i, p_j)
+        cross = cosine(anchor[:, None, :], b=positive[None, :, :])  # [B, B]: cos(a_i, p_j)
         labels = labels.to(anchor.device)
         other = labels[:, None] != labels[None, :]  # excludes the diagonal (its own positive) too
         sims, valid = torch.cat([sims, cross], dim=1), torch.cat([valid, other], dim=1)
@@ -101,7 +101,7 @@ def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction={reduction!r} is not one of {list(REDUCTIONS)}")
 
 
-def masked_hinge(sims: torch.Tensor, valid: torch.Tensor, *, margin: float, reduction: str = "sum") -> torch.Tensor:
+def masked_hinge(sims: torch.Tensor, *, valid: torch.Tensor, margin: float, reduction: str = "sum") -> torch.Tensor:
     """The hinge over every valid negative: ``sum_j valid_ij * max(0, margin - s_i0 + s_ij)``, reduced over B.
 
     With every candidate valid and no in-batch columns this is the paper's hinge (:func:`hinge_loss`).
@@ -110,13 +110,13 @@ def masked_hinge(sims: torch.Tensor, valid: torch.Tensor, *, margin: float, redu
     return _reduce(terms.sum(dim=1), reduction)
 
 
-def info_nce(sims: torch.Tensor, valid: torch.Tensor, *, temperature: float, reduction: str = "sum") -> torch.Tensor:
+def info_nce(sims: torch.Tensor, *, valid: torch.Tensor, temperature: float, reduction: str = "sum") -> torch.Tensor:
     """``-log( exp(s_i0 / t) / sum_{valid j} exp(s_ij / t) )`` per anchor (column 0, the positive, included), reduced over B."""
     logits = (sims / temperature).masked_fill(~valid, float("-inf"))
     return _reduce(torch.logsumexp(logits, dim=1) - logits[:, 0], reduction)
 
 
-def masked_accuracy(sims: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def masked_accuracy(sims: torch.Tensor, *, valid: torch.Tensor) -> torch.Tensor:
     """Share of anchors whose positive beats every valid negative strictly (an anchor without negatives counts as right)."""
     best = sims[:, 1:].masked_fill(~valid[:, 1:], float("-inf")).max(dim=1).values if sims.shape[1] > 1 else \
         torch.full_like(sims[:, 0], float("-inf"))
@@ -124,7 +124,7 @@ def masked_accuracy(sims: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def hinge_loss(
-    anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, *, margin: float, reduction: str = "sum"
+    anchor: torch.Tensor, *, positive: torch.Tensor, negatives: torch.Tensor, margin: float, reduction: str = "sum"
 ) -> torch.Tensor:
     """``sum_b sum_i max(0, margin - cos(a_b, p_b) + cos(a_b, n_bi))`` (``mean_b`` with ``reduction="mean"``).
 
@@ -140,15 +140,17 @@ def hinge_loss(
     -------
     torch.Tensor, a scalar
     """
-    return masked_hinge(*candidate_similarities(anchor, positive, negatives), margin=margin, reduction=reduction)
+    sims, valid = candidate_similarities(anchor, positive=positive, negatives=negatives)
+    return masked_hinge(sims, valid=valid, margin=margin, reduction=reduction)
 
 
-def accuracy(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+def accuracy(anchor: torch.Tensor, *, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     """Share of anchors whose positive has the highest cosine among the 1 + N candidates.
 
     Chance level is 1 / (1 + N) (20% with 4 negatives). Shapes as :func:`hinge_loss`.
     """
-    return masked_accuracy(*candidate_similarities(anchor, positive, negatives))
+    sims, valid = candidate_similarities(anchor, positive=positive, negatives=negatives)
+    return masked_accuracy(sims, valid=valid)
 
 
 def joint_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -192,12 +192,12 @@ class Encoder(nn.Module):
         return x.mean(dim=-1)
 
 
-def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def cosine(a: torch.Tensor, *, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity along the last axis (broadcasts)."""
     return F.cosine_similarity(a, b, dim=-1, eps=1e-8)
 
 
-def split_segments(frames: np.ndarray, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
+def split_segments(frames: np.ndarray, *, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
     """Non-overlapping segments of a track.
 
     Parameters
@@ -217,7 +217,7 @@ def split_segments(frames: np.ndarray, segment_frames: int = SEGMENT_FRAMES) -> 
     return frames[: n * segment_frames].reshape(n, segment_frames, frames.shape[1])
 
 
-def encode_segments(encoder: Encoder, segments: np.ndarray | torch.Tensor, *, batch_size: int = 256,
+def encode_segments(encoder: Encoder, *, segments: np.ndarray | torch.Tensor, batch_size: int = 256,
                     device: torch.device | str | None = None) -> torch.Tensor:
     """Embeddings of raw log-mel segments [S, T, n_mels] -> float32 tensor [S, D] on ``device``.
 
@@ -248,12 +248,12 @@ def encode_segments(encoder: Encoder, segments: np.ndarray | torch.Tensor, *, ba
     return torch.cat(out)
 
 
-def embed_segments(encoder: Encoder, segments: np.ndarray, *, batch_size: int = 256,
+def embed_segments(encoder: Encoder, *, segments: np.ndarray, batch_size: int = 256,
                    device: torch.device | str | None = None) -> np.ndarray:
     """:func:`encode_segments` as a float32 array [S, D] on the CPU."""
-    return encode_segments(encoder, segments, batch_size=batch_size, device=device).cpu().numpy()
+    return encode_segments(encoder, segments=segments, batch_size=batch_size, device=device).cpu().numpy()
 
 
-def song_embedding(encoder: Encoder, frames: np.ndarray, *, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
+def song_embedding(encoder: Encoder, *, frames: np.ndarray, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
     """The paper's song embedding: mean of the non-overlapping segments' embeddings [D]."""
-    return embed_segments(encoder, split_segments(frames, segment_frames)).mean(axis=0)
+    return embed_segments(encoder, segments=split_segments(frames, segment_frames=segment_frames)).mean(axis=0)

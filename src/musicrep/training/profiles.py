@@ -167,6 +167,6 @@ def train_config(
                                           ("album",) if concept == "album" else ("artist",), seed=seed)
         else:
             settings = profile_settings(profile)
-        base = load_config(TrainConfig, None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
+        base = load_config(TrainConfig, path=None, overrides=[f"{k}={json.dumps(v)}" for k, v in settings.items()])
     path = resolve_config_file(config_file) if config_file is not None else None
-    return load_config(TrainConfig, path, list(overrides), base=base), why
+    return load_config(TrainConfig, path=path, overrides=list(overrides), base=base), why

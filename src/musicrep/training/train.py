@@ -278,7 +278,7 @@ def make_run_splits(*, catalog, config: TrainConfig, duplicates: Sequence[Sequen
     ``duplicates`` (groups of track ids with the same audio) keep one track each.
     """
     if duplicates:
-        catalog, dropped = drop_duplicates(catalog, duplicates)
+        catalog, dropped = drop_duplicates(catalog, groups=duplicates)
         log.warning("%d track(s) left out of the splits: the same audio as another track (e.g. %s = %s)",
                     len(dropped), *next(iter(dropped.items())))
     return make_splits(
@@ -307,12 +307,12 @@ def make_encoder(config: TrainConfig, *, n_mels: int) -> Encoder:
                    bn_momentum=config.bn_momentum, init=config.init)
 
 
-def concept_split(splits: dict[str, Split], concept: str) -> Split:
+def concept_split(splits: dict[str, Split], *, concept: str) -> Split:
     """The split a concept samples from (the track concept: the artist split plus songs without an artist)."""
     return splits[concept] if concept in splits else splits["artist"]
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
+def lr_at(step: int, *, config: TrainConfig) -> float:
     """Keras time-based decay, as the authors' ``SGD(decay=1e-6)``: ``lr / (1 + decay * step)``."""
     return config.lr / (1.0 + config.lr_decay * step)
 
@@ -326,15 +326,15 @@ def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
                            nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay, **fused)
 
 
-def concept_loss(sims: torch.Tensor, valid: torch.Tensor, *, concept: str, config: TrainConfig) -> torch.Tensor:
+def concept_loss(sims: torch.Tensor, *, valid: torch.Tensor, concept: str, config: TrainConfig) -> torch.Tensor:
     """One concept's loss from its candidates' similarities: the paper's hinge (its margin) or InfoNCE."""
     if config.loss == "infonce":
-        return info_nce(sims, valid, temperature=config.temperature, reduction=config.loss_reduction)
-    return masked_hinge(sims, valid, margin=config.margin(concept), reduction=config.loss_reduction)
+        return info_nce(sims, valid=valid, temperature=config.temperature, reduction=config.loss_reduction)
+    return masked_hinge(sims, valid=valid, margin=config.margin(concept), reduction=config.loss_reduction)
 
 
 def step_losses(
-    model: torch.nn.Module, batches: dict[str, torch.Tensor], *, config: TrainConfig, device: torch.device,
+    model: torch.nn.Module, *, batches: dict[str, torch.Tensor], config: TrainConfig, device: torch.device,
     labels: dict[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Loss of one step: every concept's batch through the encoder in one forward pass.
@@ -369,14 +369,14 @@ def step_losses(
         e = e.reshape(K, B, -1).transpose(0, 1) if per_slot else e.reshape(B, K, -1)
         offset += B * K
         row_labels = torch.as_tensor(labels[c]) if config.in_batch_negatives else None
-        sims, valid = candidate_similarities(e[:, 0], e[:, 1], e[:, 2:], labels=row_labels)
-        losses[c] = concept_loss(sims, valid, concept=c, config=config)
-        accs[c] = masked_accuracy(sims.detach(), valid)
+        sims, valid = candidate_similarities(e[:, 0], positive=e[:, 1], negatives=e[:, 2:], labels=row_labels)
+        losses[c] = concept_loss(sims, valid=valid, concept=c, config=config)
+        accs[c] = masked_accuracy(sims.detach(), valid=valid)
     return joint_loss(losses), losses, accs
 
 
 def train_step(
-    net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Optimizer, batches: dict[str, torch.Tensor], *,
+    net: torch.nn.Module, *, model: Encoder, optimizer: torch.optim.Optimizer, batches: dict[str, torch.Tensor],
     config: TrainConfig, step: int, world: int = 1, device: torch.device = torch.device("cpu"),
     labels: dict[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -389,8 +389,8 @@ def train_step(
     Returns what :func:`step_losses` returns (before the scaling and the penalty).
     """
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step, config)
-    loss, losses, accs = step_losses(net, batches, config=config, device=device, labels=labels)
+        group["lr"] = lr_at(step, config=config)
+    loss, losses, accs = step_losses(net, batches=batches, config=config, device=device, labels=labels)
     objective = loss * world if config.loss_reduction == "sum" and world > 1 else loss
     if config.l2_conv > 0:
         # once per step, not per rank: DDP averages this part of the gradient over identical copies
@@ -403,7 +403,7 @@ def train_step(
 
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module, samplers: dict[str, ConceptSampler], *, config: TrainConfig, d: _Dist
+    model: torch.nn.Module, *, samplers: dict[str, ConceptSampler], config: TrainConfig, d: _Dist
 ) -> dict[str, float]:
     """Validation loss and accuracy per concept, on the same batches every epoch (averaged over ranks)."""
     model.eval()
@@ -415,7 +415,7 @@ def validate(
             b = make_batches(one, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i)
             lab = batch_labels(one, batch_size=config.batch_size, seed=config.seed, rank=d.rank, step=i) \
                 if config.in_batch_negatives else None
-            _, ls, ac = step_losses(model, {c: torch.from_numpy(b[c])}, config=config, device=d.device, labels=lab)
+            _, ls, ac = step_losses(model, batches={c: torch.from_numpy(b[c])}, config=config, device=d.device, labels=lab)
             loss, acc = loss + float(ls[c]) / config.anchors_per_loss, acc + float(ac[c])
         sums += [loss, acc]
     sums = _all_sum(sums, d)
@@ -443,7 +443,7 @@ def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
         return [r for r in csv.DictReader(fh) if int(r["epoch"]) <= upto_epoch]
 
 
-def unresumable_changes(saved: dict, config: TrainConfig) -> list[str]:
+def unresumable_changes(saved: dict, *, config: TrainConfig) -> list[str]:
     """Settings of ``config`` that differ from a run's ``saved`` ones and that a
     resume may not change (all but :data:`RESUMABLE`), sorted."""
     now = to_dict(config)
@@ -455,7 +455,7 @@ def unresumable_changes(saved: dict, config: TrainConfig) -> list[str]:
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     now = to_dict(config)
     # threads: compared as the count the run really used, by _match_arithmetic
-    changed = [k for k in unresumable_changes(saved, config) if k != "threads"]
+    changed = [k for k in unresumable_changes(saved, config=config) if k != "threads"]
     if changed:
         k = changed[0]
         raise ConfigError(f"{path}: cannot resume with {k}={now[k]!r}; the run was started with "
@@ -489,14 +489,14 @@ def _write_run_files(out_dir: Path, splits: dict[str, Split] | None, config: Tra
     out_dir.mkdir(parents=True, exist_ok=True)
     if splits is not None:
         (out_dir / "DONE").unlink(missing_ok=True)
-        write_splits(splits, out_dir / "split")
-    save_config(config, out_dir / "config.yaml")
-    atomic_write_json(out_dir / "run.json", {"store": str(Path(store_path).resolve()), "world_size": d.world,
+        write_splits(splits, folder=out_dir / "split")
+    save_config(config, path=out_dir / "config.yaml")
+    atomic_write_json(out_dir / "run.json", obj={"store": str(Path(store_path).resolve()), "world_size": d.world,
                                              "feature_hash": store.feature_config.hash(),
                                              "normalization": {"mean": mean, "std": std}})
 
 
-def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Optimizer, stream, state: TrainState, *,
+def train_epoch(net: torch.nn.Module, *, model: Encoder, optimizer: torch.optim.Optimizer, stream, state: TrainState,
                 config: TrainConfig, d: _Dist, samplers: dict[str, ConceptSampler] | None = None, bar=None) -> dict:
     """``steps_per_epoch`` training steps; advances ``state`` and returns the epoch's training metrics.
 
@@ -513,7 +513,7 @@ def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Opt
     for _ in range(config.steps_per_epoch):
         labels = batch_labels(samplers, batch_size=config.batch_size, seed=config.seed, rank=d.rank,
                               step=state.step) if config.in_batch_negatives else None
-        loss, losses, accs = train_step(net, model, optimizer, next(stream), config=config, step=state.step,
+        loss, losses, accs = train_step(net, model=model, optimizer=optimizer, batches=next(stream), config=config, step=state.step,
                                         world=d.world, device=d.device, labels=labels)
         state.step += 1
         value = loss.item() / per_anchor
@@ -539,14 +539,14 @@ def train_epoch(net: torch.nn.Module, model: Encoder, optimizer: torch.optim.Opt
 
 def _save_epoch(out_dir: Path, rows: list[dict], tb, payload: dict, *, config: TrainConfig, improved: bool) -> None:
     """metrics.csv, tensorboard, best.pt (when improved) and last.pt, in that order."""
-    atomic_write_csv(out_dir / "metrics.csv", rows, _metric_columns(config.concepts))
+    atomic_write_csv(out_dir / "metrics.csv", rows=rows, fieldnames=_metric_columns(config.concepts))
     if tb is not None:
         for k, val in rows[-1].items():
             if k not in ("epoch", "step"):
                 tb.add_scalar(k, float(val), rows[-1]["step"])
     if improved:
-        save_checkpoint(payload, out_dir / "best.pt")
-    save_checkpoint(payload, out_dir / "last.pt")  # last: after best, so resume never skips a best
+        save_checkpoint(payload, path=out_dir / "best.pt")
+    save_checkpoint(payload, path=out_dir / "last.pt")  # last: after best, so resume never skips a best
 
 
 def _record_weight_spread(model: Encoder, out_dir: Path, d: _Dist) -> None:
@@ -555,12 +555,12 @@ def _record_weight_spread(model: Encoder, out_dir: Path, d: _Dist) -> None:
         log.warning("ranks ended with different weights (max difference %.3g)", spread)
     if d.main:
         info = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
-        atomic_write_json(out_dir / "run.json", {**info, "ddp_max_weight_diff": spread})
+        atomic_write_json(out_dir / "run.json", obj={**info, "ddp_max_weight_diff": spread})
 
 
 # ---------------------------------------------------------------- the loop
 
-def train(store_path: str | Path, out_dir: str | Path, config: TrainConfig, *, resume: bool = False) -> Path:
+def train(store_path: str | Path, *, out_dir: str | Path, config: TrainConfig, resume: bool = False) -> Path:
     """Train an encoder on a feature store; write the run folder.
 
     Parameters
@@ -639,7 +639,7 @@ class TrainState:
         return improved
 
 
-def checkpoint_payload(model: Encoder, optimizer: torch.optim.Optimizer, state: TrainState, *,
+def checkpoint_payload(model: Encoder, *, optimizer: torch.optim.Optimizer, state: TrainState,
                        config: TrainConfig, feature_config, world: int = 1) -> dict:
     """Everything ``last.pt`` / ``best.pt`` hold: weights, optimizer, state, settings, RNG."""
     return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.model_config),
@@ -707,11 +707,11 @@ def _samplers(store, store_path: Path, splits: dict[str, Split], config: TrainCo
     """(train samplers, valid samplers, picklable train specs), one per concept."""
     kw = {"negatives": config.negatives, "segment_frames": store.feature_config.segment_frames,
           "distinct_negatives": config.distinct_negatives}
-    train_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="train", **kw)
+    train_s = {c: ConceptSampler(store=store, split=concept_split(splits, concept=c), concept=c, mode="train", **kw)
                for c in config.concepts}
-    valid_s = {c: ConceptSampler(store=store, split=concept_split(splits, c), concept=c, mode="valid", **kw)
+    valid_s = {c: ConceptSampler(store=store, split=concept_split(splits, concept=c), concept=c, mode="valid", **kw)
                for c in config.concepts}
-    specs = [SamplerSpec(store_path=str(store_path), split=concept_split(splits, c), concept=c, mode="train", **kw)
+    specs = [SamplerSpec(store_path=str(store_path), split=concept_split(splits, concept=c), concept=c, mode="train", **kw)
              for c in config.concepts]
     for s in list(train_s.values()) + list(valid_s.values()):
         log.info("%r", s)
@@ -760,16 +760,16 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     splits = load_splits(out_dir / "split") if ckpt is not None else make_run_splits(
         catalog=store.catalog, config=config, duplicates=duplicate_groups(store))
     for s in splits.values():
-        check_in_catalog(s, store.catalog)
+        check_in_catalog(s, catalog=store.catalog)
     if d.main:
         for c in config.concepts:
-            log.info("%s", describe_use(concept_split(splits, c), n_catalog=len(store.catalog)))
+            log.info("%s", describe_use(concept_split(splits, concept=c), n_catalog=len(store.catalog)))
     train_s, valid_s, specs = _samplers(store, store_path, splits, config)
 
     # ---- model, normalisation, optimizer
     torch.manual_seed(config.seed)
     model = make_encoder(config, n_mels=store.feature_config.n_mels)
-    train_ids = sorted({t for c in config.concepts for t in concept_split(splits, c).track_ids("train")})
+    train_ids = sorted({t for c in config.concepts for t in concept_split(splits, concept=c).track_ids("train")})
     mean, std = store.stats(train_ids)
     model.set_normalization(mean, std)  # training-split statistics travel with the weights
     model.to(d.device)
@@ -796,10 +796,10 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
     try:
         with bar:
             while not state.finished(config):
-                row = train_epoch(net, model, optimizer, stream, state, config=config, d=d, samplers=train_s,
+                row = train_epoch(net, model=model, optimizer=optimizer, stream=stream, state=state, config=config, d=d, samplers=train_s,
                                   bar=bar if d.main else None)
                 _sync_buffers(model, d)
-                row.update(validate(model, valid_s, config=config, d=d))
+                row.update(validate(model, samplers=valid_s, config=config, d=d))
                 rows.append(row)
                 improved = state.update(row[config.monitor], config.monitor)
                 if d.main:  # one line per epoch, whatever the number of processes
@@ -807,7 +807,7 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
                              row["train_loss"], row["valid_loss"], row["valid_acc"], " (best)" if improved else "")
                 if d.main:
                     _save_epoch(out_dir, rows, tb, checkpoint_payload(
-                        model, optimizer, state, config=config, feature_config=store.feature_config, world=d.world),
+                        model, optimizer=optimizer, state=state, config=config, feature_config=store.feature_config, world=d.world),
                         config=config, improved=improved)
                 if state.bad_epochs >= config.patience:
                     log.info("early stop: %s did not improve for %d epochs", config.monitor, state.bad_epochs)
@@ -822,6 +822,6 @@ def _train(store, store_path: Path, out_dir: Path, config: TrainConfig, *, resum
         raise TrainingError(f"{out_dir}: {config.monitor} was never finite in {state.epoch} epoch(s), so there "
                             "is no best model (the run diverged); lower the learning rate and train afresh")
     if d.main:
-        atomic_write_text(out_dir / "DONE", f"epoch {state.epoch} step {state.step} best {config.monitor} "
+        atomic_write_text(out_dir / "DONE", text=f"epoch {state.epoch} step {state.step} best {config.monitor} "
                                             f"{state.best:.6g}\n")
     return out_dir

@@ -74,14 +74,14 @@ def write_corpus(tracks, *, out_dir: Path, name: str, skipped: list[dict], info:
     out_dir = Path(out_dir)
     catalog = Catalog(tracks, source=f"corpus {name}")
     path = catalog.write_csv(out_dir / "catalog.csv")
-    write_summary(summarize(catalog, skipped=skipped, info=info), out_dir, name=name)
+    write_summary(summarize(catalog, skipped=skipped, info=info), out_dir=out_dir, name=name)
     return path
 
 
 def build_corpus(
     name: str,
-    out_dir: Path,
     *,
+    out_dir: Path,
     workers: int = 2,
     force: bool = False,
     cache_dir: Path | None = None,
@@ -136,6 +136,6 @@ def build_corpus(
         raise CorpusError(f"corpus {name}: no usable track was produced; see the warnings above")
     info = {**info, "wall_s": round(time.perf_counter() - start, 1), "workers": workers}
     path = write_corpus(tracks, out_dir=out_dir, name=name, skipped=skipped, info=info)
-    atomic_write_json(done, {"settings": settings, "tracks": len(tracks)})
+    atomic_write_json(done, obj={"settings": settings, "tracks": len(tracks)})
     log.info("corpus %s: %d tracks in %s (%.0f s)", name, len(tracks), path, info["wall_s"])
     return path

@@ -162,7 +162,7 @@ _MODULE_PATTERNS: tuple[re.Pattern, ...] = (
 )
 
 
-def from_module_text(title: str, message: str) -> str:
+def from_module_text(title: str, *, message: str) -> str:
     """Composer named in a tracker module's title or message ("" if none)."""
     for pattern in _MODULE_PATTERNS:
         for text in (title or "", message or ""):
@@ -179,7 +179,7 @@ def from_module_text(title: str, message: str) -> str:
 
 # --- 4. file-name prefixes -------------------------------------------------------------
 
-def from_filename(package: str, filename: str) -> str:
+def from_filename(package: str, *, filename: str) -> str:
     for prefix, name in FILENAME_PREFIXES.get(package, ()):
         if Path(filename).name.startswith(prefix):
             return name
@@ -209,7 +209,7 @@ def parse_dep5(text: str) -> list[tuple[list[str], list[str], str]]:
     return stanzas
 
 
-def copyright_stanza(stanzas, relpath: str) -> tuple[list[str], str] | None:
+def copyright_stanza(stanzas, *, relpath: str) -> tuple[list[str], str] | None:
     """The most specific stanza whose glob names ``relpath`` (matched on its tail)."""
     best, best_len = None, -1
     for globs, holders, lic in stanzas:
@@ -227,9 +227,9 @@ def package_license(stanzas) -> str:
     return stanzas[0][2] if stanzas else ""
 
 
-def from_copyright(package: str, stanzas, relpath: str) -> str:
+def from_copyright(package: str, *, stanzas, relpath: str) -> str:
     """One holder of a stanza naming this file, else the reviewed package default."""
-    hit = copyright_stanza(stanzas, relpath)
+    hit = copyright_stanza(stanzas, relpath=relpath)
     if hit and len(hit[0]) == 1:
         name = normalize_artist(re.sub(r"^[\d\s,\-]+", "", hit[0][0]))
         if name:
@@ -251,9 +251,9 @@ def attribute(
     for source, name in (
         ("tag", lambda: from_tags(tags)),
         ("metadata", lambda: normalize_artist(metadata_artist)),
-        ("module", lambda: from_module_text(module_title, module_message)),
-        ("filename", lambda: from_filename(package, relpath)),
-        ("copyright", lambda: from_copyright(package, stanzas, relpath)),
+        ("module", lambda: from_module_text(module_title, message=module_message)),
+        ("filename", lambda: from_filename(package, filename=relpath)),
+        ("copyright", lambda: from_copyright(package, stanzas=stanzas, relpath=relpath)),
     ):
         value = name()
         if value:

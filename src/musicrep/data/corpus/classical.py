@@ -73,7 +73,7 @@ def find_pieces(*, corpus_dir: Path | None = None) -> list[Piece]:
         mass = _humdrum_field(path, "OPR")
         if mass:
             title = f"{_humdrum_field(path, 'OTL') or path.stem} ({path.stem})"
-            pieces.append(Piece(f"palestrina-{slugify(path.stem, 40)}", "Giovanni Pierluigi da Palestrina",
+            pieces.append(Piece(f"palestrina-{slugify(path.stem, max_len=40)}", "Giovanni Pierluigi da Palestrina",
                                 mass, title, path))
     for path in sorted((corpus_dir / "monteverdi").glob("madrigal.*.mxl")):
         m = re.fullmatch(r"madrigal\.(\d+)\.(\d+)", path.stem)
@@ -81,11 +81,11 @@ def find_pieces(*, corpus_dir: Path | None = None) -> list[Piece]:
             pieces.append(Piece(f"monteverdi-{m.group(1)}-{m.group(2)}", "Claudio Monteverdi",
                                 f"Madrigals, Book {m.group(1)}", f"Madrigal {m.group(1)}.{m.group(2)}", path))
     for path in sorted((corpus_dir / "bach").glob("bwv*.mxl")):
-        pieces.append(Piece(f"bach-{slugify(path.stem, 30)}", "Johann Sebastian Bach", "Four-part chorales",
+        pieces.append(Piece(f"bach-{slugify(path.stem, max_len=30)}", "Johann Sebastian Bach", "Four-part chorales",
                             path.stem.upper().replace("BWV", "BWV "), path))
     for folder, (composer, work) in QUARTETS.items():
         for path in sorted((corpus_dir / folder).glob("movement*.mxl")):
-            pieces.append(Piece(f"{slugify(folder, 30)}-{path.stem}", composer, work,
+            pieces.append(Piece(f"{slugify(folder, max_len=30)}-{path.stem}", composer, work,
                                 f"{work}, {path.stem.replace('movement', 'movement ')}", path))
     return pieces
 
@@ -141,7 +141,7 @@ def render_one(job: tuple) -> tuple[str, float | None, str]:
             log.debug("%s: %s; rendering the written notes once through", path, exc)
             score.write("midi", fp=str(midi))
 
-    return folk.render_to_flac(piece_id, Path(dest), write_midi, program=program, tempo=tempo)
+    return folk.render_to_flac(piece_id, dest=Path(dest), write_midi=write_midi, program=program, tempo=tempo)
 
 
 def build(
@@ -167,14 +167,14 @@ def build(
     for p in chosen:
         rng = np.random.default_rng([seed, zlib.crc32(p.piece_id.encode())])
         program, tempo = int(rng.choice(folk.PROGRAMS)), float(rng.uniform(1 - tempo_jitter, 1 + tempo_jitter))
-        dest = out_dir / "audio" / slugify(p.composer, 30) / f"{p.piece_id}.flac"
+        dest = out_dir / "audio" / slugify(p.composer, max_len=30) / f"{p.piece_id}.flac"
         jobs.append((p.piece_id, str(p.path), str(dest), program, tempo))
         meta[p.piece_id] = (p, program, tempo, dest)
     skipped: list[dict] = []
     if len(chosen) < len(all_pieces):
         skipped.append({"source": "over max_per_album / max_albums", "reason": "", "count": len(all_pieces) - len(chosen)})
     tracks = []
-    with folk.render_pool(render_one, jobs, soundfont=sf2, workers=workers, chunksize=2) as results:
+    with folk.render_pool(render_one, jobs=jobs, soundfont=sf2, workers=workers, chunksize=2) as results:
         for piece_id, duration, error in progress.bar(results, total=len(jobs), desc="scores", unit="piece"):
             p, program, tempo, dest = meta[piece_id]
             source = f"music21:{p.path.parent.name}/{p.path.name}"

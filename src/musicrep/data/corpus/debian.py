@@ -19,7 +19,7 @@ from . import tools
 log = logging.getLogger(__name__)
 
 
-def cached_deb(package: str, cache_dir: Path) -> Path | None:
+def cached_deb(package: str, *, cache_dir: Path) -> Path | None:
     """The newest cached ``.deb`` of ``package`` in ``cache_dir``, if any."""
     hits = sorted(Path(cache_dir).glob(f"{package}_*.deb"))
     return hits[-1] if hits else None
@@ -29,7 +29,7 @@ def download(packages: list[str], *, cache_dir: Path) -> dict[str, Path]:
     """``apt-get download`` the packages not yet in ``cache_dir``; package -> .deb path."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in packages if cached_deb(p, cache_dir) is None]
+    missing = [p for p in packages if cached_deb(p, cache_dir=cache_dir) is None]
     if missing:
         apt = tools.require_tool("apt-get", package="apt")
         log.info("downloading %d Debian package(s) into %s: %s", len(missing), cache_dir, " ".join(missing))
@@ -45,7 +45,7 @@ def download(packages: list[str], *, cache_dir: Path) -> dict[str, Path]:
             )
     out = {}
     for p in packages:
-        deb = cached_deb(p, cache_dir)
+        deb = cached_deb(p, cache_dir=cache_dir)
         if deb is None:
             raise CorpusError(f"{p}: no .deb in {cache_dir} after apt-get download")
         out[p] = deb
@@ -66,11 +66,11 @@ def extract(deb: Path, *, dest: Path) -> Path:
     tmp.mkdir(parents=True)
     tools.run([dpkg_deb, "-x", str(deb), str(tmp)])
     tmp.rename(dest)
-    atomic_write_text(marker, Path(deb).name + "\n")
+    atomic_write_text(marker, text=Path(deb).name + "\n")
     return dest
 
 
-def copyright_text(root: Path, package: str) -> str:
+def copyright_text(root: Path, *, package: str) -> str:
     """The package's ``debian/copyright`` as installed (``usr/share/doc/PKG/copyright``)."""
     path = Path(root) / "usr/share/doc" / package / "copyright"
     if not path.is_file():

@@ -114,7 +114,7 @@ def parse_abc(text: str, *, collection: str, book: str) -> list[Tune]:
         if not ttype:
             # Ryan's files are named after the tune: "AcrobatsHornpipe.abc"
             ttype = type_from_title(re.sub(r"([a-z])([A-Z])", r"\1 \2", Path(book).stem))
-        tune_id = f"{slugify(collection, 12)}-{slugify(Path(book).stem, 30)}-{number}"
+        tune_id = f"{slugify(collection, max_len=12)}-{slugify(Path(book).stem, max_len=30)}-{number}"
         tunes.append(Tune(tune_id, collection, book, number, title, ttype, part, header))
     return tunes
 
@@ -245,7 +245,7 @@ def _new_synth(soundfont: str):
     return synth, sfid
 
 
-def abc_to_midi(abc: str, midi_path: Path) -> None:
+def abc_to_midi(abc: str, *, midi_path: Path) -> None:
     """Convert one ABC tune to a MIDI file with abc2midi."""
     with tempfile.TemporaryDirectory(prefix="musicrep-abc-") as tmp:
         src = Path(tmp) / "tune.abc"
@@ -320,7 +320,7 @@ def synthesize(midi_path: Path, *, program: int, tempo: float, tail_s: float = 1
     return (0.9 * y / peak).astype(np.float32)
 
 
-def render_to_flac(item_id: str, dest: Path, write_midi, *, program: int, tempo: float) -> tuple[str, float | None, str]:
+def render_to_flac(item_id: str, *, dest: Path, write_midi, program: int, tempo: float) -> tuple[str, float | None, str]:
     """Render one piece to ``dest`` (22,050 Hz FLAC), unless it is already there.
 
     ``write_midi(path)`` writes the piece's MIDI file. Returns ``(item_id,
@@ -343,7 +343,7 @@ def render_to_flac(item_id: str, dest: Path, write_midi, *, program: int, tempo:
 
 
 @contextlib.contextmanager
-def render_pool(render, jobs: list, *, soundfont: Path, workers: int, chunksize: int):
+def render_pool(render, *, jobs: list, soundfont: Path, workers: int, chunksize: int):
     """``render(job)`` for each job, in order, each process with one synthesizer.
 
     ``workers > 1`` renders on that many processes; otherwise in this process.
@@ -362,7 +362,7 @@ def render_pool(render, jobs: list, *, soundfont: Path, workers: int, chunksize:
 def render_one(job: tuple) -> tuple[str, float | None, str]:
     """Worker entry: (tune_id, duration or None, error). Skips finished files."""
     tune_id, abc, dest, program, tempo = job
-    return render_to_flac(tune_id, Path(dest), lambda midi: abc_to_midi(abc, midi), program=program, tempo=tempo)
+    return render_to_flac(tune_id, dest=Path(dest), write_midi=lambda midi: abc_to_midi(abc, midi_path=midi), program=program, tempo=tempo)
 
 
 def build(
@@ -399,12 +399,12 @@ def build(
     jobs, meta = [], {}
     for t in chosen:
         program, tempo = render_choice(t.tune_id, seed=seed, tempo_jitter=tempo_jitter)
-        dest = out_dir / "audio" / slugify(t.collection, 20) / f"{t.tune_id}.flac"
+        dest = out_dir / "audio" / slugify(t.collection, max_len=20) / f"{t.tune_id}.flac"
         jobs.append((t.tune_id, t.header + "\n" + t.abc if t.header.strip() else t.abc, str(dest), program, tempo))
         meta[t.tune_id] = (t, program, tempo, dest)
     skipped = [{"source": k, "reason": "", "count": n} for k, n in dropped.items() if n]
     tracks = []
-    with render_pool(render_one, jobs, soundfont=sf2, workers=workers, chunksize=4) as results:
+    with render_pool(render_one, jobs=jobs, soundfont=sf2, workers=workers, chunksize=4) as results:
         for tune_id, duration, error in progress.bar(results, total=len(jobs), desc="folk tunes", unit="tune"):
             t, program, tempo, dest = meta[tune_id]
             source = f"music21:{t.collection}/{t.book}#X:{t.number}"

@@ -96,7 +96,7 @@ def _is_music_path(rel: Path) -> bool:
     return ext in AUDIO_EXT and any(p.lower() in MUSIC_DIRS for p in rel.parts[:-1])
 
 
-def scan_package(package: str, root: Path) -> list[Candidate]:
+def scan_package(package: str, *, root: Path) -> list[Candidate]:
     """Music files in an unpacked package tree (tracker modules anywhere; audio files
     under a music folder; music archives such as ufoai's ``0music.pk3`` unpacked)."""
     root = Path(root)
@@ -155,7 +155,7 @@ def probe(path: Path) -> tuple[float, dict]:
     return duration, tags
 
 
-def transcode(src: Path, dest: Path, *, sr: int = SAMPLE_RATE) -> None:
+def transcode(src: Path, *, dest: Path, sr: int = SAMPLE_RATE) -> None:
     """Decode ``src`` with ffmpeg to mono FLAC at ``sr`` Hz, written atomically.
 
     A tracker module is rendered by :func:`render_module` (deterministic or refused).
@@ -219,7 +219,7 @@ def derandomize_it(data: bytes) -> bytes:
 def _license(tags: dict, stanzas, relpath: str, copyright_text: str) -> str:
     if tags.get("license"):
         return tags["license"]
-    hit = attribution.copyright_stanza(stanzas, relpath)
+    hit = attribution.copyright_stanza(stanzas, relpath=relpath)
     if hit and hit[1]:
         return hit[1]
     lic = attribution.package_license(stanzas)
@@ -254,10 +254,10 @@ def process(cand: Candidate, *, audio_dir: Path, copyright_text: str, stanzas) -
         module_message=(tags.get("comment", "") or tags.get("message", "")) if is_module else "",
         stanzas=stanzas,
     )
-    track_id = f"{slugify(cand.package, 30)}--{slugify(Path(cand.relpath).stem, 50)}"
-    dest = audio_dir / slugify(cand.package, 40) / f"{track_id}.flac"
+    track_id = f"{slugify(cand.package, max_len=30)}--{slugify(Path(cand.relpath).stem, max_len=50)}"
+    dest = audio_dir / slugify(cand.package, max_len=40) / f"{track_id}.flac"
     if not dest.is_file():
-        transcode(cand.file, dest)
+        transcode(cand.file, dest=dest)
     info = soundfile.info(str(dest))
     title = (("" if is_module else tags.get("title", "")) or cand.meta.get("title", "")
              or (_clean_title(tags.get("title", "")) if is_module else "") or Path(cand.relpath).stem)
@@ -301,9 +301,9 @@ def build_from_trees(
     tools.ffprobe()
     jobs = []
     for package, root in sorted(trees.items()):
-        text = debian.copyright_text(root, package)
+        text = debian.copyright_text(root, package=package)
         stanzas = attribution.parse_dep5(text)
-        for cand in scan_package(package, root):
+        for cand in scan_package(package, root=root):
             jobs.append((cand, text, stanzas))
     skipped: list[dict] = []
     tracks: dict[str, Track] = {}

@@ -30,10 +30,10 @@ def summarize(catalog: Catalog, *, skipped: list[dict], info: dict) -> dict:
     return out
 
 
-def write_summary(summary: dict, out_dir: Path, *, name: str) -> None:
+def write_summary(summary: dict, *, out_dir: Path, name: str) -> None:
     """Write ``summary.json`` and ``summary.md`` into ``out_dir`` (atomically)."""
     out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "summary.json", summary)
+    atomic_write_json(out_dir / "summary.json", obj=summary)
     lines = [f"# Corpus `{name}`", "",
              f"{summary['tracks']} tracks, {summary['hours']:.2f} h; "
              f"{len(summary['artists'])} artists, {len(summary['albums'])} albums, "
@@ -58,4 +58,4 @@ def write_summary(summary: dict, out_dir: Path, *, name: str) -> None:
             lines.append(f"| {g} | " + " | ".join(str(summary["genres_by_split"][s].get(g, 0))
                                                   for s in summary["genres_by_split"]) + " |")
         lines.append("")
-    atomic_write_text(out_dir / "summary.md", "\n".join(lines))
+    atomic_write_text(out_dir / "summary.md", text="\n".join(lines))

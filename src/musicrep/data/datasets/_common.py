@@ -102,7 +102,7 @@ def stable_ids(keys: Iterable[str], *, slug_of: Callable[[str], str] | None = No
     return out
 
 
-def unique_album_names(tracks: Sequence[Track], owners: Sequence[str]) -> list[Track]:
+def unique_album_names(tracks: Sequence[Track], *, owners: Sequence[str]) -> list[Track]:
     """Make each album name name one album: ``"Greatest Hits [Queen]"``.
 
     :mod:`musicrep.data.splits` groups songs into albums by the ``album`` column, so
@@ -135,7 +135,7 @@ def unique_album_names(tracks: Sequence[Track], owners: Sequence[str]) -> list[T
     return out
 
 
-def check_not_empty(catalog: Catalog, skipped: SkipLog, *, where: str, what: str) -> Catalog:
+def check_not_empty(catalog: Catalog, *, skipped: SkipLog, where: str, what: str) -> Catalog:
     """Raise :class:`CatalogError` when a builder found nothing usable."""
     if len(catalog):
         return catalog
@@ -143,7 +143,7 @@ def check_not_empty(catalog: Catalog, skipped: SkipLog, *, where: str, what: str
     raise CatalogError(f"{where}: no usable tracks ({what})" + (f"; skipped: {reasons}" if reasons else ""))
 
 
-def summary_line(catalog: Catalog, skipped: Iterable[Skipped] = ()) -> str:
+def summary_line(catalog: Catalog, *, skipped: Iterable[Skipped] = ()) -> str:
     """One line for people: tracks, artists, albums, genres, hours, skipped by reason."""
     s = catalog.summary()
     counts = Counter(r.reason for r in skipped)

@@ -55,4 +55,4 @@ def from_csv(
         else:
             keep.append(track)
     out = Catalog(keep, source=catalog.source)
-    return check_not_empty(out, skips, where=str(path), what="no row's audio file exists")
+    return check_not_empty(out, skipped=skips, where=str(path), what="no row's audio file exists")

@@ -28,7 +28,7 @@ SPLITS: dict[str, str] = {"training": "train", "validation": "valid", "test": "t
 REQUIRED: tuple[str, ...] = ("artist.name", "album.title", "track.title")
 
 
-def audio_path(audio_dir: str | Path, track_id: int) -> Path:
+def audio_path(audio_dir: str | Path, *, track_id: int) -> Path:
     """``audio_dir/000/000002.mp3`` for track 2."""
     tid = f"{int(track_id):06d}"
     return Path(audio_dir) / tid[:3] / f"{tid}.mp3"
@@ -54,8 +54,8 @@ def _header(rows, path: Path) -> tuple[list[str], dict[str, int]]:
 
 def from_fma(
     tracks_csv: str | Path,
-    audio_dir: str | Path,
     *,
+    audio_dir: str | Path,
     subset: str | None = None,
     skipped: list[Skipped] | None = None,
 ) -> Catalog:
@@ -131,7 +131,7 @@ def from_fma(
                 if keep is not None and subset_value not in keep:
                     n_other_subset += 1
                     continue
-                mp3 = audio_path(audio_dir, tid)
+                mp3 = audio_path(audio_dir, track_id=tid)
                 if not mp3.is_file():
                     skips.add(mp3, "no audio file", f"FMA track {tid}", level=logging.DEBUG)
                     continue
@@ -171,7 +171,7 @@ def from_fma(
         raise CatalogError(f"{path}: malformed CSV ({exc})") from None
     finally:
         csv.field_size_limit(old_limit)
-    catalog = Catalog(unique_album_names(tracks, [t.artist for t in tracks]), source=str(path))
+    catalog = Catalog(unique_album_names(tracks, owners=[t.artist for t in tracks]), source=str(path))
     n_missing = skips.counts().get("no audio file", 0)
     # Without a subset, most of the 106,574 rows have no audio in a subset's folder: routine.
     level = logging.WARNING if subset is not None and n_missing else logging.INFO
@@ -180,7 +180,7 @@ def from_fma(
         "%s: %d of %d tracks kept (%d outside subset %s, %d without audio in %s)",
         path, len(catalog), n_rows, n_other_subset, subset, n_missing, audio_dir,
     )
-    return check_not_empty(catalog, skips, where=str(path), what=f"no listed track has audio under {audio_dir}")
+    return check_not_empty(catalog, skipped=skips, where=str(path), what=f"no listed track has audio under {audio_dir}")
 
 
 def _year(date: str) -> str:

@@ -444,7 +444,7 @@ def from_folder(
               extra={"albumartist": r["albumartist"], "album_id": _album_id(r), **{f: r[f] for f in EXTRA_FIELDS}})
         for tid, r in zip(ids, rows)
     ]
-    tracks = unique_album_names(tracks, [r["owner"] for r in rows])
+    tracks = unique_album_names(tracks, owners=[r["owner"] for r in rows])
     catalog = Catalog(tracks, source=str(root))
     log.info("%s: %d tracks, %d files skipped", root, len(catalog), len(skips.records))
-    return check_not_empty(catalog, skips, where=str(root), what=f"audio files ending in {', '.join(exts)}")
+    return check_not_empty(catalog, skipped=skips, where=str(root), what=f"audio files ending in {', '.join(exts)}")

@@ -157,4 +157,4 @@ def from_gtzan(
         unlisted = sum(1 for t in catalog if not t.extra["split"])
         if unlisted:
             log.info("%d tracks are in no split list (left out by the filter); their split is empty", unlisted)
-    return check_not_empty(catalog, skips, where=str(genres_dir), what="no .wav/.au file in the genre folders")
+    return check_not_empty(catalog, skipped=skips, where=str(genres_dir), what="no .wav/.au file in the genre folders")

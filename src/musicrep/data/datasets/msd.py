@@ -75,8 +75,8 @@ def _connect(db_path: Path) -> sqlite3.Connection:
 
 def from_msd(
     db_path: str | Path,
-    audio_dir: str | Path,
     *,
+    audio_dir: str | Path,
     skipped: list[Skipped] | None = None,
 ) -> Catalog:
     """Build a catalog from the MSD's ``track_metadata.db`` and a folder of audio.
@@ -158,5 +158,5 @@ def from_msd(
         skips.add(audio[tid], "not in track_metadata.db", f"track {tid}")
     n_missing = skips.counts().get("no audio file", 0)
     log.info("%s: %d tracks with audio, %d rows without audio", db_path, len(tracks), n_missing)
-    catalog = Catalog(unique_album_names(tracks, [t.artist for t in tracks]), source=str(db_path))
-    return check_not_empty(catalog, skips, where=str(db_path), what=f"no track has audio under {audio_dir}")
+    catalog = Catalog(unique_album_names(tracks, owners=[t.artist for t in tracks]), source=str(db_path))
+    return check_not_empty(catalog, skipped=skips, where=str(db_path), what=f"no track has audio under {audio_dir}")

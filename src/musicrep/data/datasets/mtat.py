@@ -110,7 +110,7 @@ def read_annotations(path: str | Path, *, skips: SkipLog) -> tuple[list[str], li
     return tags, out
 
 
-def top_tags(tags: list[str], rows: list[tuple[str, str, list[int]]], *, top: int) -> list[str]:
+def top_tags(tags: list[str], *, rows: list[tuple[str, str, list[int]]], top: int) -> list[str]:
     """The ``top`` most frequent tags, most frequent first; ties by column order.
 
     Parameters
@@ -214,7 +214,7 @@ def from_mtat(
     audio = Path(audio_dir) if audio_dir is not None else find_audio_dir(root)
     skips = SkipLog(skipped, logger=log)
     tags, rows = read_annotations(root / ANNOTATIONS, skips=skips)
-    chosen = top_tags(tags, rows, top=top)
+    chosen = top_tags(tags, rows=rows, top=top)
     columns = [tags.index(t) for t in chosen]
     info = read_clip_info(root / CLIP_INFO)
     tracks: list[Track] = []
@@ -230,7 +230,7 @@ def from_mtat(
     counts = skips.counts()
     log.info("%s: %d of %d clips kept with %d tags (%s)", root / ANNOTATIONS, len(catalog), len(rows), len(chosen),
              ", ".join(f"{r}: {n}" for r, n in counts.most_common()) or "none skipped")
-    return check_not_empty(catalog, skips, where=str(root), what=f"no listed clip has audio under {audio}")
+    return check_not_empty(catalog, skipped=skips, where=str(root), what=f"no listed clip has audio under {audio}")
 
 
 def _clip(clip_id: str, mp3_path: str, clip_tags: list[str], *, audio: Path, info: dict[str, str],
