@@ -7,12 +7,15 @@ and Track Information" (2019), on top of Park et al. (ISMIR 2018).
 import os
 from typing import TYPE_CHECKING
 
+from . import _moved
 from .errors import MusicrepError
+
+_moved.install()  # old module paths (musicrep.store, ...) still import, with a warning
 
 if TYPE_CHECKING:
     from .inference.embed import EmbeddingModel
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["MusicrepError", "__version__", "load"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mutagen
 import numpy as np
 import soundfile as sf
 
@@ -110,8 +111,6 @@ def tag_file(path: str | Path, **tags: str) -> None:
     ``tag_file("a.flac", artist="X", album="Y")``; a file without a tag block
     gets one first.
     """
-    import mutagen
-
     f = mutagen.File(path)
     if f.tags is None:
         f.add_tags()

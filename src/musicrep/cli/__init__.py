@@ -13,14 +13,13 @@ import logging
 import pkgutil
 import sys
 
+from .. import __version__, progress
 from ..errors import MusicrepError
 
 log = logging.getLogger("musicrep")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = argparse.ArgumentParser(
         prog="musicrep",
         description="Learn and use music representations from artist, album and track metadata.",
@@ -66,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(quiet=args.quiet, verbose=args.verbose)
-    from .. import progress
-
     progress.set_enabled(False if args.quiet else None)  # else MUSICREP_QUIET decides
     try:
         return int(args.func(args) or 0)
