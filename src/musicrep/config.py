@@ -5,10 +5,10 @@ optional YAML file and a list of ``--set key=value`` strings (dotted keys reach
 nested dataclasses). Unknown keys, wrong types and values outside a field's
 declared range are rejected with the key's name.
 
-A field declares its range through ``metadata``::
+A field declares its range with :func:`setting` (its ``metadata``)::
 
-    lr: float = field(default=0.1, metadata={"min": 0.0, "min_exclusive": True})
-    optimizer: str = field(default="sgd", metadata={"choices": ("sgd", "adam")})
+    lr: float = setting(0.1, min=0.0, min_exclusive=True)
+    optimizer: str = setting("sgd", choices=("sgd", "adam"))
 """
 
 from __future__ import annotations
@@ -19,13 +19,19 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import yaml
 
 from .errors import ConfigError
+from .io import atomic_write_text
 
 T = TypeVar("T")
+
+
+def setting(default: Any, **meta: Any) -> Any:
+    """A settings-dataclass field whose ``metadata`` (``min``, ``max``, ``min_exclusive``, ``choices``) :func:`load_config` checks."""
+    return dataclasses.field(default=default, metadata=meta)
 
 
 #: the paper's segment: 129 frames, about 3 s at 22,050 Hz and hop 512 (a store records its own)
@@ -36,17 +42,17 @@ SEGMENT_FRAMES = 129
 class FeatureConfig:
     """The log-mel front end of the paper (Lee, Park & Nam 2019, section 3)."""
 
-    sample_rate: int = dataclasses.field(default=22050, metadata={"min": 1, "max": 384000})
-    n_fft: int = dataclasses.field(default=1024, metadata={"min": 2, "max": 65536})
-    hop_length: int = dataclasses.field(default=512, metadata={"min": 1, "max": 65536})
-    n_mels: int = dataclasses.field(default=128, metadata={"min": 1, "max": 1024})
-    fmin: float = dataclasses.field(default=0.0, metadata={"min": 0.0})
+    sample_rate: int = setting(22050, min=1, max=384000)
+    n_fft: int = setting(1024, min=2, max=65536)
+    hop_length: int = setting(512, min=1, max=65536)
+    n_mels: int = setting(128, min=1, max=1024)
+    fmin: float = setting(0.0, min=0.0)
     # None means sample_rate / 2
-    fmax: float | None = dataclasses.field(default=None, metadata={"min": 0.0, "min_exclusive": True})
+    fmax: float | None = setting(None, min=0.0, min_exclusive=True)
     # compression log10(1 + log_scale * mel)
-    log_scale: float = dataclasses.field(default=10.0, metadata={"min": 0.0, "min_exclusive": True})
+    log_scale: float = setting(10.0, min=0.0, min_exclusive=True)
     # about 3 s at 22,050 Hz / hop 512
-    segment_frames: int = dataclasses.field(default=SEGMENT_FRAMES, metadata={"min": 1, "max": 100000})
+    segment_frames: int = setting(SEGMENT_FRAMES, min=1, max=100000)
 
     def hash(self) -> str:
         """Stable short hash of the settings that change the stored features."""
@@ -72,18 +78,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, value, arg)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: cannot be None")
+        return _coerce_union(key, value, args)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
@@ -101,43 +96,73 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"{key} must be a list, got {value!r}")
         inner = args[0] if args else str
         return tuple(_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
-            return False
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return str(value)
+    if tp in _SCALARS:
+        return _SCALARS[tp](key, value)
     raise ConfigError(f"{key}: unsupported setting type {tp!r}")
+
+
+def _coerce_union(key: str, value: Any, args: tuple) -> Any:
+    """``X | None`` (or another union): None for none/null, else the first member type that takes ``value``."""
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if type(None) in args:
+            return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(key, value, arg)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if errors else f"{key}: cannot be None")
+
+
+def _to_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _to_int(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be an integer, got {value!r}")
+
+
+def _to_float(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be a number, got {value!r}")
+
+
+def _to_str(key: str, value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return str(value)
+
+
+#: Field type -> its converter, for the scalar settings.
+_SCALARS: dict[type, Callable[[str, Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
@@ -232,6 +257,4 @@ def config_hash(obj: Any) -> str:
 
 def save_config(obj: Any, *, path: str | Path) -> None:
     """Write settings as YAML, atomically."""
-    from .io import atomic_write_text
-
     atomic_write_text(Path(path), text=yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -6,10 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
+from ..config import to_dict
+from ..data.store import open_store
+from ..training.profiles import PROFILES, train_config
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..training.profiles import PROFILES
-
     p = sub.add_parser("config", help="show training settings and profiles")
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     show = verbs.add_parser("show", help="print the effective training settings as YAML",
@@ -22,16 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ..config import to_dict
-    from ..training.profiles import train_config
-
     catalog = None
     if args.store is not None:
-        from ..data.store import FeatureStore
-
-        catalog = FeatureStore(Path(args.store)).catalog
+        catalog = open_store(Path(args.store)).catalog
     config, why = train_config(profile=args.profile, config_file=args.config, overrides=args.set, catalog=catalog)
     for line in why:
         print(f"# {line}")

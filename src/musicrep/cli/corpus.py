@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.corpus import build_corpus, list_corpora
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("corpus", help="build the built-in real corpus (game soundtracks, folk tunes)")
@@ -27,8 +29,6 @@ def add_parser(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..data.corpus import build_corpus
-
     path = build_corpus(args.name, out_dir=args.out, workers=args.workers, force=args.force,
                         cache_dir=args.cache_dir, seed=args.seed, max_per_class=args.max_per_class)
     print(path)
@@ -36,8 +36,6 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..data.corpus import list_corpora
-
     for name, description in list_corpora().items():
         print(f"{name:12s} {description}")
     return 0

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import FeatureConfig, load_config
+from ..data.catalog import read_csv
+from ..data.prepare import prepare
+from ..data.shards import parse_shard
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="compute log-mel features for a catalog into a feature store")
@@ -20,11 +25,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import FeatureConfig, load_config
-    from ..data.catalog import read_csv
-    from ..data.shards import parse_shard
-    from ..data.store import prepare
-
     config = load_config(FeatureConfig, path=args.config, overrides=args.set)
     shard = parse_shard(args.shard) if args.shard is not None else None
     result = prepare(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.merge import merge_stores
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="work with feature stores (merge the shards of a catalog)")
@@ -20,8 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from ..data.shards import merge_stores
-
     result = merge_stores(inputs=args.stores, out_dir=args.out, allow_partial=args.allow_partial)
     state = "up to date" if result.up_to_date else f"merged {len(args.stores)} stores"
     print(f"{result.path}: {state}: {result.stored} tracks stored, {len(result.errors)} unusable")

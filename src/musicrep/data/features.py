@@ -20,6 +20,7 @@ import numpy as np
 import scipy.fft
 
 from ..config import FeatureConfig
+from ..errors import InvalidArgumentError
 
 # Slaney's mel scale (Auditory Toolbox): linear below 1 kHz, logarithmic above.
 _F_SP = 200.0 / 3  # Hz per mel in the linear part
@@ -99,6 +100,11 @@ def n_frames_for(n_samples: int, *, config: FeatureConfig = FeatureConfig()) -> 
     return 1 + n_samples // config.hop_length
 
 
+def min_samples_for(config: FeatureConfig) -> int:
+    """Fewest samples that give one full segment of ``segment_frames`` frames."""
+    return (config.segment_frames - 1) * config.hop_length
+
+
 def log_mel(y: np.ndarray, *, sr: int = 22050, config: FeatureConfig | None = None) -> np.ndarray:
     """Compressed log-mel spectrogram of a mono signal.
 
@@ -115,10 +121,10 @@ def log_mel(y: np.ndarray, *, sr: int = 22050, config: FeatureConfig | None = No
     """
     config = config or FeatureConfig()
     if sr != config.sample_rate:
-        raise ValueError(f"audio is at {sr} Hz but the front end expects {config.sample_rate} Hz; resample first")
+        raise InvalidArgumentError(f"audio is at {sr} Hz but the front end expects {config.sample_rate} Hz; resample first")
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
-        raise ValueError(f"log_mel needs mono audio [samples], got shape {y.shape}")
+        raise InvalidArgumentError(f"log_mel needs mono audio [samples], got shape {y.shape}")
     half = config.n_fft // 2
     padded = np.pad(y, (half, half))
     n = n_frames_for(len(y), config=config)

@@ -44,16 +44,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..concepts import PAPER_CONCEPTS, concept_key, concept_label
+from ..concepts import PAPER_CONCEPTS, concept_key
 from ..errors import SplitError
 from ..io import atomic_write_csv
 from .catalog import Catalog, Track
+from .split_draw import draw_rows, groups_by
 
 log = logging.getLogger(__name__)
 
@@ -129,85 +129,6 @@ class Split:
         return cls(concept=concept or path.stem, rows=rows)
 
 
-def _fits(ids: Sequence[str], need: dict[str, int], prior: Mapping[str, str]) -> bool:
-    """Whether a group's songs can fill ``need`` (part -> count) without a song crossing
-    between training and held-out (valid/test) from its ``prior`` part."""
-    n_train = sum(1 for t in ids if prior.get(t) == "train")
-    n_held = sum(1 for t in ids if prior.get(t) in ("valid", "test"))
-    free = sum(1 for t in ids if t not in prior)
-    held_need = need["valid"] + need["test"]
-    return max(0, need["train"] - n_train) + max(0, held_need - n_held) <= free
-
-
-def _pick(ids: list[str], need: dict[str, int], prior: Mapping[str, str], rng: np.random.Generator) -> list[tuple[str, str]]:
-    """``(track_id, part)`` for one group that :func:`_fits`.
-
-    Training slots take the songs that train elsewhere, then free songs; valid and
-    test slots take songs held out elsewhere (the same part first), then free songs.
-    """
-    shuffled = [ids[i] for i in rng.permutation(len(ids))]
-    pool = {part: [t for t in shuffled if prior.get(t) == part] for part in need}
-    free = [t for t in shuffled if t not in prior]
-    chosen = {part: pool[part][:n] for part, n in need.items()}
-    spare_held = pool["valid"][need["valid"]:] + pool["test"][need["test"]:]
-    out: list[tuple[str, str]] = []
-    for part, n in need.items():
-        if part != "train":
-            extra, spare_held = spare_held[: n - len(chosen[part])], spare_held[n - len(chosen[part]) :]
-            chosen[part] += extra
-        take, free = free[: n - len(chosen[part])], free[n - len(chosen[part]) :]
-        out += [(t, part) for t in chosen[part] + take]
-    return out
-
-
-def _draw(
-    *,
-    groups: dict[str, list[str]],
-    n_groups: int | None,
-    songs_per_group: int,
-    n_valid: int,
-    n_test: int,
-    seed: int,
-    concept: str,
-    what: str,
-    total_candidates: int,
-    prior: Mapping[str, str] | None = None,
-) -> Split:
-    n_train = songs_per_group - n_valid - n_test
-    if n_train < 1 or n_valid < 1 or n_test < 1:
-        raise SplitError(
-            f"{concept} split: {songs_per_group} songs per {what} cannot give {n_valid} valid and "
-            f"{n_test} test songs and at least one training song; raise songs_per_{what} or lower the others"
-        )
-    prior = prior or {}
-    need = {"train": n_train, "valid": n_valid, "test": n_test}
-    qualifying = sorted(name for name, ids in groups.items() if len(ids) >= songs_per_group and _fits(ids, need, prior))
-    wanted = len(qualifying) if n_groups is None else n_groups
-    if wanted < 2 or len(qualifying) < wanted:
-        kept = " (keeping every song's part in the other concepts' splits)" if prior else ""
-        raise SplitError(
-            f"{concept} split needs {max(wanted, 2)} {what}s with >= {songs_per_group} songs each{kept}, but only "
-            f"{len(qualifying)} of {total_candidates} {what}s in the collection qualify; lower n_{what}s "
-            f"or songs_per_{what}, or add music"
-        )
-    rng = np.random.default_rng(seed)
-    chosen = [qualifying[i] for i in rng.permutation(len(qualifying))[:wanted]]
-    rows: list[tuple[str, str, str]] = []
-    for name in sorted(chosen):
-        rows.extend((tid, name, part) for tid, part in _pick(sorted(groups[name]), need, prior, rng))
-    log.info("%s split: %d %ss x %d songs (%d/%d/%d)", concept, wanted, what, songs_per_group, n_train, n_valid, n_test)
-    return Split(concept=concept, rows=tuple(rows))
-
-
-def _groups(tracks: Iterable[Track], concept: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for t in tracks:
-        key = concept_label(t, concept=concept)
-        if key:
-            out[key].append(t.track_id)
-    return dict(out)
-
-
 def artist_split(
     *,
     catalog: Sequence[Track],
@@ -232,11 +153,11 @@ def artist_split(
     SplitError
         when fewer artists qualify than requested, saying how many do.
     """
-    groups = _groups(catalog, "artist")
-    return _draw(
+    groups = groups_by(catalog, concept="artist")
+    return Split(concept="artist", rows=draw_rows(
         groups=groups, n_groups=n_artists, songs_per_group=songs_per_artist, n_valid=n_valid, n_test=n_test,
         seed=seed, concept="artist", what="artist", total_candidates=len(groups),
-    )
+    ))
 
 
 def album_split(
@@ -260,13 +181,13 @@ def album_split(
         part here: its test songs fill only test slots, its valid songs valid
         slots, its training songs training slots (see the module docstring)
     """
-    groups = _groups(catalog, "album")
+    groups = groups_by(catalog, concept="album")
     prior = {tid: part for tid, _, part in keep_parts.rows} if keep_parts is not None else None
     # A different stream from the artist split's, so changing one does not move the other.
-    return _draw(
+    return Split(concept="album", rows=draw_rows(
         groups=groups, n_groups=n_albums, songs_per_group=songs_per_album, n_valid=n_valid, n_test=n_test,
         seed=seed + 1_000_003, concept="album", what="album", total_candidates=len(groups), prior=prior,
-    )
+    ))
 
 
 def track_split(*, catalog: Sequence[Track], artist: Split, seed: int = 0, album: Split | None = None) -> Split:
@@ -322,14 +243,14 @@ def column_split(
     the part it already has, so that a song held out by one concept is never a
     training song of another.
     """
-    groups = _groups(catalog, column)
+    groups = groups_by(catalog, concept=column)
     if not groups:
         raise SplitError(f"{column} split: no track has a {column!r} value; is it a column of the catalog?")
-    return _draw(
+    return Split(concept=column, rows=draw_rows(
         groups=groups, n_groups=n_values, songs_per_group=songs_per_value, n_valid=n_valid, n_test=n_test,
         seed=seed + 3_000_017 + concept_key(column) % 1_000_003, concept=column, what="value",
         total_candidates=len(groups), prior=dict(keep_parts) if keep_parts else None,
-    )
+    ))
 
 
 def drop_duplicates(catalog: Sequence[Track], *, groups: Iterable[Sequence[str]]) -> tuple[Catalog, dict[str, str]]:
@@ -398,28 +319,42 @@ def make_splits(
     """
     concepts = set(concepts)
     out: dict[str, Split] = {}
-    try:
-        out["artist"] = artist_split(catalog=catalog, n_artists=n_artists, songs_per_artist=songs_per_artist,
-                                     n_valid=artist_valid, n_test=artist_test, seed=seed)
-    except SplitError as exc:
-        if concepts & {"artist", "track"}:
-            raise
-        log.info("no artist split (%s); the album split is drawn alone", exc)
+    _draw_into(out, "artist", artist_split, needed=bool(concepts & {"artist", "track"}),
+               why="no artist split (%s); the album split is drawn alone",
+               catalog=catalog, n_artists=n_artists, songs_per_artist=songs_per_artist,
+               n_valid=artist_valid, n_test=artist_test, seed=seed)
     if n_albums is None and n_artists is not None:
         n_albums = 2 * n_artists
-    try:
-        out["album"] = album_split(catalog=catalog, n_albums=n_albums, songs_per_album=songs_per_album,
-                                   n_valid=album_valid, n_test=album_test, seed=seed, keep_parts=out.get("artist"))
-    except SplitError as exc:
-        if "album" in concepts:
-            raise
-        log.info("no album split (%s)", exc)
+    _draw_into(out, "album", album_split, needed="album" in concepts, why="no album split (%s)",
+               catalog=catalog, n_albums=n_albums, songs_per_album=songs_per_album,
+               n_valid=album_valid, n_test=album_test, seed=seed, keep_parts=out.get("artist"))
     if "artist" in out:
         out["track"] = track_split(catalog=catalog, artist=out["artist"], seed=seed, album=out.get("album"))
-    held = {tid: part for split in out.values() for tid, _, part in split.rows}
-    for column in sorted(c for c in concepts if c not in PAPER_CONCEPTS):
+    columns = sorted(c for c in concepts if c not in PAPER_CONCEPTS)
+    out.update(_column_splits(catalog, columns=columns, held_by=out.values(), n_values=n_values,
+                              songs_per_value=songs_per_value, n_valid=value_valid, n_test=value_test, seed=seed))
+    return out
+
+
+def _draw_into(out: dict[str, Split], concept: str, draw: Callable[..., Split], *, needed: bool, why: str,
+               **kwargs) -> None:
+    """``out[concept] = draw(**kwargs)``; when the catalog cannot give it and it is not ``needed``, log ``why``."""
+    try:
+        out[concept] = draw(**kwargs)
+    except SplitError as exc:
+        if needed:
+            raise
+        log.info(why, exc)
+
+
+def _column_splits(catalog: Sequence[Track], *, columns: list[str], held_by: Iterable[Split], n_values: int | None,
+                   songs_per_value: int, n_valid: int, n_test: int, seed: int) -> dict[str, Split]:
+    """The splits of column concepts, drawn in ``columns`` order, each keeping every part drawn before it."""
+    held = {tid: part for split in held_by for tid, _, part in split.rows}
+    out: dict[str, Split] = {}
+    for column in columns:
         out[column] = column_split(catalog=catalog, column=column, n_values=n_values, songs_per_value=songs_per_value,
-                                   n_valid=value_valid, n_test=value_test, seed=seed, keep_parts=held)
+                                   n_valid=n_valid, n_test=n_test, seed=seed, keep_parts=held)
         held.update({tid: part for tid, _, part in out[column].rows})
     return out
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ...errors import CorpusError
 from ...io import atomic_write_json
-from ..catalog import Catalog
+from ..catalog import Catalog, Track
 from . import classical, folk, games
 from .summary import summarize, write_summary
 
@@ -69,7 +69,7 @@ def list_corpora() -> dict[str, str]:
     return {name: spec.description for name, spec in CORPORA.items()}
 
 
-def write_corpus(tracks, *, out_dir: Path, name: str, skipped: list[dict], info: dict) -> Path:
+def write_corpus(tracks: list[Track], *, out_dir: Path, name: str, skipped: list[dict], info: dict) -> Path:
     """Write ``catalog.csv``, ``summary.json`` and ``summary.md``; return the catalog path."""
     out_dir = Path(out_dir)
     catalog = Catalog(tracks, source=f"corpus {name}")
@@ -106,32 +106,18 @@ def build_corpus(
         raise CorpusError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
     spec = CORPORA[name]
     out_dir = Path(out_dir)
-    settings = {"name": name, "seed": seed, **{k: list(v) if isinstance(v, tuple) else v
-                                              for k, v in spec.options.items()}}
-    if spec.kind.startswith("folk") and max_per_class is not None:
-        settings["max_per_class"] = max_per_class
+    settings = _settings(name, spec=spec, seed=seed, max_per_class=max_per_class)
     done = out_dir / "DONE"
-    if not force and done.is_file() and (out_dir / "catalog.csv").is_file():
-        try:
-            if json.loads(done.read_text()).get("settings") == settings:
-                log.info("corpus %s in %s is complete; pass force=True to rebuild", name, out_dir)
-                return out_dir / "catalog.csv"
-        except ValueError:
-            pass
+    if not force and _is_complete(out_dir, settings=settings):
+        log.info("corpus %s in %s is complete; pass force=True to rebuild", name, out_dir)
+        return out_dir / "catalog.csv"
     done.unlink(missing_ok=True)
     if force:
         shutil.rmtree(out_dir / "audio", ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    if spec.kind.startswith("games"):
-        tracks, skipped, info = games.build(spec.options["packages"], out_dir=out_dir,
-                                            cache_dir=cache_dir, workers=workers)
-    elif spec.kind.startswith("classical"):
-        tracks, skipped, info = classical.build(out_dir=out_dir, max_per_album=spec.options["max_per_album"],
-                                                max_albums=spec.options["max_albums"], seed=seed, workers=workers)
-    else:
-        tracks, skipped, info = folk.build(out_dir=out_dir, max_per_class=settings["max_per_class"],
-                                           seed=seed, workers=workers)
+    tracks, skipped, info = _build_tracks(spec, out_dir=out_dir, settings=settings, cache_dir=cache_dir, seed=seed,
+                                          workers=workers)
     if not tracks:
         raise CorpusError(f"corpus {name}: no usable track was produced; see the warnings above")
     info = {**info, "wall_s": round(time.perf_counter() - start, 1), "workers": workers}
@@ -139,3 +125,35 @@ def build_corpus(
     atomic_write_json(done, obj={"settings": settings, "tracks": len(tracks)})
     log.info("corpus %s: %d tracks in %s (%.0f s)", name, len(tracks), path, info["wall_s"])
     return path
+
+
+def _settings(name: str, *, spec: CorpusSpec, seed: int, max_per_class: int | None) -> dict:
+    """What a build depends on, as written to ``DONE`` (tuples as lists, so it compares equal to the JSON)."""
+    settings = {"name": name, "seed": seed, **{k: list(v) if isinstance(v, tuple) else v
+                                              for k, v in spec.options.items()}}
+    if spec.kind.startswith("folk") and max_per_class is not None:
+        settings["max_per_class"] = max_per_class
+    return settings
+
+
+def _is_complete(out_dir: Path, *, settings: dict) -> bool:
+    """True when ``DONE`` and ``catalog.csv`` are there and ``DONE`` records the same settings."""
+    done = out_dir / "DONE"
+    if not (done.is_file() and (out_dir / "catalog.csv").is_file()):
+        return False
+    try:
+        return json.loads(done.read_text()).get("settings") == settings
+    except ValueError:
+        return False
+
+
+def _build_tracks(
+    spec: CorpusSpec, *, out_dir: Path, settings: dict, cache_dir: Path | None, seed: int, workers: int
+) -> tuple[list[Track], list[dict], dict]:
+    """Run the corpus kind's own builder: (tracks, skipped, info)."""
+    if spec.kind.startswith("games"):
+        return games.build(spec.options["packages"], out_dir=out_dir, cache_dir=cache_dir, workers=workers)
+    if spec.kind.startswith("classical"):
+        return classical.build(out_dir=out_dir, max_per_album=spec.options["max_per_album"],
+                               max_albums=spec.options["max_albums"], seed=seed, workers=workers)
+    return folk.build(out_dir=out_dir, max_per_class=settings["max_per_class"], seed=seed, workers=workers)

@@ -4,7 +4,7 @@ From the music21 corpus: Palestrina's masses (album = mass, track = section),
 Monteverdi's madrigal books (album = book), Bach's four-part chorales (one album)
 and the string quartets stored one movement per file (Beethoven, Haydn, Mozart;
 album = quartet). Scores go music21 -> MIDI -> FluidSynth with a seeded random
-melodic instrument and tempo jitter per piece, as for :mod:`musicrep.data.corpus.folk`,
+melodic instrument and tempo jitter per piece (:mod:`musicrep.data.corpus.render`, as for the folk tunes),
 so the instrument music21 gives each source (voices, piano, strings) cannot stand
 in for the composer. music21 parses slowly (~1 s a score): use ``max_per_album``
 and ``max_albums`` to keep a build short.
@@ -12,9 +12,9 @@ and ``max_albums`` to keep a build short.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,8 @@ import numpy as np
 from ... import progress
 from ...errors import CorpusError
 from ..catalog import Track, slugify
-from . import folk, tools
+from . import tools
+from .render import render_choice, render_pool, render_to_flac, rendered_skip
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def find_pieces(*, corpus_dir: Path | None = None) -> list[Piece]:
     """Every piece of the sources above, in a fixed order."""
     if corpus_dir is None:
         try:
-            import music21
+            import music21  # deferred: optional (musicrep[corpus]) and slow to import; only its folder is needed
         except ImportError:
             raise CorpusError("the classical corpus needs music21: pip install 'musicrep[corpus]'") from None
         corpus_dir = Path(music21.__file__).parent / "corpus"
@@ -111,7 +112,7 @@ def select(pieces: list[Piece], *, max_per_album: int | None, max_albums: int | 
 
 def _strip_repeats(score) -> bool:
     """Remove repeat barlines and repeat expressions in place; True if any were removed."""
-    import music21
+    import music21  # deferred: optional (musicrep[corpus]) and slow to import; only rendering scores needs it
 
     removed = False
     for measure in score.recurse().getElementsByClass(music21.stream.Measure):
@@ -128,20 +129,22 @@ def _strip_repeats(score) -> bool:
 def render_one(job: tuple) -> tuple[str, float | None, str]:
     """Worker entry: parse with music21, write MIDI, synthesize. Skips finished files."""
     piece_id, path, dest, program, tempo = job
+    return render_to_flac(piece_id, dest=Path(dest), write_midi=functools.partial(_score_to_midi, path),
+                          program=program, tempo=tempo)
 
-    def write_midi(midi: Path) -> None:
-        import music21
 
-        score = music21.converter.parse(str(path))
-        try:
-            score.write("midi", fp=str(midi))
-        except Exception as exc:  # music21 cannot expand some scores' repeat marks
-            if "repeat" not in str(exc).lower() or not _strip_repeats(score):
-                raise
-            log.debug("%s: %s; rendering the written notes once through", path, exc)
-            score.write("midi", fp=str(midi))
+def _score_to_midi(path: str, midi: Path) -> None:
+    """Parse the score at ``path`` with music21 and write it as the MIDI file ``midi``."""
+    import music21  # deferred: optional (musicrep[corpus]) and slow to import; only rendering scores needs it
 
-    return folk.render_to_flac(piece_id, dest=Path(dest), write_midi=write_midi, program=program, tempo=tempo)
+    score = music21.converter.parse(str(path))
+    try:
+        score.write("midi", fp=str(midi))
+    except Exception as exc:  # music21 cannot expand some scores' repeat marks
+        if "repeat" not in str(exc).lower() or not _strip_repeats(score):
+            raise
+        log.debug("%s: %s; rendering the written notes once through", path, exc)
+        score.write("midi", fp=str(midi))
 
 
 def build(
@@ -165,24 +168,22 @@ def build(
     chosen = select(all_pieces, max_per_album=max_per_album, max_albums=max_albums, seed=seed)
     jobs, meta = [], {}
     for p in chosen:
-        rng = np.random.default_rng([seed, zlib.crc32(p.piece_id.encode())])
-        program, tempo = int(rng.choice(folk.PROGRAMS)), float(rng.uniform(1 - tempo_jitter, 1 + tempo_jitter))
+        program, tempo = render_choice(p.piece_id, seed=seed, tempo_jitter=tempo_jitter)
         dest = out_dir / "audio" / slugify(p.composer, max_len=30) / f"{p.piece_id}.flac"
         jobs.append((p.piece_id, str(p.path), str(dest), program, tempo))
         meta[p.piece_id] = (p, program, tempo, dest)
     skipped: list[dict] = []
     if len(chosen) < len(all_pieces):
-        skipped.append({"source": "over max_per_album / max_albums", "reason": "", "count": len(all_pieces) - len(chosen)})
+        skipped.append({"source": "over max_per_album / max_albums", "reason": "",
+                        "count": len(all_pieces) - len(chosen)})
     tracks = []
-    with folk.render_pool(render_one, jobs=jobs, soundfont=sf2, workers=workers, chunksize=2) as results:
+    with render_pool(render_one, jobs=jobs, soundfont=sf2, workers=workers, chunksize=2) as results:
         for piece_id, duration, error in progress.bar(results, total=len(jobs), desc="scores", unit="piece"):
             p, program, tempo, dest = meta[piece_id]
             source = f"music21:{p.path.parent.name}/{p.path.name}"
-            if duration is None:
-                log.warning("%s: skipped (%s)", source, error)
-                skipped.append({"source": source, "reason": f"error: {error}"})
-            elif duration < min_seconds:
-                skipped.append({"source": source, "reason": f"shorter than {min_seconds:g} s"})
+            skip = rendered_skip(source, duration=duration, error=error, min_seconds=min_seconds)
+            if skip is not None:
+                skipped.append(skip)
             else:
                 tracks.append(Track(
                     track_id=piece_id, path=dest.relative_to(out_dir).as_posix(), artist=p.composer,

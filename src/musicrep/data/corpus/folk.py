@@ -1,7 +1,9 @@
 """The transfer corpus: folk dance tunes from the music21 corpus, rendered to audio.
 
-Each ABC tune goes ``abc2midi`` -> MIDI -> FluidSynth (one in-process synthesizer
-per worker) -> 22,050 Hz mono FLAC. The label (``genre``) is the tune type (reel,
+Owns the tunes: parsing the ABC books, tune types, tune groups, the seeded choice
+of tunes and their splits. Each ABC tune goes ``abc2midi`` -> MIDI -> FluidSynth
+(a fresh synthesizer per tune, :mod:`musicrep.data.corpus.render`) -> 22,050 Hz
+mono FLAC. The label (``genre``) is the tune type (reel,
 jig, hornpipe, ...). Every tune gets a randomly chosen melodic General MIDI
 instrument and a tempo jitter drawn from a generator seeded by the seed and the
 tune's id, so neither instrument nor tempo can stand in for the label, and a tune
@@ -12,29 +14,25 @@ never appears in two splits.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
 import re
 import subprocess
 import tempfile
-import zlib
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from ... import progress
 from ...errors import CorpusError
-from ...io import atomic_path
 from ..catalog import Track, slugify
 from . import tools
+from .render import render_choice, render_pool, render_to_flac, rendered_skip
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 22050
 #: music21 corpus folder -> (collection name, licence note).
 COLLECTIONS: dict[str, str] = {
     "oneills1850": "O'Neill's Music of Ireland (1850)",
@@ -55,12 +53,6 @@ TYPE_ALIASES: dict[str, str] = {
     "slow march": "march", "waltz": "waltz", "clog": "clog", "highland fling": "fling",
     "fling": "fling", "set dance": "set dance", "polka": "polka", "slide": "slide",
 }
-#: Melodic GM programs (0-based) a tune may be rendered with: keyboards, mallets,
-#: organs, guitars, strings, brass, reeds, pipes. No drums, pads or effects.
-PROGRAMS: tuple[int, ...] = (
-    0, 1, 4, 6, 8, 11, 12, 13, 16, 19, 21, 22, 24, 25, 40, 41, 42, 46, 48, 56, 60,
-    64, 65, 68, 69, 71, 73, 74, 75, 78, 105, 109, 110,
-)
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / valid / test, by tune group
 
 
@@ -123,7 +115,7 @@ def load_tunes(*, corpus_dir: Path | None = None, collections=tuple(COLLECTIONS)
     """All tunes of the folk collections of the music21 corpus (or ``corpus_dir``)."""
     if corpus_dir is None:
         try:
-            import music21
+            import music21  # deferred: optional (musicrep[corpus]) and slow to import; only its folder is needed
         except ImportError:
             raise CorpusError("the folk corpus needs music21: pip install 'musicrep[corpus]'") from None
         corpus_dir = Path(music21.__file__).parent / "corpus"
@@ -209,42 +201,6 @@ def select(tunes: list[Tune], *, max_per_class: int | None, min_class_count: int
     return out, dropped
 
 
-def render_choice(tune_id: str, *, seed: int, tempo_jitter: float) -> tuple[int, float]:
-    """(GM program, tempo factor) for a tune, from its own seeded generator."""
-    rng = np.random.default_rng([seed, zlib.crc32(tune_id.encode())])
-    return int(rng.choice(PROGRAMS)), float(rng.uniform(1 - tempo_jitter, 1 + tempo_jitter))
-
-
-# --- rendering (runs in worker processes) ---------------------------------------------
-
-_SOUNDFONT: str | None = None
-
-
-def _init_worker(soundfont: str) -> None:
-    """Check once per process that FluidSynth loads the soundfont; remember its path."""
-    global _SOUNDFONT
-    synth, _ = _new_synth(soundfont)
-    synth.delete()
-    _SOUNDFONT = soundfont
-
-
-def _new_synth(soundfont: str):
-    """A fresh synthesizer with the soundfont loaded: ``(synth, soundfont id)``.
-
-    Samples load on first use (``synth.dynamic-sample-loading``), so a synthesizer
-    costs ~20 ms instead of ~130 ms for reading the whole 141 MB FluidR3 soundfont.
-    """
-    import fluidsynth
-
-    synth = fluidsynth.Synth(samplerate=float(SAMPLE_RATE))
-    synth.setting("synth.dynamic-sample-loading", 1)
-    sfid = synth.sfload(soundfont)
-    if sfid < 0:
-        synth.delete()
-        raise CorpusError(f"{soundfont}: FluidSynth cannot load this soundfont")
-    return synth, sfid
-
-
 def abc_to_midi(abc: str, *, midi_path: Path) -> None:
     """Convert one ABC tune to a MIDI file with abc2midi."""
     with tempfile.TemporaryDirectory(prefix="musicrep-abc-") as tmp:
@@ -257,112 +213,12 @@ def abc_to_midi(abc: str, *, midi_path: Path) -> None:
         raise CorpusError(f"abc2midi wrote no MIDI ({' | '.join(tail) or 'no output'})")
 
 
-# FluidSynth keeps state between calls: reverb and chorus buffers, the phase of its
-# 64-sample blocks (note events land on block boundaries), the 16-bit writer's dither
-# position and the filter state of recycled voices. So a tune rendered after another
-# one differs from the same tune rendered first (measured: by up to 1.3 of a 0.9
-# peak), and in a process pool which tune follows which is scheduling. Every tune
-# therefore gets a fresh synthesizer and float output, and a corpus build gives the
-# same audio on any number of workers.
-
-
-def _write_float(synth, n: int) -> np.ndarray:
-    """``n`` stereo frames as float32 ``[n, 2]``, without the 16-bit writer's dither."""
-    import ctypes
-
-    import fluidsynth
-
-    left = (ctypes.c_float * n)()
-    right = (ctypes.c_float * n)()
-    fluidsynth._fl.fluid_synth_write_float(ctypes.c_void_p(synth.synth), n, left, 0, 1, right, 0, 1)
-    return np.stack([np.frombuffer(left, np.float32), np.frombuffer(right, np.float32)], axis=1)
-
-
-def synthesize(midi_path: Path, *, program: int, tempo: float, tail_s: float = 1.0) -> np.ndarray:
-    """Render a MIDI file with the worker's synthesizer: float32 mono, peak 0.9.
-
-    Deterministic: each call renders on its own fresh synthesizer, so the result does
-    not depend on what was rendered before it in the same process.
-    """
-    import pretty_midi
-
-    # music21 writes long scores at a fine resolution that trips pretty_midi's
-    # "likely corrupt" check (1e7 ticks); such files are fine, so allow more.
-    pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, 1e9)
-    pm = pretty_midi.PrettyMIDI(str(midi_path))
-    events = []
-    for inst in pm.instruments:
-        if inst.is_drum:
-            continue
-        for note in inst.notes:
-            events.append((note.start / tempo, 1, note.pitch, int(note.velocity)))
-            events.append((note.end / tempo, 0, note.pitch, 0))
-    if not events:
-        raise CorpusError("the MIDI file holds no notes")
-    events.sort(key=lambda e: (e[0], e[1]))
-    synth, sfid = _new_synth(_SOUNDFONT)
-    try:
-        synth.program_select(0, sfid, 0, program)
-        chunks, now = [], 0
-        for time, on, pitch, vel in events:
-            target = int(round(time * SAMPLE_RATE))
-            if target > now:
-                chunks.append(_write_float(synth, target - now))
-                now = target
-            synth.noteon(0, pitch, vel) if on else synth.noteoff(0, pitch)
-        chunks.append(_write_float(synth, int(tail_s * SAMPLE_RATE)))
-    finally:
-        synth.delete()
-    y = np.concatenate(chunks).mean(axis=1)
-    peak = float(np.abs(y).max())
-    if peak <= 0:
-        raise CorpusError("the rendering is silent")
-    return (0.9 * y / peak).astype(np.float32)
-
-
-def render_to_flac(item_id: str, *, dest: Path, write_midi, program: int, tempo: float) -> tuple[str, float | None, str]:
-    """Render one piece to ``dest`` (22,050 Hz FLAC), unless it is already there.
-
-    ``write_midi(path)`` writes the piece's MIDI file. Returns ``(item_id,
-    duration in s or None, error)``: one bad piece is reported, never fatal.
-    """
-    import soundfile
-
-    try:
-        if not dest.is_file():
-            with tempfile.TemporaryDirectory(prefix="musicrep-midi-") as tmp:
-                midi = Path(tmp) / "piece.mid"
-                write_midi(midi)
-                y = synthesize(midi, program=program, tempo=tempo)
-            with atomic_path(dest, suffix=".flac") as tmp_out:
-                soundfile.write(str(tmp_out), y, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        info = soundfile.info(str(dest))
-        return item_id, info.frames / info.samplerate, ""
-    except Exception as exc:  # one bad piece is logged and skipped, never fatal
-        return item_id, None, str(exc) or type(exc).__name__
-
-
-@contextlib.contextmanager
-def render_pool(render, *, jobs: list, soundfont: Path, workers: int, chunksize: int):
-    """``render(job)`` for each job, in order, each process with one synthesizer.
-
-    ``workers > 1`` renders on that many processes; otherwise in this process.
-    """
-    if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(soundfont),))
-        try:
-            yield pool.map(render, jobs, chunksize=chunksize)
-        finally:
-            pool.shutdown()
-    else:
-        _init_worker(str(soundfont))
-        yield map(render, jobs)
-
 
 def render_one(job: tuple) -> tuple[str, float | None, str]:
     """Worker entry: (tune_id, duration or None, error). Skips finished files."""
     tune_id, abc, dest, program, tempo = job
-    return render_to_flac(tune_id, dest=Path(dest), write_midi=lambda midi: abc_to_midi(abc, midi_path=midi), program=program, tempo=tempo)
+    return render_to_flac(tune_id, dest=Path(dest), write_midi=lambda midi: abc_to_midi(abc, midi_path=midi),
+                          program=program, tempo=tempo)
 
 
 def build(
@@ -396,45 +252,58 @@ def build(
     all_tunes = load_tunes() if tunes is None else tunes
     groups = tune_groups(all_tunes)  # over all tunes, so subsets keep the same groups
     chosen, dropped = select(all_tunes, max_per_class=max_per_class, min_class_count=min_class_count, seed=seed)
-    jobs, meta = [], {}
-    for t in chosen:
-        program, tempo = render_choice(t.tune_id, seed=seed, tempo_jitter=tempo_jitter)
-        dest = out_dir / "audio" / slugify(t.collection, max_len=20) / f"{t.tune_id}.flac"
-        jobs.append((t.tune_id, t.header + "\n" + t.abc if t.header.strip() else t.abc, str(dest), program, tempo))
-        meta[t.tune_id] = (t, program, tempo, dest)
+    jobs, meta = _render_jobs(chosen, out_dir=out_dir, seed=seed, tempo_jitter=tempo_jitter)
     skipped = [{"source": k, "reason": "", "count": n} for k, n in dropped.items() if n]
     tracks = []
     with render_pool(render_one, jobs=jobs, soundfont=sf2, workers=workers, chunksize=4) as results:
         for tune_id, duration, error in progress.bar(results, total=len(jobs), desc="folk tunes", unit="tune"):
             t, program, tempo, dest = meta[tune_id]
             source = f"music21:{t.collection}/{t.book}#X:{t.number}"
-            if duration is None:
-                log.warning("%s: skipped (%s)", source, error)
-                skipped.append({"source": source, "reason": f"error: {error}"})
+            skip = rendered_skip(source, duration=duration, error=error, min_seconds=min_seconds)
+            if skip is not None:
+                skipped.append(skip)
                 continue
-            if duration < min_seconds:
-                skipped.append({"source": source, "reason": f"shorter than {min_seconds:g} s"})
-                continue
-            book = Path(t.book).stem
-            tracks.append(Track(
-                track_id=t.tune_id,
-                path=dest.relative_to(out_dir).as_posix(),
-                artist=COLLECTIONS.get(t.collection, t.collection),
-                album=(f"{COLLECTIONS.get(t.collection, t.collection)}, {book}" if t.collection == "airdsAirs"
-                       else COLLECTIONS.get(t.collection, t.collection)),
-                title=t.title,
-                genre=t.tune_type,
-                duration=round(duration, 3),
-                extra={
-                    "split": assign_split(groups[t.tune_id], seed=seed),
-                    "tune_group": groups[t.tune_id],
-                    "license": LICENSE,
-                    "source": source,
-                    "gm_program": str(program),
-                    "tempo_factor": f"{tempo:.3f}",
-                },
-            ))
+            tracks.append(_tune_track(t, path=dest.relative_to(out_dir).as_posix(), duration=duration, source=source,
+                                      group=groups[t.tune_id], program=program, tempo=tempo, seed=seed))
     info = {"soundfont": str(sf2), "seed": seed, "max_per_class": max_per_class,
             "min_class_count": min_class_count, "tempo_jitter": tempo_jitter,
             "tunes_considered": len(all_tunes)}
     return tracks, skipped, info
+
+
+def _render_jobs(
+    chosen: list[Tune], *, out_dir: Path, seed: int, tempo_jitter: float
+) -> tuple[list[tuple], dict[str, tuple[Tune, int, float, Path]]]:
+    """One :func:`render_one` job per tune, and tune_id -> (tune, GM program, tempo factor, FLAC path)."""
+    jobs, meta = [], {}
+    for t in chosen:
+        program, tempo = render_choice(t.tune_id, seed=seed, tempo_jitter=tempo_jitter)
+        dest = out_dir / "audio" / slugify(t.collection, max_len=20) / f"{t.tune_id}.flac"
+        jobs.append((t.tune_id, t.header + "\n" + t.abc if t.header.strip() else t.abc, str(dest), program, tempo))
+        meta[t.tune_id] = (t, program, tempo, dest)
+    return jobs, meta
+
+
+def _tune_track(
+    t: Tune, *, path: str, duration: float, source: str, group: str, program: int, tempo: float, seed: int
+) -> Track:
+    """The catalog's Track for one rendered tune: artist = collection, label (genre) = tune type."""
+    book = Path(t.book).stem
+    return Track(
+        track_id=t.tune_id,
+        path=path,
+        artist=COLLECTIONS.get(t.collection, t.collection),
+        album=(f"{COLLECTIONS.get(t.collection, t.collection)}, {book}" if t.collection == "airdsAirs"
+               else COLLECTIONS.get(t.collection, t.collection)),
+        title=t.title,
+        genre=t.tune_type,
+        duration=round(duration, 3),
+        extra={
+            "split": assign_split(group, seed=seed),
+            "tune_group": group,
+            "license": LICENSE,
+            "source": source,
+            "gm_program": str(program),
+            "tempo_factor": f"{tempo:.3f}",
+        },
+    )

@@ -63,7 +63,7 @@ def find_soundfont(soundfont: str | Path | None = None) -> Path:
         candidates.append(os.environ["MUSICREP_SOUNDFONT"])
     candidates.extend(SOUNDFONT_CANDIDATES)
     try:
-        import pretty_midi
+        import pretty_midi  # deferred: optional (musicrep[corpus]); only its bundled soundfont is wanted here
 
         candidates.append(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
     except ImportError:
@@ -82,7 +82,7 @@ def find_soundfont(soundfont: str | Path | None = None) -> Path:
 def require_fluidsynth() -> None:
     """Check that pyfluidsynth and the libfluidsynth it wraps can be loaded."""
     try:
-        import fluidsynth  # noqa: F401
+        import fluidsynth  # noqa: F401  (deferred on purpose: importing it is the check)
     except ImportError as exc:  # ImportError also covers a missing libfluidsynth.so
         raise CorpusError(
             f"cannot load pyfluidsynth ({exc}); install the Python package with "
@@ -94,7 +94,7 @@ def require_fluidsynth() -> None:
 def require_pretty_midi() -> None:
     """Check that pretty_midi (MIDI parsing for the renderer) is installed."""
     try:
-        import pretty_midi  # noqa: F401
+        import pretty_midi  # noqa: F401  (deferred on purpose: importing it is the check)
     except ImportError as exc:
         raise CorpusError(f"cannot import pretty_midi ({exc}); install it with `pip install 'musicrep[corpus]'`") from None
 

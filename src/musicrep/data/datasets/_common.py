@@ -1,13 +1,15 @@
-"""Pieces shared by the catalog builders: skip records, text clean-up, ids, summaries."""
+"""Pieces shared by the catalog builders: skip records, file checks, text clean-up, ids, summaries."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import logging
+import os
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ...errors import CatalogError
@@ -47,7 +49,7 @@ class SkipLog:
         self.records: list[Skipped] = sink if sink is not None else []
         self.logger = logger
 
-    def add(self, item, reason: str, detail: str = "", *, level: int = logging.WARNING) -> None:
+    def add(self, item, *, reason: str, detail: str = "", level: int = logging.WARNING) -> None:
         rec = Skipped(str(item), reason, detail)
         self.records.append(rec)
         if self.logger.isEnabledFor(level):
@@ -55,6 +57,41 @@ class SkipLog:
 
     def counts(self) -> Counter:
         return Counter(r.reason for r in self.records)
+
+
+def check_audio_file(path: Path, *, skips: SkipLog, detail: str = "", missing_level: int = logging.WARNING) -> bool:
+    """True when ``path`` is a non-empty file; else record ``"no audio file"`` or ``"empty file"`` in ``skips``.
+
+    For builders whose source lists the tracks (a CSV, a database): a listed
+    file that is missing is logged at ``missing_level`` (DEBUG where most
+    listed tracks have no audio by design, as in FMA without a subset).
+    """
+    if not path.is_file():
+        skips.add(path, reason="no audio file", detail=detail, level=missing_level)
+        return False
+    if path.stat().st_size == 0:  # no decoder reads it; preparing the store would fail on it later
+        skips.add(path, reason="empty file", detail=detail)
+        return False
+    return True
+
+
+def found_file_problem(path: Path) -> tuple[str, str] | None:
+    """Why a file found by walking a folder cannot be used: ``(reason, detail)``, or None when it can.
+
+    For builders that walk folders: a broken link, something that is not a
+    regular file, a file whose size cannot be read, or an empty file.
+    """
+    if path.is_symlink() and not path.exists():
+        return "broken link", os.readlink(path)
+    if not path.is_file():
+        return "not a regular file", ""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return "cannot read file", exc.strerror or str(exc)
+    if size == 0:
+        return "empty file", ""
+    return None
 
 
 _BREAKS = re.compile(r"[\s\u0000-\u001f\u007f-\u009f\u2028\u2029]+")

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ..catalog import Catalog, read_csv
-from ._common import SkipLog, Skipped, check_not_empty
+from ._common import SkipLog, Skipped, check_audio_file, check_not_empty
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,6 @@ def from_csv(
     if not check_files:
         return catalog
     skips = SkipLog(skipped, logger=log)
-    keep = []
-    for track in catalog:
-        p = Path(track.path)
-        if not p.is_file():
-            skips.add(p, "no audio file", f"track {track.track_id}")
-        elif p.stat().st_size == 0:
-            skips.add(p, "empty file", f"track {track.track_id}")
-        else:
-            keep.append(track)
+    keep = [t for t in catalog if check_audio_file(Path(t.path), skips=skips, detail=f"track {t.track_id}")]
     out = Catalog(keep, source=catalog.source)
     return check_not_empty(out, skipped=skips, where=str(path), what="no row's audio file exists")

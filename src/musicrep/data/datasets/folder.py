@@ -30,15 +30,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from ... import progress
-from ...errors import CatalogError
-from ..audio import capture_decoder_output, decoder_reason, log_decoder_output
+from ...errors import CatalogError, UnreadableAudioError
 from ..catalog import Catalog, Track
 from ._common import (
     AUDIO_EXTENSIONS,
@@ -46,26 +43,15 @@ from ._common import (
     Skipped,
     check_not_empty,
     clean_text,
+    found_file_problem,
     normalize_extensions,
     stable_ids,
     unique_album_names,
 )
+from .audio_tags import EXTRA_FIELDS, probe_file
 
 log = logging.getLogger(__name__)
 
-FIELDS: tuple[str, ...] = ("artist", "albumartist", "album", "title", "genre", "label", "composer", "date")
-#: tags kept as extra catalog columns: any of them can be a training concept (``--concept label``)
-EXTRA_FIELDS: tuple[str, ...] = ("label", "composer", "date")
-
-# ID3 frames (MP3 read without easy=True, WAV, AIFF) and ASF/WMA attributes.
-_ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "album": "TALB", "title": "TIT2", "genre": "TCON",
-               "label": "TPUB", "composer": "TCOM", "date": "TDRC"}
-_ASF_KEYS = {"artist": "Author", "albumartist": "WM/AlbumArtist", "album": "WM/AlbumTitle", "title": "Title",
-             "genre": "WM/Genre", "label": "WM/Publisher", "composer": "WM/Composer", "date": "WM/Year"}
-# Other key spellings (APEv2, MP4 without easy, some Vorbis writers); a record
-# label is LABEL, ORGANIZATION or PUBLISHER in Vorbis comments.
-_ALIASES = {"albumartist": ("albumartist", "album artist", "album_artist", "aart"),
-            "label": ("label", "organization", "publisher"), "date": ("date", "year")}
 
 VARIOUS_ARTISTS = "Various Artists"
 _DISC_DIR = re.compile(r"^(cd|disc|disk)[\s_-]*\d+$", re.IGNORECASE)
@@ -151,131 +137,6 @@ def _log_no_artist(reasons: list[str]) -> None:
                 "artist split): %s; tag them, or put them in Artist/Album/ folders", len(reasons), why)
 
 
-def _first(values) -> str:
-    if values is None:
-        return ""
-    if isinstance(values, (str, bytes)):
-        values = [values]
-    try:
-        items = list(values)
-    except TypeError:
-        items = [values]
-    for v in items:
-        v = getattr(v, "value", v)  # ASF attribute objects
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", "replace")
-        text = clean_text(v)
-        if text:
-            return text
-    return ""
-
-
-def _tag_fields(tags) -> dict[str, str]:
-    """artist/albumartist/album/title/genre from any mutagen tag object."""
-    out = dict.fromkeys(FIELDS, "")
-    if tags is None:
-        return out
-    from mutagen.asf import ASFTags
-    from mutagen.id3 import ID3
-
-    if isinstance(tags, ID3):
-        for field, frame_id in _ID3_FRAMES.items():
-            frames = tags.getall(frame_id)
-            if not frames:
-                continue
-            frame = frames[0]
-            values = frame.genres if frame_id == "TCON" else frame.text
-            out[field] = _first(values)
-        return out
-    if isinstance(tags, ASFTags):
-        for field, key in _ASF_KEYS.items():
-            out[field] = _first(tags.get(key))
-        return out
-    try:
-        lower = {str(k).lower(): k for k in tags.keys()}
-    except Exception:  # tag types without keys(): nothing to read
-        return out
-    for field in FIELDS:
-        for name in _ALIASES.get(field, (field,)):
-            key = lower.get(name)
-            if key is not None:
-                out[field] = _first(tags[key])
-                if out[field]:
-                    break
-    if not out["artist"] and "\xa9art" in lower:  # MP4 read without easy=True
-        out["artist"] = _first(tags[lower["\xa9art"]])
-    for field, atom in (("album", "\xa9alb"), ("title", "\xa9nam"), ("genre", "\xa9gen"), ("composer", "\xa9wrt"),
-                        ("date", "\xa9day")):
-        if not out[field] and atom in lower:
-            out[field] = _first(tags[lower[atom]])
-    return out
-
-
-def _ffprobe_duration(path: Path) -> float | None:
-    """Duration in seconds by ``ffprobe``; None when it is missing or cannot read the file."""
-    exe = shutil.which("ffprobe")
-    if exe is None:
-        return None
-    cmd = [exe, "-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", str(path)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    try:
-        seconds = float(out.stdout.strip().splitlines()[0]) if out.returncode == 0 and out.stdout.strip() else None
-    except ValueError:  # 'N/A'
-        seconds = None
-    return seconds if seconds and seconds > 0 else None
-
-
-def _probe(path: Path, *, read_tags: bool, with_duration: bool) -> tuple[dict[str, str], float | None]:
-    """Tags and duration of one file.
-
-    Raises ``ValueError`` when none of mutagen, soundfile and ffprobe reads it.
-    """
-    fields = dict.fromkeys(FIELDS, "")
-    if not (read_tags or with_duration):
-        return fields, None
-    import mutagen
-
-    duration = None
-    mutagen_error = ""
-    parsed = None
-    try:
-        parsed = mutagen.File(path, easy=True)
-    except Exception as exc:  # mutagen raises many types for corrupt input
-        mutagen_error = f"{type(exc).__name__}: {exc}"
-    if parsed is not None:
-        if read_tags:
-            fields = _tag_fields(parsed.tags)
-        length = getattr(getattr(parsed, "info", None), "length", None)
-        if length and length > 0:
-            duration = float(length)
-    if parsed is None or (with_duration and duration is None):
-        # mutagen does not know the format (or gave no length): soundfile decides
-        import soundfile as sf
-
-        said: list[str] = []  # what libsndfile's decoders print: a debug line, never the terminal
-        try:
-            if mutagen_error and path.suffix.lower() == ".mp3":
-                # a broken MP3: libsndfile's mpg123 would only repeat it
-                raise ValueError(mutagen_error)
-            with capture_decoder_output(into=said):
-                info = sf.info(str(path))
-        except Exception as exc:
-            if parsed is None:
-                # last resort: what only ffmpeg decodes (tracker modules, some AAC/WebM)
-                seconds = _ffprobe_duration(path)
-                if seconds is None:
-                    why = mutagen_error or f"{type(exc).__name__}: {exc}"
-                    raise ValueError(why + (f"; decoder: {decoder_reason(said)}" if said else "")) from None
-                duration = seconds
-        else:
-            if info.frames > 0 and info.samplerate > 0:
-                duration = info.frames / info.samplerate
-        finally:
-            log_decoder_output(path=path, said=said)
-    return fields, (duration if with_duration else None)
 
 
 def _album_folder(rel: Path) -> str:
@@ -314,7 +175,7 @@ def _walk(root: Path, extensions: tuple[str, ...], skipped: SkipLog) -> list[Pat
     found: list[Path] = []
 
     def onerror(exc: OSError) -> None:
-        skipped.add(exc.filename, "cannot list folder", exc.strerror or str(exc))
+        skipped.add(exc.filename, reason="cannot list folder", detail=exc.strerror or str(exc))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         here = Path(dirpath)
@@ -324,7 +185,8 @@ def _walk(root: Path, extensions: tuple[str, ...], skipped: SkipLog) -> list[Pat
                 log.debug("not searching hidden folder %s", here / d)
                 continue
             if Path(d).suffix.lower() in extensions:
-                skipped.add(here / d, "folder named like an audio file", "searched as a folder", level=logging.INFO)
+                skipped.add(here / d, reason="folder named like an audio file", detail="searched as a folder",
+                            level=logging.INFO)
             if (here / d).is_symlink():
                 log.info("not following the folder link %s", here / d)
                 continue
@@ -334,7 +196,7 @@ def _walk(root: Path, extensions: tuple[str, ...], skipped: SkipLog) -> list[Pat
             if Path(name).suffix.lower() not in extensions:
                 continue
             if name.startswith("."):  # macOS '._x.mp3' resource forks and other hidden files
-                skipped.add(here / name, "hidden file", level=logging.DEBUG)
+                skipped.add(here / name, reason="hidden file", level=logging.DEBUG)
                 continue
             found.append((here / name).relative_to(root))
     found.sort(key=lambda p: p.as_posix())
@@ -385,66 +247,82 @@ def from_folder(
     exts = normalize_extensions(extensions)
     skips = SkipLog(skipped, logger=log)
     candidates = _walk(root, exts, skips)
+    rows, no_artist = _read_files(root, candidates=candidates, read_tags=read_tags, with_duration=with_duration,
+                                  skips=skips)
+    _log_no_artist(no_artist)
+    _set_album_owners(rows)
+    tracks = unique_album_names(_tracks(rows), owners=[r["owner"] for r in rows])
+    catalog = Catalog(tracks, source=str(root))
+    log.info("%s: %d tracks, %d files skipped", root, len(catalog), len(skips.records))
+    return check_not_empty(catalog, skipped=skips, where=str(root), what=f"audio files ending in {', '.join(exts)}")
+
+
+def _read_files(
+    root: Path, *, candidates: list[Path], read_tags: bool, with_duration: bool, skips: SkipLog
+) -> tuple[list[dict], list[str]]:
+    """One row per readable file (tags and layout merged), and why each untagged file got no artist."""
     loose = loose_folders(candidates)
     no_artist: list[str] = []
     rows = []
     for rel in progress.bar(candidates, desc="reading tags", unit="file"):
         path = root / rel
-        if path.is_symlink() and not path.exists():
-            skips.add(path, "broken link", os.readlink(path))
-            continue
-        if not path.is_file():
-            skips.add(path, "not a regular file")
-            continue
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            skips.add(path, "cannot read file", exc.strerror or str(exc))
-            continue
-        if size == 0:
-            skips.add(path, "empty file")
+        problem = found_file_problem(path)
+        if problem is not None:
+            reason, detail = problem
+            skips.add(path, reason=reason, detail=detail)
             continue
         try:
-            tags, duration = _probe(path, read_tags=read_tags, with_duration=with_duration)
-        except ValueError as exc:
-            skips.add(path, "cannot read audio", str(exc))
+            tags, duration = probe_file(path, read_tags=read_tags, with_duration=with_duration)
+        except UnreadableAudioError as exc:
+            skips.add(path, reason="cannot read audio", detail=exc.detail)
+            continue
+        except ValueError as exc:  # a tag block mutagen parsed but whose values do not convert
+            skips.add(path, reason="cannot read audio", detail=str(exc))
             continue
         except OSError as exc:
-            skips.add(path, "cannot read file", exc.strerror or str(exc))
+            skips.add(path, reason="cannot read file", detail=exc.strerror or str(exc))
             continue
-        layout = layout_fields(rel)
-        if len(_layout_folders(rel)) == 1 and rel.parts[0] in loose:
-            layout["artist"], layout["no_artist"] = "", (
-                f"in {rel.parts[0]}/, which holds default file names (track01, 03, ...) and no album folder, "
-                "beside Artist/Album/ folders")
-        artist = tags["artist"] or tags["albumartist"] or layout["artist"]
-        if not artist and layout["no_artist"]:
+        layout = _file_layout(rel, loose=loose)
+        row = _row(rel, path=path, tags=tags, layout=layout, duration=duration)
+        if not row["artist"] and layout["no_artist"]:
             no_artist.append(layout["no_artist"])
-        rows.append(
-            dict(
-                rel=rel.as_posix(),
-                folder=_album_folder(rel),
-                path=str(path),
-                artist=artist,
-                album=tags["album"] or layout["album"],
-                albumartist=tags["albumartist"],
-                title=tags["title"] or layout["title"],
-                genre=tags["genre"],
-                duration=duration,
-                **{f: tags[f] for f in EXTRA_FIELDS},
-            )
-        )
-    _log_no_artist(no_artist)
-    _set_album_owners(rows)
+        rows.append(row)
+    return rows, no_artist
+
+
+def _file_layout(rel: Path, *, loose: set[str]) -> dict[str, str]:
+    """:func:`layout_fields`, with no artist for a file directly in a loose folder (see :func:`loose_folders`)."""
+    layout = layout_fields(rel)
+    if len(_layout_folders(rel)) == 1 and rel.parts[0] in loose:
+        layout["artist"], layout["no_artist"] = "", (
+            f"in {rel.parts[0]}/, which holds default file names (track01, 03, ...) and no album folder, "
+            "beside Artist/Album/ folders")
+    return layout
+
+
+def _row(rel: Path, *, path: Path, tags: dict[str, str], layout: dict[str, str], duration: float | None) -> dict:
+    """One file's catalog fields: each tag, else what the layout says."""
+    return dict(
+        rel=rel.as_posix(),
+        folder=_album_folder(rel),
+        path=str(path),
+        artist=tags["artist"] or tags["albumartist"] or layout["artist"],
+        album=tags["album"] or layout["album"],
+        albumartist=tags["albumartist"],
+        title=tags["title"] or layout["title"],
+        genre=tags["genre"],
+        duration=duration,
+        **{f: tags[f] for f in EXTRA_FIELDS},
+    )
+
+
+def _tracks(rows: list[dict]) -> list[Track]:
+    """Tracks of the rows (owners set), with ids from their relative paths."""
     # the id leaves out the file ending; 'song.mp3' and 'song.flac' differ by their hash suffix
     ids = stable_ids((r["rel"] for r in rows), slug_of=lambda rel: rel[: -len(Path(rel).suffix) or None])
-    tracks = [
+    return [
         Track(track_id=tid, path=r["path"], artist=r["artist"], album=r["album"], title=r["title"],
               genre=r["genre"], duration=r["duration"],
               extra={"albumartist": r["albumartist"], "album_id": _album_id(r), **{f: r[f] for f in EXTRA_FIELDS}})
         for tid, r in zip(ids, rows)
     ]
-    tracks = unique_album_names(tracks, owners=[r["owner"] for r in rows])
-    catalog = Catalog(tracks, source=str(root))
-    log.info("%s: %d tracks, %d files skipped", root, len(catalog), len(skips.records))
-    return check_not_empty(catalog, skipped=skips, where=str(root), what=f"audio files ending in {', '.join(exts)}")

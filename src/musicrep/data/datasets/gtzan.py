@@ -13,9 +13,11 @@ import logging
 import re
 from pathlib import Path
 
+import soundfile as sf
+
 from ...errors import CatalogError
 from ..catalog import Catalog, Track
-from ._common import SkipLog, Skipped, check_not_empty
+from ._common import SkipLog, Skipped, check_not_empty, found_file_problem
 
 log = logging.getLogger(__name__)
 
@@ -114,47 +116,60 @@ def from_gtzan(
     skips = SkipLog(skipped, logger=log)
     tracks: list[Track] = []
     for genre_dir in sorted(p for p in genres_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        genre = genre_dir.name
-        for path in sorted(genre_dir.iterdir()):
-            if path.suffix.lower() not in EXTENSIONS or path.name.startswith("."):
-                continue
-            stem = path.stem
-            if not _NAME.match(stem) or not stem.startswith(genre + "."):
-                log.info("%s: name is not %s.000NN; kept with id %s", path, genre, stem)
-            if path.is_symlink() and not path.exists():
-                skips.add(path, "broken link")
-                continue
-            if not path.is_file():
-                skips.add(path, "not a regular file")
-                continue
-            if path.stat().st_size == 0:
-                skips.add(path, "empty file")
-                continue
-            duration = None
-            if with_duration:
-                import soundfile as sf
-
-                try:
-                    info = sf.info(str(path))
-                except Exception as exc:
-                    skips.add(path, "cannot read audio", f"{type(exc).__name__}: {exc}")
-                    continue
-                duration = info.frames / info.samplerate if info.samplerate else None
-            extra = {}
-            if splits is not None:
-                extra["split"] = splits.get(f"{genre}/{stem}", "")
-            tracks.append(Track(track_id=stem, path=str(path.absolute()), title=stem, genre=genre,
-                                duration=duration, extra=extra))
+        tracks.extend(_genre_tracks(genre_dir, splits=splits, with_duration=with_duration, skips=skips))
     try:
         catalog = Catalog(tracks, source=str(genres_dir))
     except CatalogError as exc:
         raise CatalogError(f"{exc}; the same file name is in two genre folders") from None
     if splits is not None:
-        have = {f"{t.genre}/{t.track_id}" for t in catalog}
-        absent = sorted(k for k in splits if k not in have)
-        if absent:
-            log.warning("%s: %d listed tracks have no usable file, e.g. %s", split_dir, len(absent), absent[0])
-        unlisted = sum(1 for t in catalog if not t.extra["split"])
-        if unlisted:
-            log.info("%d tracks are in no split list (left out by the filter); their split is empty", unlisted)
+        _log_split_coverage(catalog, splits=splits, split_dir=split_dir)
     return check_not_empty(catalog, skipped=skips, where=str(genres_dir), what="no .wav/.au file in the genre folders")
+
+
+def _genre_tracks(
+    genre_dir: Path, *, splits: dict[str, str] | None, with_duration: bool, skips: SkipLog
+) -> list[Track]:
+    """The usable tracks of one genre folder, sorted by file name; the rest recorded in ``skips``."""
+    genre = genre_dir.name
+    tracks = []
+    for path in sorted(genre_dir.iterdir()):
+        if path.suffix.lower() not in EXTENSIONS or path.name.startswith("."):
+            continue
+        stem = path.stem
+        if not _NAME.match(stem) or not stem.startswith(genre + "."):
+            log.info("%s: name is not %s.000NN; kept with id %s", path, genre, stem)
+        problem = found_file_problem(path)
+        if problem is not None:
+            reason, detail = problem
+            skips.add(path, reason=reason, detail=detail)
+            continue
+        duration = None
+        if with_duration:
+            try:
+                duration = _header_seconds(path)
+            except Exception as exc:
+                skips.add(path, reason="cannot read audio", detail=f"{type(exc).__name__}: {exc}")
+                continue
+        extra = {}
+        if splits is not None:
+            extra["split"] = splits.get(f"{genre}/{stem}", "")
+        tracks.append(Track(track_id=stem, path=str(path.absolute()), title=stem, genre=genre,
+                            duration=duration, extra=extra))
+    return tracks
+
+
+def _header_seconds(path: Path) -> float | None:
+    """Duration in seconds from the file's header; raises what soundfile raises for a broken one."""
+    info = sf.info(str(path))
+    return info.frames / info.samplerate if info.samplerate else None
+
+
+def _log_split_coverage(catalog: Catalog, *, splits: dict[str, str], split_dir: str | Path | None) -> None:
+    """Say how many listed tracks have no file, and how many files are in no list."""
+    have = {f"{t.genre}/{t.track_id}" for t in catalog}
+    absent = sorted(k for k in splits if k not in have)
+    if absent:
+        log.warning("%s: %d listed tracks have no usable file, e.g. %s", split_dir, len(absent), absent[0])
+    unlisted = sum(1 for t in catalog if not t.extra["split"])
+    if unlisted:
+        log.info("%d tracks are in no split list (left out by the filter); their split is empty", unlisted)

@@ -109,54 +109,65 @@ def from_msd(
     audio = index_audio(audio_dir)
     log.info("%s: %d audio files named by MSD track id", audio_dir, len(audio))
     skips = SkipLog(skipped, logger=log)
-    tracks: list[Track] = []
-    seen: set[str] = set()
     try:
-        query = f"SELECT {', '.join(wanted)} FROM songs ORDER BY track_id"
-        for values in progress.bar(con.execute(query), desc="reading track_metadata.db", unit="row"):
-            tid = str(values[0] or "").strip().upper()  # track_id is the first column selected
-            if not tid or tid in seen:
-                continue
-            seen.add(tid)
-            path = audio.get(tid)
-            if path is None:
-                skips.add(tid, "no audio file", level=logging.DEBUG)
-                continue
-            row = dict(zip(wanted, values))
-            if path.stat().st_size == 0:
-                skips.add(path, "empty file", f"MSD track {tid}")
-                continue
-            artist_id = clean_text(row["artist_id"])
-            release = clean_text(row["release"])
-            try:
-                duration = float(row["duration"]) if row["duration"] not in (None, "") else None
-            except (TypeError, ValueError):
-                raise CatalogError(f"{db_path}: track {tid} has duration {row['duration']!r}, not seconds") from None
-            extra = {
-                "artist_id": artist_id,
-                "album_id": f"{artist_id}/{release}" if release else "",
-            }
-            for c in OPTIONAL:
-                if c in row:
-                    extra[c] = "" if row[c] is None else clean_text(row[c])
-            tracks.append(
-                Track(
-                    track_id=tid,
-                    path=str(path.absolute()),
-                    artist=clean_text(row["artist_name"]),
-                    album=release,
-                    title=clean_text(row["title"]),
-                    duration=duration if duration and duration > 0 else None,
-                    extra=extra,
-                )
-            )
+        tracks, seen = _tracks_from_db(con, wanted=wanted, audio=audio, db_path=db_path, skips=skips)
     except sqlite3.DatabaseError as exc:
         raise CatalogError(f"{db_path}: cannot read table songs ({exc})") from None
     finally:
         con.close()
     for tid in sorted(set(audio) - seen):
-        skips.add(audio[tid], "not in track_metadata.db", f"track {tid}")
+        skips.add(audio[tid], reason="not in track_metadata.db", detail=f"track {tid}")
     n_missing = skips.counts().get("no audio file", 0)
     log.info("%s: %d tracks with audio, %d rows without audio", db_path, len(tracks), n_missing)
     catalog = Catalog(unique_album_names(tracks, owners=[t.artist for t in tracks]), source=str(db_path))
     return check_not_empty(catalog, skipped=skips, where=str(db_path), what=f"no track has audio under {audio_dir}")
+
+
+def _tracks_from_db(
+    con: sqlite3.Connection, *, wanted: list[str], audio: dict[str, Path], db_path: Path, skips: SkipLog
+) -> tuple[list[Track], set[str]]:
+    """One Track per database row with audio, in track id order; also every track id read."""
+    tracks: list[Track] = []
+    seen: set[str] = set()
+    query = f"SELECT {', '.join(wanted)} FROM songs ORDER BY track_id"
+    for values in progress.bar(con.execute(query), desc="reading track_metadata.db", unit="row"):
+        tid = str(values[0] or "").strip().upper()  # track_id is the first column selected
+        if not tid or tid in seen:
+            continue
+        seen.add(tid)
+        path = audio.get(tid)
+        if path is None:
+            skips.add(tid, reason="no audio file", level=logging.DEBUG)
+            continue
+        row = dict(zip(wanted, values))
+        if path.stat().st_size == 0:
+            skips.add(path, reason="empty file", detail=f"MSD track {tid}")
+            continue
+        tracks.append(_track(row, tid=tid, path=path, db_path=db_path))
+    return tracks, seen
+
+
+def _track(row: dict, *, tid: str, path: Path, db_path: Path) -> Track:
+    """The catalog's Track for one ``songs`` row (see :func:`from_msd` for the columns)."""
+    artist_id = clean_text(row["artist_id"])
+    release = clean_text(row["release"])
+    try:
+        duration = float(row["duration"]) if row["duration"] not in (None, "") else None
+    except (TypeError, ValueError):
+        raise CatalogError(f"{db_path}: track {tid} has duration {row['duration']!r}, not seconds") from None
+    extra = {
+        "artist_id": artist_id,
+        "album_id": f"{artist_id}/{release}" if release else "",
+    }
+    for c in OPTIONAL:
+        if c in row:
+            extra[c] = "" if row[c] is None else clean_text(row[c])
+    return Track(
+        track_id=tid,
+        path=str(path.absolute()),
+        artist=clean_text(row["artist_name"]),
+        album=release,
+        title=clean_text(row["title"]),
+        duration=duration if duration and duration > 0 else None,
+        extra=extra,
+    )

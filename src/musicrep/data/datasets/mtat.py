@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ...errors import CatalogError, ConfigError
 from ..catalog import Catalog, Track
-from ._common import SkipLog, Skipped, check_not_empty, clean_text
+from ._common import SkipLog, Skipped, check_audio_file, check_not_empty, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,15 @@ def read_annotations(path: str | Path, *, skips: SkipLog) -> tuple[list[str], li
     out = []
     for line, row in rows:
         if len(row) != len(header):
-            skips.add(f"{path}:{line}", "malformed row", f"{len(row)} fields, the header has {len(header)}")
+            skips.add(f"{path}:{line}", reason="malformed row",
+                      detail=f"{len(row)} fields, the header has {len(header)}")
             continue
         try:
             values = [int(v) for v in row[1:-1]]
         except ValueError:
             values = []
         if len(values) != len(tags) or any(v not in (0, 1) for v in values):
-            skips.add(f"{path}:{line}", "malformed row", "a tag value is not 0 or 1")
+            skips.add(f"{path}:{line}", reason="malformed row", detail="a tag value is not 0 or 1")
             continue
         out.append((row[0].strip(), row[-1].strip(), values))
     return tags, out
@@ -221,7 +222,7 @@ def from_mtat(
     for clip_id, mp3_path, values in rows:
         clip_tags = [t for t, i in zip(chosen, columns) if values[i]]
         if not clip_tags and not keep_untagged:  # before the file checks: only clips in use are reported
-            skips.add(audio / mp3_path, f"no top-{top} tag", f"clip {clip_id}", level=logging.DEBUG)
+            skips.add(audio / mp3_path, reason=f"no top-{top} tag", detail=f"clip {clip_id}", level=logging.DEBUG)
             continue
         track = _clip(clip_id, mp3_path, clip_tags, audio=audio, info=info.get(clip_id, {}), skips=skips)
         if track is not None:
@@ -238,14 +239,10 @@ def _clip(clip_id: str, mp3_path: str, clip_tags: list[str], *, audio: Path, inf
     """One clip's Track, or None (recorded in ``skips``) when its file is unusable."""
     folder = mp3_path.replace("\\", "/").split("/", 1)[0]
     if folder not in SPLIT_OF_FOLDER or "/" not in mp3_path:
-        skips.add(mp3_path or f"clip {clip_id}", "not in the 16 folders", f"clip {clip_id}")
+        skips.add(mp3_path or f"clip {clip_id}", reason="not in the 16 folders", detail=f"clip {clip_id}")
         return None
     path = audio / mp3_path
-    if not path.is_file():
-        skips.add(path, "no audio file", f"clip {clip_id}")
-        return None
-    if path.stat().st_size == 0:  # no decoder reads it; preparing the store would fail on it later
-        skips.add(path, "empty file", f"clip {clip_id}")
+    if not check_audio_file(path, skips=skips, detail=f"clip {clip_id}"):
         return None
     artist, album, title, seconds = _names(mp3_path, info)
     return Track(track_id=clip_id, path=str(path.absolute()), artist=artist, album=album, title=title,
