@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 from ..concepts import PAPER_CONCEPTS
+from ..training.profiles import PROFILES, train_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..training.profiles import PROFILES
-
     p = sub.add_parser("train", help="train an artist/album/track/joint encoder on a feature store",
                        description="Train a Siamese encoder (Lee, Park & Nam 2019). Under "
                                    "`torchrun --nproc_per_node K` the same command trains with DDP.")
@@ -67,7 +66,8 @@ def _joint_overrides(concepts: str | None, margins: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.profiles import train_config
+    # deferred: torch (training) and the store's audio stack are slow to import; --help and other verbs need neither
+    from ..data.store import open_store
     from ..training.train import train
 
     out = Path(args.out)
@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
         config_file = out / "config.yaml"  # the run's own settings; --set may change the resumable ones
     catalog = None
     if profile == "auto":
-        from ..data.store import FeatureStore
-
-        catalog = FeatureStore(Path(args.store)).catalog
+        catalog = open_store(args.store).catalog
     config, why = train_config(profile=profile, config_file=config_file, overrides=_overrides(args), catalog=catalog)
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, one line, not one per process
     if why and main_rank:

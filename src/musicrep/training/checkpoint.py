@@ -14,7 +14,7 @@ A digest proves only that the file was not changed *after* it was written: one
 rewritten with a recomputed digest passes it. :func:`load_encoder` therefore
 also validates every header field it uses with the range checks of the settings
 themselves (:class:`~musicrep.config.FeatureConfig`,
-:class:`~musicrep.training.model.ModelConfig`, :class:`~musicrep.training.train.TrainConfig`),
+:class:`~musicrep.training.model.ModelConfig`, :class:`~musicrep.training.settings.TrainConfig`),
 checks the weights' shapes against ``model_config`` *before* building the
 encoder (a huge ``width`` would otherwise allocate until ``MemoryError``), and
 checks that the weights and the normalisation are finite.
@@ -44,6 +44,7 @@ from ..config import FeatureConfig, _from_dict
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
 from .model import Encoder, ModelConfig
+from .settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ def load_encoder(
     path = resolve(run_or_checkpoint, which=which)
     payload = read_checkpoint(path)
     header = _check_header(payload, path)
-    model_config, feature_config = header["model_config"], header["feature_config"]
+    model_config = header["model_config"]
     try:
         encoder = Encoder(width=model_config.width, n_mels=model_config.n_mels, conv_bias=model_config.conv_bias,
                           bn_eps=model_config.bn_eps)
@@ -248,8 +249,22 @@ def _check_header(payload: dict, path: Path) -> dict[str, Any]:
     finite numbers, the front end's band limits, and weights whose shapes are
     the ones ``model_config`` promises.
     """
-    from .train import TrainConfig  # train imports this module
+    out = _check_settings(payload, path)
+    fc, mc = out["feature_config"], out["model_config"]
+    top = fc.sample_rate / 2 if fc.fmax is None else fc.fmax
+    if not fc.fmin < top <= fc.sample_rate / 2:
+        raise _header_error(path, "feature_config.fmax", f"gives the band {fc.fmin}-{top} Hz, which must lie in "
+                            f"0-{fc.sample_rate / 2} Hz (half the sample rate) with fmin < fmax")
+    if fc.n_mels != mc.n_mels:
+        raise _header_error(path, "feature_config.n_mels", f"is {fc.n_mels} but model_config.n_mels is {mc.n_mels}")
+    _check_weights(payload.get("model"), mc, path)
+    out.update(_check_progress(payload, path))
+    out.update(_check_train_config(payload, path))
+    return out
 
+
+def _check_settings(payload: dict, path: Path) -> dict[str, Any]:
+    """``model_config`` and ``feature_config`` as their dataclasses, validated, every float finite."""
     out: dict[str, Any] = {}
     # a checkpoint from before conv_bias/bn_eps were recorded had PyTorch's values
     settings = (("model_config", ModelConfig, ModelConfig.LEGACY), ("feature_config", FeatureConfig, {}))
@@ -265,14 +280,12 @@ def _check_header(payload: dict, path: Path) -> dict[str, Any]:
             x = getattr(out[field], f.name)
             if isinstance(x, float) and not math.isfinite(x):
                 raise _header_error(path, f"{field}.{f.name}", f"is {x}, not a finite number")
-    fc, mc = out["feature_config"], out["model_config"]
-    top = fc.sample_rate / 2 if fc.fmax is None else fc.fmax
-    if not fc.fmin < top <= fc.sample_rate / 2:
-        raise _header_error(path, "feature_config.fmax", f"gives the band {fc.fmin}-{top} Hz, which must lie in "
-                            f"0-{fc.sample_rate / 2} Hz (half the sample rate) with fmin < fmax")
-    if fc.n_mels != mc.n_mels:
-        raise _header_error(path, "feature_config.n_mels", f"is {fc.n_mels} but model_config.n_mels is {mc.n_mels}")
-    _check_weights(payload.get("model"), mc, path)
+    return out
+
+
+def _check_progress(payload: dict, path: Path) -> dict[str, Any]:
+    """``epoch``, ``step`` (counts) and ``best_metric`` (a number), validated."""
+    out: dict[str, Any] = {}
     for field in ("epoch", "step"):
         value = payload.get(field, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -282,6 +295,11 @@ def _check_header(payload: dict, path: Path) -> dict[str, Any]:
     if not isinstance(best, (int, float)) or isinstance(best, bool):
         raise _header_error(path, "best_metric", f"is {best!r}, not a number")
     out["best_metric"] = float(best)
+    return out
+
+
+def _check_train_config(payload: dict, path: Path) -> dict[str, Any]:
+    """``config`` (the run's settings, as JSON values) and ``concept``, validated as :class:`TrainConfig` ones."""
     config = payload.get("config", {})
     if not isinstance(config, dict):
         raise _header_error(path, "config", f"is {type(config).__name__}, not a mapping of settings")
@@ -298,9 +316,7 @@ def _check_header(payload: dict, path: Path) -> dict[str, Any]:
     except ConfigError as exc:
         field = "concept" if str(exc).startswith("concept") else "config"
         raise _header_error(path, field, f"is invalid ({exc})") from None
-    out["config"] = json.loads(json.dumps(config))
-    out["concept"] = concept
-    return out
+    return {"config": json.loads(json.dumps(config)), "concept": concept}
 
 
 def _check_weights(state: Any, mc: ModelConfig, path: Path) -> None:

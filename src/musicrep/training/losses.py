@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InvalidArgumentError
 from .model import cosine
 
 
@@ -51,7 +52,7 @@ def similarities(anchor: torch.Tensor, *, positive: torch.Tensor, negatives: tor
     torch.Tensor [B, 1 + N]: column 0 is cos(a, p), columns 1.. are cos(a, n_i)
     """
     if anchor.dim() != 2 or positive.shape != anchor.shape or negatives.dim() != 3:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"expected anchor [B, D], positive [B, D], negatives [B, N, D]; got {tuple(anchor.shape)}, "
             f"{tuple(positive.shape)}, {tuple(negatives.shape)}"
         )
@@ -98,7 +99,7 @@ def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
         return per_anchor.sum()
     if reduction == "mean":
         return per_anchor.mean()
-    raise ValueError(f"reduction={reduction!r} is not one of {list(REDUCTIONS)}")
+    raise InvalidArgumentError(f"reduction={reduction!r} is not one of {list(REDUCTIONS)}")
 
 
 def masked_hinge(sims: torch.Tensor, *, valid: torch.Tensor, margin: float, reduction: str = "sum") -> torch.Tensor:
@@ -156,5 +157,5 @@ def accuracy(anchor: torch.Tensor, *, positive: torch.Tensor, negatives: torch.T
 def joint_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
     """The joint model's loss: the concept losses (each already with its margin) added."""
     if not losses:
-        raise ValueError("joint_loss needs at least one concept loss")
+        raise InvalidArgumentError("joint_loss needs at least one concept loss")
     return torch.stack(list(losses.values())).sum()

@@ -38,18 +38,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import SEGMENT_FRAMES
-from ..errors import ConfigError
+from ..config import SEGMENT_FRAMES, setting
+from ..errors import ConfigError, InvalidArgumentError
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What an encoder's weights need to be rebuilt (saved in every checkpoint)."""
 
-    width: int = dataclasses.field(default=256, metadata={"min": 1})
-    n_mels: int = dataclasses.field(default=128, metadata={"min": 1})
+    width: int = setting(256, min=1)
+    n_mels: int = setting(128, min=1)
     conv_bias: bool = True
-    bn_eps: float = dataclasses.field(default=1e-3, metadata={"min": 0.0, "min_exclusive": True})
+    bn_eps: float = setting(1e-3, min=0.0, min_exclusive=True)
 
     #: the values of checkpoints written before these settings existed
     LEGACY = {"conv_bias": False, "bn_eps": 1e-5}
@@ -77,7 +77,7 @@ class SlotBatchNorm1d(nn.BatchNorm1d):
         S = self.slots
         n, c, t = x.shape
         if n % S:
-            raise ValueError(f"a batch of {n} cannot be cut into {S} equal slots")
+            raise InvalidArgumentError(f"a batch of {n} cannot be cut into {S} equal slots")
         g = x.reshape(S, n // S, c, t)
         mean = g.mean(dim=(1, 3), keepdim=True)
         var = g.var(dim=(1, 3), unbiased=False, keepdim=True)
@@ -182,7 +182,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, slots: int = 1) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.n_mels:
-            raise ValueError(f"expected [batch, frames, {self.n_mels}], got {tuple(x.shape)}")
+            raise InvalidArgumentError(f"expected [batch, frames, {self.n_mels}], got {tuple(x.shape)}")
         for m in self.features.modules():
             if isinstance(m, SlotBatchNorm1d):
                 m.slots = slots
@@ -209,11 +209,12 @@ def split_segments(frames: np.ndarray, *, segment_frames: int = SEGMENT_FRAMES) 
     -------
     np.ndarray [shape=(T // segment_frames, segment_frames, n_mels)]
         The trailing partial segment is dropped. A track shorter than one
-        segment raises ``ValueError`` (the store never holds one).
+        segment raises :class:`~musicrep.errors.InvalidArgumentError`, a ``ValueError``
+        (the store never holds one).
     """
     n = frames.shape[0] // segment_frames
     if n == 0:
-        raise ValueError(f"{frames.shape[0]} frames is shorter than one segment of {segment_frames}")
+        raise InvalidArgumentError(f"{frames.shape[0]} frames is shorter than one segment of {segment_frames}")
     return frames[: n * segment_frames].reshape(n, segment_frames, frames.shape[1])
 
 

@@ -20,7 +20,9 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from ..errors import ConfigError
+from ..config import load_config
+from ..data.splits import make_splits
+from ..errors import ConfigError, SplitError
 
 #: Profiles stored as YAML files beside this module.
 FILE_PROFILES: tuple[str, ...] = ("paper", "cpu", "small")
@@ -83,50 +85,12 @@ def auto_settings(catalog: Sequence, *, concepts: Iterable[str] = ("artist", "al
     settings : TrainConfig keys -> values (apply on top of the ``cpu`` profile)
     why : human-readable reasons, one per decision
     """
-    from ..data.splits import make_splits
-    from ..errors import SplitError
-
     settings = dict(profile_settings("cpu"))
-    why: list[str] = []
-    chosen: dict[str, int] = {}
-    qualifying: dict[str, int] = {}
-    for concept, cap in (("artist", 20), ("album", 10)):
-        if concept not in concepts:
-            continue
-        counts = Counter(getattr(t, concept) for t in catalog if getattr(t, concept))
-        songs, groups = _songs_per_group(counts, cap=cap)
-        if not groups:
-            why.append(f"{concept}: fewer than 2 {concept}s have 4 songs, so no {concept} split is possible "
-                       f"({len(counts)} {concept}s); train another concept or add music")
-            continue
-        held = max(1, round(songs / 10))
-        settings.update({f"songs_per_{concept}": songs, f"{concept}_valid": held, f"{concept}_test": held,
-                         f"n_{concept}s": None})
-        chosen[concept] = held
-        qualifying[concept] = groups
-    negatives = 4
-    used = 0
-    if chosen:
-        keys = ("songs_per_artist", "artist_valid", "artist_test", "songs_per_album", "album_valid", "album_test")
-        try:
-            splits = make_splits(catalog=catalog, concepts=tuple(chosen), seed=seed,
-                                 **{k: settings[k] for k in keys})
-        except SplitError as exc:
-            why.append(f"the splits cannot be drawn at these sizes ({exc})")
-            splits = {}
-        for concept, held in chosen.items():
-            if concept not in splits:
-                continue
-            split = splits[concept]
-            groups, n = split.n_labels, len(split.rows)
-            used = max(used, n)
-            negatives = min(negatives, (groups - 1) * held)  # distinct validation negatives of other groups
-            songs = settings[f"songs_per_{concept}"]
-            fit = "" if groups == qualifying[concept] else (
-                f" ({qualifying[concept]} have the songs; the others' songs are held out by another concept)")
-            why.append(f"{concept}: {groups} {concept}s x {songs} songs ({songs - 2 * held}/{held}/{held}){fit}: the "
-                       f"size that uses the most songs with >= 2 {concept}s (the paper's: "
-                       f"{'20, 16/2/2' if concept == 'artist' else '10, 8/1/1'})")
+    sizes, chosen, qualifying, why = _split_sizes(catalog, concepts=concepts)
+    settings.update(sizes)
+    negatives, used, reasons = _negatives_and_use(catalog, settings=settings, chosen=chosen, qualifying=qualifying,
+                                                  seed=seed)
+    why += reasons
     settings["negatives"] = max(1, negatives)
     why.append(f"negatives: {settings['negatives']} (the paper's 4, or as many distinct validation songs of other "
                f"{'/'.join(c + 's' for c in chosen) or 'groups'} as the splits hold)")
@@ -140,6 +104,67 @@ def auto_settings(catalog: Sequence, *, concepts: Iterable[str] = ("artist", "al
     return settings, why
 
 
+def _split_sizes(catalog: Sequence, *, concepts: Iterable[str],
+                 ) -> tuple[dict, dict[str, int], dict[str, int], list[str]]:
+    """(split-size settings, concept -> songs held out per group, concept -> qualifying groups, why).
+
+    A concept without 2 groups of 4 songs gets no settings, only a line in ``why``.
+    """
+    sizes: dict = {}
+    why: list[str] = []
+    chosen: dict[str, int] = {}
+    qualifying: dict[str, int] = {}
+    for concept, cap in (("artist", 20), ("album", 10)):
+        if concept not in concepts:
+            continue
+        counts = Counter(getattr(t, concept) for t in catalog if getattr(t, concept))
+        songs, groups = _songs_per_group(counts, cap=cap)
+        if not groups:
+            why.append(f"{concept}: fewer than 2 {concept}s have 4 songs, so no {concept} split is possible "
+                       f"({len(counts)} {concept}s); train another concept or add music")
+            continue
+        held = max(1, round(songs / 10))
+        sizes.update({f"songs_per_{concept}": songs, f"{concept}_valid": held, f"{concept}_test": held,
+                      f"n_{concept}s": None})
+        chosen[concept] = held
+        qualifying[concept] = groups
+    return sizes, chosen, qualifying, why
+
+
+def _negatives_and_use(catalog: Sequence, *, settings: dict, chosen: dict[str, int], qualifying: dict[str, int],
+                       seed: int) -> tuple[int, int, list[str]]:
+    """(negatives, songs in the largest split, why): the splits drawn at the chosen sizes.
+
+    Negatives: the paper's 4, or as many distinct validation songs of other groups
+    as each split holds.
+    """
+    negatives = 4
+    used = 0
+    why: list[str] = []
+    if not chosen:
+        return negatives, used, why
+    keys = ("songs_per_artist", "artist_valid", "artist_test", "songs_per_album", "album_valid", "album_test")
+    try:
+        splits = make_splits(catalog=catalog, concepts=tuple(chosen), seed=seed, **{k: settings[k] for k in keys})
+    except SplitError as exc:
+        why.append(f"the splits cannot be drawn at these sizes ({exc})")
+        splits = {}
+    for concept, held in chosen.items():
+        if concept not in splits:
+            continue
+        split = splits[concept]
+        groups, n = split.n_labels, len(split.rows)
+        used = max(used, n)
+        negatives = min(negatives, (groups - 1) * held)  # distinct validation negatives of other groups
+        songs = settings[f"songs_per_{concept}"]
+        fit = "" if groups == qualifying[concept] else (
+            f" ({qualifying[concept]} have the songs; the others' songs are held out by another concept)")
+        why.append(f"{concept}: {groups} {concept}s x {songs} songs ({songs - 2 * held}/{held}/{held}){fit}: the "
+                   f"size that uses the most songs with >= 2 {concept}s (the paper's: "
+                   f"{'20, 16/2/2' if concept == 'artist' else '10, 8/1/1'})")
+    return negatives, used, why
+
+
 def train_config(
     *,
     profile: str | None = None,
@@ -147,13 +172,13 @@ def train_config(
     overrides: Sequence[str] = (),
     catalog: Sequence | None = None,
 ):
-    """The effective :class:`~musicrep.training.train.TrainConfig`: profile, then file, then overrides.
+    """The effective :class:`~musicrep.training.settings.TrainConfig`: profile, then file, then overrides.
 
     Returns ``(config, why)``; ``why`` explains ``auto``'s choices (empty otherwise).
     ``profile="auto"`` needs the ``catalog`` the model will train on.
     """
-    from ..config import load_config
-    from .train import TrainConfig
+    # deferred: TrainConfig's module imports torch, and the CLI imports this module at start for PROFILES
+    from .settings import TrainConfig
 
     why: list[str] = []
     base = None

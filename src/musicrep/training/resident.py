@@ -20,6 +20,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..data.store import FeatureStore
 from .sampling import ConceptSampler, batch_rng
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class ResidentFrames:
     device : where the tensor lives
     """
 
-    def __init__(self, *, store, track_ids: Sequence[str], device: torch.device):
+    def __init__(self, *, store: FeatureStore, track_ids: Sequence[str], device: torch.device):
         self.track_ids = list(dict.fromkeys(track_ids))
         self.position = {t: i for i, t in enumerate(self.track_ids)}
         lengths = np.array([store.n_frames(t) for t in self.track_ids], dtype=np.int64)
@@ -53,7 +54,7 @@ class ResidentFrames:
         self.offsets = torch.from_numpy(offsets).to(device)
 
     @staticmethod
-    def nbytes(*, store, track_ids: Sequence[str]) -> int:
+    def nbytes(*, store: FeatureStore, track_ids: Sequence[str]) -> int:
         """Device bytes the frames of ``track_ids`` would take."""
         ids = dict.fromkeys(track_ids)
         return sum(store.n_frames(t) for t in ids) * store.feature_config.n_mels * 2
@@ -68,7 +69,7 @@ class ResidentFrames:
         return self.frames[index].float()
 
 
-def fits(*, store, track_ids: Sequence[str], device: torch.device) -> bool:
+def fits(*, store: FeatureStore, track_ids: Sequence[str], device: torch.device) -> bool:
     """Whether the frames of ``track_ids`` fit in :data:`MEMORY_SHARE` of the device's free memory."""
     if device.type != "cuda":
         return False

@@ -28,16 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
-import threading
-from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..concepts import check_concept, concept_key
 from ..config import SEGMENT_FRAMES
 from ..data.splits import Split
+from ..data.store import FeatureStore, open_store
 from ..errors import SplitError
 
 log = logging.getLogger(__name__)
@@ -103,7 +100,7 @@ class ConceptSampler:
         authors'); False draws them with replacement
     """
 
-    def __init__(self, *, store, split: Split, concept: str, mode: str, negatives: int, segment_frames: int = SEGMENT_FRAMES,
+    def __init__(self, *, store: FeatureStore, split: Split, concept: str, mode: str, negatives: int, segment_frames: int = SEGMENT_FRAMES,
                  distinct_negatives: bool = True):
         check_concept(concept)
         if concept != "track" and split.concept != concept:  # the track concept samples the artist split
@@ -266,11 +263,10 @@ class SamplerSpec:
     segment_frames: int = SEGMENT_FRAMES
     distinct_negatives: bool = True
 
-    def build(self, store=None) -> ConceptSampler:
+    def build(self, store: FeatureStore | None = None) -> ConceptSampler:
+        """The sampler, reading ``store`` or (None) the store at ``store_path``."""
         if store is None:
-            from ..data.store import FeatureStore
-
-            store = FeatureStore(Path(self.store_path))
+            store = open_store(self.store_path)
         return ConceptSampler(store=store, split=self.split, concept=self.concept, mode=self.mode,
                               negatives=self.negatives, segment_frames=self.segment_frames,
                               distinct_negatives=self.distinct_negatives)
@@ -300,98 +296,3 @@ def batch_labels(
         tracks, _ = s.draw(batch_size=batch_size, rng=batch_rng(seed=seed, rank=rank, concept=c, mode=s.mode, step=step))
         out[c] = s.anchor_labels(tracks)
     return out
-
-
-def _worker_dataset(specs: Sequence[SamplerSpec], batch_size: int, seed: int, rank: int, start: int):
-    import torch
-    from torch.utils.data import IterableDataset, get_worker_info
-
-    class _Batches(IterableDataset):
-        def __iter__(self):
-            info = get_worker_info()
-            wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-            samplers = {s.concept: s.build() for s in specs}
-            step = start + wid  # the DataLoader reads its workers in turn: steps stay in order
-            while True:
-                batches = make_batches(samplers, batch_size=batch_size, seed=seed, rank=rank, step=step)
-                yield {c: torch.from_numpy(b) for c, b in batches.items()}
-                step += nw
-
-    return _Batches()
-
-
-def batch_stream(
-    *,
-    samplers: dict[str, ConceptSampler],
-    specs: Sequence[SamplerSpec] | None = None,
-    batch_size: int,
-    seed: int,
-    rank: int = 0,
-    start_step: int = 0,
-    num_workers: int = 0,
-    prefetch: int = 2,
-    pin_memory: bool = False,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Endless batches for steps ``start_step, start_step + 1, ...``, the same whichever loader.
-
-    Parameters
-    ----------
-    samplers : concept -> sampler (used in this process when ``num_workers == 0``)
-    specs : picklable specs of the same samplers, for worker processes
-    num_workers : 0 builds batches in this process (in a background thread when
-        ``prefetch > 0``); K > 0 uses a torch DataLoader with K worker processes
-    prefetch : batches kept ready ahead of the model
-    pin_memory : worker batches in page-locked memory, for ``non_blocking`` copies to a GPU
-
-    Yields
-    ------
-    dict concept -> float32 array or tensor [B, 2 + N, T, n_mels]
-    """
-    if num_workers > 0:
-        if not specs:
-            raise SplitError("num_workers > 0 needs sampler specs to rebuild the samplers in the workers")
-        from torch.utils.data import DataLoader
-
-        loader = DataLoader(_worker_dataset(specs, batch_size, seed, rank, start_step), batch_size=None,
-                            num_workers=num_workers, prefetch_factor=max(1, prefetch), persistent_workers=False,
-                            pin_memory=pin_memory)
-        yield from loader
-        return
-    if prefetch <= 0:
-        step = start_step
-        while True:
-            yield make_batches(samplers, batch_size=batch_size, seed=seed, rank=rank, step=step)
-            step += 1
-    # A background thread: numpy crops and float16 -> float32 copies release the GIL
-    # for most of their time, so on 2 cores the model barely notices the loader.
-    q: queue.Queue = queue.Queue(maxsize=prefetch)
-    stop = threading.Event()
-
-    def put(item) -> None:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def fill() -> None:
-        step = start_step
-        try:
-            while not stop.is_set():
-                put(make_batches(samplers, batch_size=batch_size, seed=seed, rank=rank, step=step))
-                step += 1
-        except BaseException as exc:  # hand the error to the consumer
-            put(exc)
-
-    thread = threading.Thread(target=fill, name="musicrep-batches", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
