@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import load_config
+from ..errors import ConfigError
+from ..io import atomic_write_json
 from . import retrieval, tagging
 
 
@@ -51,10 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_holdout(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
+    # deferred: these import torch, which every other command would then wait for
     from ..evaluation.holdout import holdout_runs
     from ..evaluation.runs import run_store_path
-    from ..io import atomic_write_json
 
     store = args.store or run_store_path(args.runs[0])
     if store is None:
@@ -69,19 +71,15 @@ def run_holdout(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..evaluation.transfer import (
-        BASELINES,
-        TransferConfig,
-        transfer_runs,
-        transfer_store,
-    )
-    from ..io import atomic_write_json
-    from ..training.checkpoint import load_encoder
+    # deferred: these import torch, which every other command would then wait for
+    from ..data.prepare import open_or_prepare
+    from ..evaluation.baselines import BASELINES
+    from ..evaluation.runs import load_run_model
+    from ..evaluation.transfer import TransferConfig, transfer_runs
 
     config = load_config(TransferConfig, path=args.config, overrides=args.set)
-    _model, info = load_encoder(args.run[0], allow_unfinished=args.allow_unfinished)
-    store = transfer_store(store=args.store, catalog=args.catalog, store_dir=args.store_dir,
+    _model, info = load_run_model(args.run[0], allow_unfinished=args.allow_unfinished)
+    store = open_or_prepare(store=args.store, catalog=args.catalog, store_dir=args.store_dir,
                            feature_config=info.feature_config)
     baselines = BASELINES if args.baselines is None else args.baselines
     result = transfer_runs(args.run, store=store, config=config, baselines=baselines, dataset=args.name,

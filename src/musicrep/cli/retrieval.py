@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..evaluation.retrieval_settings import BASELINES, PARTS, K
+
 
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
     """Add ``retrieval`` to the ``evaluate`` group's verbs."""
-    from ..evaluation.retrieval import BASELINES, PARTS, K
-
     r = verbs.add_parser(
         "retrieval", help="mAP and precision@10 of same-artist / same-album songs among nearest neighbours",
         description="Every held-out song of the artist (album) split is a query against the other held-out songs; "
@@ -41,6 +41,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def run_retrieval(args: argparse.Namespace) -> int:
+    # deferred: imports torch, which every other command would then wait for
     from ..evaluation.retrieval import retrieval_runs
 
     result = retrieval_runs(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import load_config
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -36,10 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..evaluation.sweep import explicit_settings, format_value, run_sweep
+    # deferred: these import torch, which every other command would then wait for
+    from ..evaluation.sweep import run_sweep
+    from ..evaluation.sweep_plan import explicit_settings, format_value
     from ..evaluation.transfer import TransferConfig
-    from ..training.train import TrainConfig
+    from ..training.settings import TrainConfig
 
     base = load_config(TrainConfig, path=args.config, overrides=args.set)
     result = run_sweep(

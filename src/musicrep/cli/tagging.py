@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import load_config
+from ..errors import ConfigError
+from ..io import atomic_write_json
+
 
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
     """Add ``tagging`` to the ``evaluate`` group's verbs."""
@@ -34,21 +38,19 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def run_tagging(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..errors import ConfigError
+    # deferred: these import torch, which every other command would then wait for
+    from ..data.prepare import open_or_prepare
+    from ..evaluation.runs import load_run_model
     from ..evaluation.tagging import TaggingConfig, tagging_runs
-    from ..evaluation.transfer import transfer_store
-    from ..io import atomic_write_json
-    from ..training.checkpoint import load_encoder
 
     if args.store is None and args.catalog is None:
         raise ConfigError("give --catalog CATALOG (the tagged collection), --store STORE, or both")
     config = load_config(TaggingConfig, path=args.config, overrides=args.set)
     if args.store is not None:
-        store = transfer_store(store=args.store)
+        store = open_or_prepare(store=args.store)
     else:
-        _model, info = load_encoder(args.run[0], allow_unfinished=args.allow_unfinished)
-        store = transfer_store(catalog=args.catalog, store_dir=args.store_dir, feature_config=info.feature_config)
+        _model, info = load_run_model(args.run[0], allow_unfinished=args.allow_unfinished)
+        store = open_or_prepare(catalog=args.catalog, store_dir=args.store_dir, feature_config=info.feature_config)
     result = tagging_runs(args.run, store=store, catalog=args.catalog, config=config, dataset=args.name,
                           allow_unfinished=args.allow_unfinished)
     print(result.table())

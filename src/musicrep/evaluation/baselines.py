@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import progress
+from ..config import setting
+from ..data.store import FeatureStore
 from ..errors import ConfigError
+from ..training.model import Encoder, split_segments
 from .probe import (
     ProbeConfig,
     ProbeResult,
@@ -52,10 +55,6 @@ DISPLAY: dict[str, str] = {
 }
 
 
-def _f(default: Any, **meta: Any) -> Any:
-    return dataclasses.field(default=default, metadata=meta)
-
-
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig(ProbeConfig):
     """Settings of the baselines, on top of the probe's (``random``, ``mfcc`` and
@@ -68,26 +67,31 @@ class BaselineConfig(ProbeConfig):
     models' width, or 256 without models).
     """
 
-    cnn_trials: int = _f(3, min=1)
-    n_mfcc: int = _f(20, min=1)
-    cnn_steps: int = _f(1500, min=1)
-    cnn_batch_size: int = _f(32, min=1)
-    cnn_lr: float = _f(1e-3, min=0.0, min_exclusive=True)
-    cnn_eval_every: int = _f(100, min=1)
-    baseline_width: int = _f(0, min=0)  # 0: the models' width (or 256)
+    cnn_trials: int = setting(3, min=1)
+    n_mfcc: int = setting(20, min=1)
+    cnn_steps: int = setting(1500, min=1)
+    cnn_batch_size: int = setting(32, min=1)
+    cnn_lr: float = setting(1e-3, min=0.0, min_exclusive=True)
+    cnn_eval_every: int = setting(100, min=1)
+    baseline_width: int = setting(0, min=0)  # 0: the models' width (or 256)
+
+
+def check_names(names: Iterable[str], *, valid: Sequence[str], what: str) -> list[str]:
+    """``names`` as a list, each one of ``valid`` (else a ConfigError naming the first ``what`` that is not)."""
+    names = list(names)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown[0]!r}; choose from {list(valid)}")
+    return names
 
 
 def check_baselines(names: Iterable[str]) -> list[str]:
     """``names`` as a list, each one of :data:`BASELINES` (else a ConfigError)."""
-    names = list(names)
-    unknown = [b for b in names if b not in BASELINES]
-    if unknown:
-        raise ConfigError(f"unknown baseline {unknown[0]!r}; choose from {list(BASELINES)}")
-    return names
+    return check_names(names, valid=BASELINES, what="baseline")
 
 
 def run_baselines(
-    names: Iterable[str], *, store: Any, plan: TrialPlan, config: BaselineConfig = BaselineConfig(), width: int,
+    names: Iterable[str], *, store: FeatureStore, plan: TrialPlan, config: BaselineConfig = BaselineConfig(), width: int,
     embed: Callable[[nn.Module], np.ndarray],
 ) -> dict[str, ProbeResult]:
     """The baselines ``names`` (any of :data:`BASELINES`, in the order given) on the trials of ``plan``.
@@ -97,7 +101,7 @@ def run_baselines(
     store : FeatureStore of the collection
     width : the encoder baselines' width
     embed : song embeddings float [len(plan.track_ids), D] of an in-memory Encoder
-        (:func:`musicrep.evaluation.transfer.song_embeddings` on ``store``)
+        (:func:`musicrep.evaluation.song_vectors.song_embeddings` on ``store``)
     """
     names = check_baselines(names)
     moments = _frame_moments(store, plan.track_ids) if {"random", "genres"} & set(names) else None
@@ -137,7 +141,7 @@ def summary_features(frames: np.ndarray, *, kind: str, n_mfcc: int = 20) -> np.n
     return np.concatenate([x.mean(axis=0), x.std(axis=0)]).astype(np.float32)
 
 
-def summary_baseline(kind: str, *, store: Any, plan: TrialPlan, config: BaselineConfig = BaselineConfig()) -> ProbeResult:
+def summary_baseline(kind: str, *, store: FeatureStore, plan: TrialPlan, config: BaselineConfig = BaselineConfig()) -> ProbeResult:
     """``mfcc`` or ``logmel``: :func:`summary_features` of every song, probed in every trial."""
     feats = np.stack([summary_features(store.frames(t), kind=kind, n_mfcc=config.n_mfcc) for t in plan.track_ids])
     return probe_trials(kind, features=feats, plan=plan, config=config)
@@ -146,7 +150,7 @@ def summary_baseline(kind: str, *, store: Any, plan: TrialPlan, config: Baseline
 # --------------------------------------------------------------------------- encoder baselines
 
 
-def _frame_moments(store: Any, track_ids: Sequence[str]) -> np.ndarray:
+def _frame_moments(store: FeatureStore, track_ids: Sequence[str]) -> np.ndarray:
     """Per track: number of values, their sum and sum of squares, float64 [n, 3]."""
     out = np.zeros((len(track_ids), 3), dtype=np.float64)
     for i, t in enumerate(track_ids):
@@ -165,7 +169,7 @@ def _scalar_stats(moments: np.ndarray) -> tuple[float, float]:
 
 def random_encoder_baseline(
     *,
-    store: Any, plan: TrialPlan, config: ProbeConfig = ProbeConfig(), width: int, moments: np.ndarray,
+    store: FeatureStore, plan: TrialPlan, config: ProbeConfig = ProbeConfig(), width: int, moments: np.ndarray,
     embed: Callable[[nn.Module], np.ndarray],
 ) -> ProbeResult:
     """One randomly initialised encoder per trial (seeded by the trial), the same probe.
@@ -173,8 +177,6 @@ def random_encoder_baseline(
     ``moments``: :func:`_frame_moments` float64 [len(plan.track_ids), 3]; ``embed``
     as in :func:`run_baselines`.
     """
-    from ..training.model import Encoder
-
     k = len(plan.classes)
     results = []
     for trial in plan.trials:
@@ -190,8 +192,6 @@ def random_encoder_baseline(
 class _GenreCNN(nn.Module):
     def __init__(self, width: int, n_mels: int, n_classes: int):
         super().__init__()
-        from ..training.model import Encoder
-
         self.encoder = Encoder(width=width, n_mels=n_mels)
         self.head = nn.Linear(self.encoder.embedding_dim, n_classes)
 
@@ -200,9 +200,7 @@ class _GenreCNN(nn.Module):
 
 
 @torch.no_grad()
-def _song_probabilities(net: _GenreCNN, store: Any, track_ids: Sequence[str]) -> np.ndarray:
-    from ..training.model import split_segments
-
+def _song_probabilities(net: _GenreCNN, store: FeatureStore, track_ids: Sequence[str]) -> np.ndarray:
     net.eval()
     seg = store.feature_config.segment_frames
     out = []
@@ -215,7 +213,7 @@ def _song_probabilities(net: _GenreCNN, store: Any, track_ids: Sequence[str]) ->
 
 def _genre_cnn_trial(
     *,
-    store: Any, ids: Mapping[str, Sequence[str]], y: Mapping[str, np.ndarray], n_classes: int,
+    store: FeatureStore, ids: Mapping[str, Sequence[str]], y: Mapping[str, np.ndarray], n_classes: int,
     width: int, config: BaselineConfig, seed: int, stats: tuple[float, float],
 ) -> tuple[np.ndarray, dict]:
     """Train one genre CNN (seeded by ``seed``); predictions int [n_test] and what was kept."""
@@ -246,7 +244,7 @@ def _genre_cnn_trial(
 
 def genre_cnn_baseline(
     *,
-    store: Any, plan: TrialPlan, config: BaselineConfig = BaselineConfig(), width: int, moments: np.ndarray
+    store: FeatureStore, plan: TrialPlan, config: BaselineConfig = BaselineConfig(), width: int, moments: np.ndarray
 ) -> ProbeResult:
     """The genre CNN in the first ``config.cnn_trials`` trials (it trains a network per trial).
 

@@ -1,4 +1,5 @@
-"""Hold-out positive/negative prediction: the paper's Table 1.
+"""Hold-out positive/negative prediction: the paper's Table 1, scored on the trials of
+:mod:`musicrep.evaluation.trials`.
 
 For each concept (artist, album, track) a *trial* is an anchor crop from a test
 song, one positive and N negatives (Lee, Park & Nam 2019, section 4):
@@ -30,7 +31,7 @@ they trained) include a held-out song of the trials, and says how many it found;
 ``allow_overlap=True`` scores them anyway, with a warning in the result.
 
 Unfinished runs: a run without ``DONE`` is refused when its model is loaded
-(:func:`load_run_model`); ``allow_unfinished=True`` scores it, with a warning in
+(:func:`musicrep.evaluation.runs.load_run_model`); ``allow_unfinished=True`` scores it, with a warning in
 the result. A model whose embeddings are NaN or infinite is an error, not a
 score of 0 (a NaN similarity loses every comparison).
 """
@@ -45,25 +46,17 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..concepts import PAPER_CONCEPTS, check_concept, concept_key, ordered
-from ..concepts import concept_label as _concept_label
-from ..data.splits import normalize_part
-from ..data.store import open_store
-from ..errors import ConfigError, EvaluationError, SplitError
-from .runs import load_run_model, model_names
+from ..concepts import PAPER_CONCEPTS, ordered
+from ..data.store import FeatureStore, open_store
+from ..errors import ConfigError, EvaluationError
+from ..training.model import Encoder, embed_segments
+from .provenance import refuse_overlap, trial_overlap
+from .runs import load_runs, model_names, unfinished_warnings
+from .trials import Trial, build_trials, count_labels, runs_split, split_name_for
 
 log = logging.getLogger(__name__)
 
 CONCEPTS: tuple[str, ...] = PAPER_CONCEPTS
-#: which saved split each concept's trials come from when the runs have no split of
-#: the concept's own name (the track split is the artist split plus the songs
-#: without an artist; runs made before it existed have only the artist split)
-SPLIT_OF_CONCEPT: dict[str, str] = {"artist": "artist", "album": "album", "track": "artist"}
-
-
-def split_name_for(concept: str, *, split: Mapping[str, Any]) -> str:
-    """The split a concept's trials come from: its own when given, else :data:`SPLIT_OF_CONCEPT`'s."""
-    return concept if concept in split else SPLIT_OF_CONCEPT.get(concept, concept)
 #: below this many distinct anchor songs a concept's result carries a warning
 FEW_SONGS = 30
 #: bootstrap resamples of the test songs for the 95% interval
@@ -73,185 +66,16 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 """Crops float32 [B, T, n_mels] -> embeddings float32 [B, D]."""
 
 
-# --------------------------------------------------------------------------- labels
-
-
-def concept_label(track: Any, *, concept: str) -> str:
-    """The label a track carries for ``concept`` ("" when unknown); see :func:`musicrep.concepts.concept_label`."""
-    return _concept_label(track, concept=check_concept(concept))
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def load_split(run_or_split_dir: str | Path) -> dict[str, Any]:
-    """The saved artist and album splits of a run.
-
-    Parameters
-    ----------
-    run_or_split_dir : a run folder (its ``split/`` is read) or a split folder
-
-    Returns
-    -------
-    dict
-        ``{"artist": Split, "album": Split}`` (:class:`musicrep.data.splits.Split`); a
-        split the run does not have is absent.
-    """
-    from ..data.splits import load_splits
-
-    path = Path(run_or_split_dir)
-    split_dir = path / "split" if (path / "split").is_dir() else path
-    if not split_dir.is_dir():
-        raise SplitError(f"{path}: no split folder; train a run first (it saves RUN/split/)")
-    return load_splits(split_dir)
-
-
-def split_parts(entry: Any) -> tuple[dict[str, str], dict[str, str] | None]:
-    """``({track_id: part}, {track_id: label} or None)`` of one concept's split.
-
-    ``entry`` is a :class:`musicrep.data.splits.Split` (labels come from it) or a plain
-    mapping ``{track_id: part}`` (labels then come from the catalog).
-    """
-    if hasattr(entry, "rows"):
-        rows = list(entry.rows)
-        return {t: normalize_part(p) for t, _l, p in rows}, {t: lab for t, lab, _p in rows}
-    if isinstance(entry, Mapping):
-        return {str(t): normalize_part(str(p)) for t, p in entry.items()}, None
-    raise SplitError(f"cannot read a split from a {type(entry).__name__}; pass a splits.Split or {{track_id: part}}")
-
-
-# --------------------------------------------------------------------------- trials
-
-
-@dataclasses.dataclass(frozen=True)
-class Trial:
-    """One hold-out trial; each item is ``(track_id, start_frame)``."""
-
-    concept: str
-    anchor: tuple[str, int]
-    positive: tuple[str, int]
-    negatives: tuple[tuple[str, int], ...]
-
-
-def _concept_index(concept: str) -> int:
-    return concept_key(concept)
-
-
-def build_trials(
-    *,
-    store: Any,
-    split: Mapping[str, Any],
-    concept: str,
-    n_trials: int = 1000,
-    n_negatives: int = 4,
-    seed: int = 0,
-    segment_frames: int | None = None,
-) -> list[Trial]:
-    """Fixed, seeded hold-out trials for one concept.
-
-    Parameters
-    ----------
-    store : a :class:`musicrep.data.store.FeatureStore` (``catalog``, ``n_frames``)
-    split : ``{"artist": Split, "album": Split}`` (see :func:`load_split`); plain
-        ``{track_id: part}`` mappings work too
-    concept : "artist", "album" or "track"
-    n_trials : number of trials; anchors cycle over the eligible test songs in a
-        seeded order, so each is used about equally often
-    n_negatives : N, negatives per trial (chance is 1 / (N + 1))
-    seed : the trials depend only on this, the split and the track lengths
-    segment_frames : crop length in frames (default: the store's feature settings)
-
-    Returns
-    -------
-    list of Trial, length ``n_trials``
-    """
-    check_concept(concept)
-    segment_frames = segment_frames or store.feature_config.segment_frames
-    if n_trials < 1 or n_negatives < 1:
-        raise ConfigError(f"n_trials={n_trials} and n_negatives={n_negatives} must be >= 1")
-    split_name = split_name_for(concept, split=split)
-    if split_name not in split:
-        raise SplitError(f"no {split_name} split given; the {concept} concept needs it")
-    parts, split_labels = split_parts(split[split_name])
-    length = {t: int(store.n_frames(t)) for t in parts if t in store.catalog}
-    label: dict[str, str] = {}
-    for tid in length:
-        if concept == "track":
-            lab = tid
-        elif split_labels is not None and concept == split_name:
-            lab = split_labels[tid]
-        else:
-            lab = concept_label(store.catalog.by_id(tid), concept=concept)
-        if lab and length[tid] >= segment_frames:
-            label[tid] = lab
-    test = sorted(t for t in label if parts[t] == "test")
-    valid_by_label: dict[str, list[str]] = {}
-    for t in sorted(label):
-        if parts[t] == "valid":
-            valid_by_label.setdefault(label[t], []).append(t)
-    if concept == "track":
-        anchors = [t for t in test if length[t] >= 2 * segment_frames]
-    else:
-        anchors = [t for t in test if label[t] in valid_by_label]
-    if not anchors:
-        raise EvaluationError(
-            f"{concept}: no test song can be an anchor (test songs: {len(test)}; an anchor needs "
-            + ("two non-overlapping segments" if concept == "track" else "a valid-set song with its label")
-            + "); use a larger collection"
-        )
-    test_labels = np.array([label[t] for t in test])
-    rng = np.random.default_rng([seed, _concept_index(concept), n_negatives])
-
-    def start(tid: str) -> int:
-        return int(rng.integers(0, length[tid] - segment_frames + 1))
-
-    trials: list[Trial] = []
-    order: list[str] = []
-    for _ in range(n_trials):
-        if not order:
-            order = [anchors[i] for i in rng.permutation(len(anchors))]
-        anchor = order.pop()
-        others = np.flatnonzero(test_labels != label[anchor])
-        if len(others) < n_negatives:
-            raise EvaluationError(
-                f"{concept}: only {len(others)} test songs have a label other than {label[anchor]!r}; "
-                f"{n_negatives} negatives are needed: lower --negatives or use a larger collection"
-            )
-        if concept == "track":
-            # two starts at least one segment apart, uniformly: x <= y, then shift y
-            hi = length[anchor] - 2 * segment_frames
-            x, y = sorted(int(v) for v in rng.integers(0, hi + 1, size=2))
-            a_start, p_start = (x, y + segment_frames) if rng.random() < 0.5 else (y + segment_frames, x)
-            positive = (anchor, p_start)
-        else:
-            a_start = start(anchor)
-            pool = valid_by_label[label[anchor]]
-            pos = pool[int(rng.integers(0, len(pool)))]
-            positive = (pos, start(pos))
-        neg_ids = [test[i] for i in rng.choice(others, size=n_negatives, replace=False)]
-        trials.append(
-            Trial(
-                concept=concept,
-                anchor=(anchor, a_start),
-                positive=positive,
-                negatives=tuple((t, start(t)) for t in neg_ids),
-            )
-        )
-    return trials
-
-
 # --------------------------------------------------------------------------- scoring
 
 
-def as_embedder(model: Any, *, batch_size: int = 256) -> Embedder:
+def as_embedder(model: Encoder | Embedder, *, batch_size: int = 256) -> Embedder:
     """Wrap an :class:`~musicrep.training.model.Encoder` (any ``torch.nn.Module``) or a callable.
 
     The result maps crops float32 [B, T, n_mels] to float32 [B, D]; a module is
     run in eval mode without gradients.
     """
     if isinstance(model, torch.nn.Module):
-        from ..training.model import embed_segments
-
         return lambda crops: embed_segments(model, segments=crops, batch_size=batch_size)
     if callable(model):
         return lambda crops: np.asarray(model(crops), dtype=np.float32)
@@ -288,7 +112,7 @@ def score_trials(
     trials: Sequence[Trial],
     *,
     embedders: Mapping[str, Embedder],
-    store: Any,
+    store: FeatureStore,
     segment_frames: int | None = None,
     chunk: int = 128,
 ) -> dict[str, np.ndarray]:
@@ -411,9 +235,9 @@ class HoldoutResult:
 
 
 def holdout(
-    models: Mapping[str, Any],
+    models: Mapping[str, Encoder | Embedder],
     *,
-    store: Any,
+    store: FeatureStore,
     split: Mapping[str, Any],
     concepts: Iterable[str] = CONCEPTS,
     n_trials: int = 1000,
@@ -430,7 +254,7 @@ def holdout(
     split : ``{"artist": Split, "album": Split}`` or ``{track_id: part}`` mappings
     concepts : which of artist / album / track to evaluate (a concept whose split
         is missing is skipped with a warning)
-    n_trials, n_negatives, seed : see :func:`build_trials`
+    n_trials, n_negatives, seed : see :func:`musicrep.evaluation.trials.build_trials`
 
     Returns
     -------
@@ -438,69 +262,65 @@ def holdout(
     """
     embedders = {name: as_embedder(m) for name, m in models.items()}
     segment_frames = segment_frames or store.feature_config.segment_frames
-    acc: dict[str, dict[str, float]] = {name: {} for name in models}
-    err: dict[str, dict[str, float]] = {name: {} for name in models}
-    interval: dict[str, dict[str, list[float]]] = {name: {} for name in models}
-    n_songs: dict[str, int] = {}
-    n_labels: dict[str, int] = {}
-    warnings: list[str] = []
-    done: list[str] = []
-    skipped: dict[str, str] = {}
-    for concept in concepts:
-        split_name = split_name_for(concept, split=split)
-        if split_name not in split:
-            log.warning("skipping the %s concept: the run has no %s split", concept, split_name)
-            skipped[concept] = f"no {split_name} split in the runs"
-            continue
-        try:
-            trials = build_trials(
-                store=store, split=split, concept=concept, n_trials=n_trials,
-                n_negatives=n_negatives, seed=seed, segment_frames=segment_frames,
-            )
-        except EvaluationError as exc:  # one concept the collection cannot test does not sink the others
-            log.warning("skipping the %s concept: %s", concept, exc)
-            skipped[concept] = str(exc)
-            continue
-        done.append(concept)
-        anchors = [t.anchor[0] for t in trials]
-        n_songs[concept] = len(set(anchors))
-        n_labels[concept] = _count_labels(store, split, concept, set(anchors))
-        if n_songs[concept] < FEW_SONGS:
-            of = f" of {n_labels[concept]} {concept}s" if concept != "track" else ""
-            warnings.append(f"{concept}: the {n_trials} trials rest on {n_songs[concept]} test songs{of}; "
-                            "read the interval, not the trial count")
-        credits = score_trials(trials, embedders=embedders, store=store, segment_frames=segment_frames)
-        for name, credit in credits.items():
-            a = float(credit.mean())
-            acc[name][concept] = a
-            sd, low, high = song_bootstrap(credit, songs=anchors, seed=seed)
-            err[name][concept], interval[name][concept] = sd, [low, high]
-            log.info("hold-out %s on %s: %.3f [%.3f, %.3f] (%d trials, %d test songs)",
-                     name, concept, a, low, high, len(credit), n_songs[concept])
-    for w in warnings:
-        log.warning("%s", w)
-    return HoldoutResult(
-        models=list(models), concepts=done, accuracy=acc, stderr=err, n_trials=n_trials,
-        n_negatives=n_negatives, seed=seed, chance=1.0 / (n_negatives + 1), skipped=skipped,
-        interval=interval, n_songs=n_songs, n_labels=n_labels, warnings=warnings,
+    result = HoldoutResult(
+        models=list(models), concepts=[], accuracy={name: {} for name in models},
+        stderr={name: {} for name in models}, n_trials=n_trials, n_negatives=n_negatives, seed=seed,
+        chance=1.0 / (n_negatives + 1), interval={name: {} for name in models},
     )
+    for concept in concepts:
+        trials = _concept_trials(result, store=store, split=split, concept=concept, segment_frames=segment_frames)
+        if trials is not None:
+            _score_concept(result, trials, embedders=embedders, store=store, split=split,
+                           segment_frames=segment_frames)
+    for w in result.warnings:
+        log.warning("%s", w)
+    return result
 
 
-def _count_labels(store: Any, split: Mapping[str, Any], concept: str, songs: set[str]) -> int:
-    """Distinct labels among the anchor songs (the songs themselves for the track concept)."""
-    if concept == "track":
-        return len(songs)
-    name = split_name_for(concept, split=split)
-    _parts, labels = split_parts(split[name])
-    if labels is not None and concept == name:
-        return len({labels[t] for t in songs})
-    return len({concept_label(store.catalog.by_id(t), concept=concept) for t in songs})
+def _concept_trials(result: HoldoutResult, *, store: FeatureStore, split: Mapping[str, Any], concept: str,
+                    segment_frames: int) -> list[Trial] | None:
+    """The concept's trials, or None with the reason in ``result.skipped`` (one concept the
+    collection cannot test does not sink the others)."""
+    split_name = split_name_for(concept, split=split)
+    if split_name not in split:
+        log.warning("skipping the %s concept: the run has no %s split", concept, split_name)
+        result.skipped[concept] = f"no {split_name} split in the runs"
+        return None
+    try:
+        return build_trials(store=store, split=split, concept=concept, n_trials=result.n_trials,
+                            n_negatives=result.n_negatives, seed=result.seed, segment_frames=segment_frames)
+    except EvaluationError as exc:
+        log.warning("skipping the %s concept: %s", concept, exc)
+        result.skipped[concept] = str(exc)
+        return None
+
+
+def _score_concept(result: HoldoutResult, trials: Sequence[Trial], *, embedders: Mapping[str, Embedder],
+                   store: FeatureStore, split: Mapping[str, Any], segment_frames: int) -> None:
+    """Every model's accuracy and song-bootstrap interval on one concept's trials, into ``result``."""
+    concept = trials[0].concept
+    result.concepts.append(concept)
+    anchors = [t.anchor[0] for t in trials]
+    n_songs = result.n_songs[concept] = len(set(anchors))
+    n_labels = result.n_labels[concept] = count_labels(store, split=split, concept=concept, songs=set(anchors))
+    if n_songs < FEW_SONGS:
+        of = f" of {n_labels} {concept}s" if concept != "track" else ""
+        result.warnings.append(f"{concept}: the {result.n_trials} trials rest on {n_songs} test songs{of}; "
+                               "read the interval, not the trial count")
+    credits = score_trials(trials, embedders=embedders, store=store, segment_frames=segment_frames)
+    for name, credit in credits.items():
+        a = float(credit.mean())
+        result.accuracy[name][concept] = a
+        sd, low, high = song_bootstrap(credit, songs=anchors, seed=result.seed)
+        result.stderr[name][concept], result.interval[name][concept] = sd, [low, high]
+        log.info("hold-out %s on %s: %.3f [%.3f, %.3f] (%d trials, %d test songs)",
+                 name, concept, a, low, high, len(credit), n_songs)
 
 
 def holdout_runs(
     runs: Sequence[str | Path],
     *,
-    store: Any,
+    store: FeatureStore | str | Path,
     split_from: str | Path | None = None,
     which: str = "best",
     n_trials: int = 1000,
@@ -535,67 +355,18 @@ def holdout_runs(
     if not runs:
         raise ConfigError("no runs given; pass at least one run folder")
     store = open_store(store)
-    loaded = []
-    for run in runs:
-        model, info = load_run_model(run, which=which, allow_unfinished=allow_unfinished)
-        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-        loaded.append((run_dir, model, info))
-    split = runs_split([r for r, _m, _i in loaded], split_from=split_from)
-    problems = trial_overlap([(r, i) for r, _m, i in loaded], split=split)
-    if problems and not allow_overlap:
-        raise EvaluationError(
-            "these runs trained on songs that the hold-out trials hold out, so their scores would include "
-            "songs they trained on:\n  " + "\n  ".join(problems)
-            + "\nTrain the runs on one store with one seed (their splits are then drawn together), or pass "
-            "--allow-overlap to score them anyway"
-        )
-    names = model_names([(r, i) for r, _m, i in loaded])
+    loaded = load_runs(runs, which=which, allow_unfinished=allow_unfinished)
+    split = runs_split([r.run_dir for r in loaded], split_from=split_from)
+    problems = trial_overlap(loaded, split=split)
+    refuse_overlap(problems, held="the hold-out trials", verb="score", allow_overlap=allow_overlap)
+    names = model_names([(r.run_dir, r.info) for r in loaded])
     result = holdout(
-        {n: m for n, (_r, m, _i) in zip(names, loaded)},
+        {n: r.encoder for n, r in zip(names, loaded)},
         # the paper's concepts, and every column concept the runs' splits hold
-        store=store, split=split, concepts=ordered(set(CONCEPTS) | set(split)), n_trials=n_trials, n_negatives=n_negatives, seed=seed,
+        store=store, split=split, concepts=ordered(set(CONCEPTS) | set(split)), n_trials=n_trials,
+        n_negatives=n_negatives, seed=seed,
     )
-    result.runs = {n: str(r) for n, (r, _m, _i) in zip(names, loaded)}
+    result.runs = {n: str(r.run_dir) for n, r in zip(names, loaded)}
     result.warnings += [f"scored despite overlap: {p}" for p in problems]
-    from ..training.checkpoint import unfinished_warning
-
-    result.warnings += [unfinished_warning(i) for _r, _m, i in loaded if getattr(i, "unfinished", False)]
+    result.warnings += unfinished_warnings(loaded)
     return result
-
-
-def runs_split(run_dirs: Sequence[Path], *, split_from: str | Path | None = None) -> dict[str, Any]:
-    """The splits of ``split_from``, else each split from the first run that has it
-    (an artist run has no album split)."""
-    if split_from is not None:
-        return load_split(split_from)
-    split: dict[str, Any] = {}
-    for run_dir in run_dirs:
-        for name, entry in load_split(run_dir).items():
-            split.setdefault(name, entry)
-    return split
-
-
-def trial_overlap(runs: Sequence[tuple[Path, Any]], *, split: Mapping[str, Any]) -> list[str]:
-    """One line per run whose training songs include songs the trials' splits hold out.
-
-    Parameters
-    ----------
-    runs : ``(run folder, CheckpointInfo)`` pairs
-    split : the trials' splits (:func:`load_split`)
-    """
-    held: dict[str, set[str]] = {
-        name: {t for t, p in split_parts(entry)[0].items() if p != "train"} for name, entry in split.items()
-    }
-    from .provenance import training_songs  # provenance imports this module
-
-    lines = []
-    for run_dir, info in runs:
-        try:
-            trained = training_songs(run=run_dir, concept=getattr(info, "concept", None)).track_ids
-        except SplitError:
-            continue
-        found = {name: len(trained & ids) for name, ids in held.items() if trained & ids}
-        if found:
-            lines.append(f"{run_dir}: " + ", ".join(f"{n} of its training songs are {name}-split valid/test songs"
-                                                    for name, n in found.items()))
-    return lines

@@ -1,5 +1,6 @@
-"""Has the encoder already heard these songs? Overlap between a transfer collection
-and a run's training songs.
+"""Has the encoder already heard these songs? Overlap between a run's training songs
+and the songs a test uses: a transfer collection, or the held-out songs of the
+hold-out trials and retrieval pools.
 
 A transfer test asks how well embeddings serve a task the encoder was not trained
 for. Transfer songs that are also the encoder's training songs make it a test of
@@ -29,14 +30,16 @@ import dataclasses
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
 from ..concepts import JOINT, PAPER_CONCEPTS
-from ..data.store import open_store
-from ..errors import MusicrepError, StoreError
-from .runs import run_store_path
+from ..data.splits import Split
+from ..data.store import FeatureStore, open_store
+from ..errors import EvaluationError, MusicrepError, SplitError, StoreError
+from .runs import LoadedRun, run_store_path
+from .trials import split_parts
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,6 @@ def training_songs(*, run: str | Path, concept: str | None = None) -> TrainingSo
     SplitError
         when a split file is malformed.
     """
-    from ..data.splits import Split
-
     run = Path(run)
     if run.is_file():
         run = run.parent
@@ -115,7 +116,7 @@ class _Songs:
     track id), so a store's frames are hashed at most once per call.
     """
 
-    def __init__(self, store: Any, track_ids: Sequence[str], digests: dict[tuple[str, str], str]):
+    def __init__(self, store: FeatureStore, track_ids: Sequence[str], digests: dict[tuple[str, str], str]):
         self.store = store
         self.ids = [t for t in track_ids if t in store]
         self._key = str(Path(store.path).resolve())
@@ -188,7 +189,7 @@ def _overlap_line(label: str, info: TrainingSongs, target: _Songs, opened: dict[
             f"({', '.join(kinds)}); transfer accuracy on them measures memorisation, not transfer{note}")
 
 
-def transfer_overlap(runs: Sequence[str | Path], *, store: Any, track_ids: Sequence[str] | None = None) -> list[str]:
+def transfer_overlap(runs: Sequence[str | Path], *, store: FeatureStore | str | Path, track_ids: Sequence[str] | None = None) -> list[str]:
     """Warnings for runs whose training songs include songs of a transfer collection.
 
     Parameters
@@ -223,3 +224,52 @@ def transfer_overlap(runs: Sequence[str | Path], *, store: Any, track_ids: Seque
         if line:
             lines.append(line)
     return lines
+
+
+def overlap_warnings(runs: Sequence[str], *, store: FeatureStore, track_ids: Sequence[str]) -> list[str]:
+    """:func:`transfer_overlap` of ``runs`` on a probe's songs ``track_ids``, each line also logged as a warning."""
+    if not runs:
+        return []
+    warnings = transfer_overlap(runs, store=store, track_ids=track_ids)
+    for line in warnings:
+        log.warning("%s", line)
+    return warnings
+
+
+# --------------------------------------------------------------------------- held-out songs
+
+
+def trial_overlap(runs: Sequence[LoadedRun], *, split: Mapping[str, Any]) -> list[str]:
+    """One line per run whose training songs include songs the given splits hold out (valid or test).
+
+    Parameters
+    ----------
+    runs : the loaded runs (:func:`musicrep.evaluation.runs.load_runs`)
+    split : the trials' or pools' splits (:func:`musicrep.evaluation.trials.load_split`)
+    """
+    held: dict[str, set[str]] = {
+        name: {t for t, p in split_parts(entry)[0].items() if p != "train"} for name, entry in split.items()
+    }
+    lines = []
+    for run in runs:
+        try:
+            trained = training_songs(run=run.run_dir, concept=run.info.concept).track_ids
+        except SplitError:
+            continue
+        found = {name: len(trained & ids) for name, ids in held.items() if trained & ids}
+        if found:
+            lines.append(f"{run.run_dir}: " + ", ".join(f"{n} of its training songs are {name}-split valid/test songs"
+                                                        for name, n in found.items()))
+    return lines
+
+
+def refuse_overlap(problems: Sequence[str], *, held: str, verb: str, allow_overlap: bool) -> None:
+    """Raise :class:`~musicrep.errors.EvaluationError` listing :func:`trial_overlap`'s ``problems``
+    unless ``allow_overlap`` (``held``: what holds the songs out; ``verb``: what ``--allow-overlap`` lets happen)."""
+    if problems and not allow_overlap:
+        raise EvaluationError(
+            f"these runs trained on songs that {held} hold out, so their figures would include songs they "
+            "trained on:\n  " + "\n  ".join(problems)
+            + "\nTrain the runs on one store with one seed (their splits are then drawn together), or pass "
+            f"--allow-overlap to {verb} them anyway"
+        )

@@ -5,11 +5,11 @@ beats four negatives; a search engine is asked something harder: rank a whole
 collection so that the songs of the query's artist (album) come first. Here every
 held-out song of a split is a query against the other held-out songs of that split
 (itself excluded), ranked by cosine similarity of L2-normalised song embeddings
-(the mean of a song's non-overlapping segment embeddings, :func:`musicrep.evaluation.transfer.song_embeddings`).
+(the mean of a song's non-overlapping segment embeddings, :func:`musicrep.evaluation.song_vectors.song_embeddings`).
 A candidate is relevant when it has the query's label in that split.
 
 - same-artist retrieval uses the artist split, same-album retrieval the album split;
-- the pool is the split's **valid and test** songs (:data:`PARTS`). Both are held
+- the pool is the split's **valid and test** songs (:data:`~musicrep.evaluation.retrieval_settings.PARTS`). Both are held
   out by every concept (:func:`musicrep.data.splits.make_splits` never trains one
   concept on a song another holds out), so no model has trained on a pool song.
   Valid songs are included because a test-only pool leaves most queries with no
@@ -20,13 +20,10 @@ A candidate is relevant when it has the query's label in that split.
   ``parts=("test",)`` gives the stricter pool where a split has 2+ test songs per label.
 - a query whose label has no other song in the pool cannot be scored; it is
   skipped and counted (``n_skipped``), never scored as 0;
-- **AP**: average precision over the full ranking; **P@k**: the fraction of
-  relevant songs among the first ``k`` (divided by ``k`` even when a label has
-  fewer than ``k`` other songs, so a perfect ranking scores
-  ``min(relevant, k) / k``: the result records that ceiling);
-- **ties** (similarities within ``atol``): every order of tied songs is taken as
-  equally likely and the metric is its expectation (McSherry & Najork 2008), so a
-  constant embedding scores exactly chance, which is how the chance row is made;
+- AP and P@k, with ties taken as their expectation over orders, are computed by
+  :mod:`musicrep.evaluation.ranking`; a perfect ranking scores P@k =
+  ``min(relevant, k) / k`` (the result records that ceiling), and a constant
+  embedding scores exactly chance, which is how the chance row is made;
 - intervals: 95% percentile bootstrap over the queries
   (:func:`musicrep.evaluation.holdout.song_bootstrap`, one query per song). Queries of one
   artist are not independent, so read a narrow interval on few labels with care.
@@ -50,177 +47,24 @@ import numpy as np
 import torch
 
 from ..concepts import PAPER_CONCEPTS
-from ..data.store import open_store
+from ..data.store import FeatureStore, open_store
 from ..errors import ConfigError, EvaluationError
 from ..inference.embed import EmbeddingModel
 from ..io import atomic_write_json
-from ..training.checkpoint import unfinished_warning
 from ..training.model import Encoder
-from .baselines import DISPLAY, summary_features
-from .holdout import FEW_SONGS, runs_split, song_bootstrap, split_parts, trial_overlap
-from .runs import load_run_model, model_names, run_store_path
-from .transfer import song_embeddings
+from .baselines import DISPLAY, check_names, summary_features
+from .holdout import FEW_SONGS, song_bootstrap
+from .provenance import refuse_overlap, trial_overlap
+from .ranking import QueryScores, retrieval, unit_rows
+from .retrieval_settings import BASELINES, PARTS, TASKS, K
+from .runs import LoadedRun, load_runs, model_names, run_folder, run_store_path, unfinished_warnings
+from .song_vectors import song_embeddings
+from .trials import runs_split, split_parts
 
 log = logging.getLogger(__name__)
 
-#: the retrieval tasks: same-artist songs (artist split), same-album songs (album split)
-TASKS: tuple[str, ...] = ("artist", "album")
-#: the split parts whose songs form the pool (see the module docstring for why valid is in)
-PARTS: tuple[str, ...] = ("valid", "test")
-#: the cut-off of precision@k
-K = 10
-#: ranked similarities less than this apart tie (as in :func:`musicrep.evaluation.holdout.trial_scores`)
-ATOL = 1e-6
-#: baselines measured by default: all cheap (no training)
-BASELINES: tuple[str, ...] = ("random", "logmel", "mfcc")
 #: the concepts whose models make the concatenated space
 SINGLE_CONCEPTS: tuple[str, ...] = PAPER_CONCEPTS
-
-
-# --------------------------------------------------------------------------- one ranking
-
-
-def _expected_ranking(scores: np.ndarray, relevant: np.ndarray, *, atol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per rank position: the chance that it holds a relevant song, and the expected
-    number of relevant songs up to it given that it does, over random orders of ties.
-
-    Returns
-    -------
-    rate : float [n], (relevant in the tie group) / (group size) at each position
-    hits : float [n], E[relevant songs in positions 1..p | position p relevant]
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    relevant = np.asarray(relevant, dtype=bool)
-    if scores.shape != relevant.shape or scores.ndim != 1:
-        raise ConfigError(f"scores {scores.shape} and relevant {relevant.shape} must be two 1-D arrays of one length")
-    order = np.argsort(-scores, kind="stable")
-    s, rel = scores[order], relevant[order].astype(np.float64)
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = (s[:-1] - s[1:]) > atol
-    group = np.cumsum(new) - 1
-    size = np.bincount(group).astype(np.float64)             # t: songs in each tie group
-    n_rel = np.bincount(group, weights=rel)                   # r: relevant songs in it
-    before = np.cumsum(n_rel) - n_rel                         # relevant songs ranked above it
-    slot = np.arange(len(s)) - np.flatnonzero(new)[group]     # 0-based place inside the group
-    t, r = size[group], n_rel[group]
-    # given a relevant song in this slot, the others of the group's r - 1 are spread
-    # uniformly over its t - 1 other slots: slot * (r - 1) / (t - 1) of them lie above
-    hits = before[group] + 1 + slot * (r - 1) / np.maximum(t - 1, 1)
-    return r / t, hits
-
-
-def average_precision(scores: np.ndarray, *, relevant: np.ndarray, atol: float = ATOL) -> float:
-    """Average precision of one ranking, expected over random orders of tied scores.
-
-    Parameters
-    ----------
-    scores : float [n], similarity of each candidate to the query (higher first)
-    relevant : bool [n], whether each candidate is relevant
-    atol : scores closer than this are tied
-
-    Returns
-    -------
-    float in [0, 1]: mean over the relevant candidates of the precision at their
-    rank; NaN when no candidate is relevant (the query cannot be scored)
-    """
-    return _ap_and_precision(scores, relevant, k=1, atol=atol)[0]
-
-
-def precision_at_k(scores: np.ndarray, *, relevant: np.ndarray, k: int = K, atol: float = ATOL) -> float:
-    """Fraction of relevant candidates among the first ``k``, expected over random orders of ties.
-
-    Parameters
-    ----------
-    scores, relevant, atol : as in :func:`average_precision`
-    k : the cut-off; the count is divided by ``k`` even when fewer than ``k``
-        candidates exist or are relevant
-
-    Returns
-    -------
-    float in [0, 1]
-    """
-    if k < 1:
-        raise ConfigError(f"k={k} must be >= 1")
-    return _ap_and_precision(scores, relevant, k=k, atol=atol)[1]
-
-
-def _ap_and_precision(scores: np.ndarray, relevant: np.ndarray, *, k: int, atol: float) -> tuple[float, float]:
-    """``(AP, P@k)`` from one sort (a pool of 20,000 songs sorts 20,000 times per space)."""
-    rate, hits = _expected_ranking(scores, relevant, atol=atol)
-    n_relevant = float(np.count_nonzero(relevant))
-    ap = float(np.sum(rate * hits / np.arange(1, len(rate) + 1)) / n_relevant) if n_relevant else float("nan")
-    return ap, float(rate[:k].sum() / k)
-
-
-# --------------------------------------------------------------------------- a pool of songs
-
-
-@dataclasses.dataclass(frozen=True)
-class QueryScores:
-    """Per-query AP and P@k of one embedding space on one pool.
-
-    Attributes
-    ----------
-    queries : int [q], the pool rows that were queries (their label has another song)
-    ap, p_at_k : float [q]
-    n_relevant : int [q], other pool songs with the query's label
-    n_skipped : pool songs that could not be queries (no other song with their label)
-    k : the cut-off of ``p_at_k``
-    """
-    queries: np.ndarray
-    ap: np.ndarray
-    p_at_k: np.ndarray
-    n_relevant: np.ndarray
-    n_skipped: int
-    k: int
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` float [n, D] scaled to unit L2 norm (a zero row stays zero), float64."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ConfigError(f"embeddings must be [songs, dims], got shape {x.shape}")
-    if not np.isfinite(x).all():
-
-        bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        raise EvaluationError(f"song {bad} has a NaN or infinite embedding; its model is damaged or diverged")
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def retrieval(embeddings: np.ndarray, *, labels: Sequence[str], k: int = K, atol: float = ATOL,
-              chunk: int = 512) -> QueryScores:
-    """Every song as a query against the others: cosine ranking, AP and P@k.
-
-    Parameters
-    ----------
-    embeddings : float [n, D], one row per song (normalised here)
-    labels : [n], each song's label; songs with the query's label are relevant
-    k : the cut-off of precision@k
-    atol : similarities closer than this are tied (see :func:`average_precision`)
-    chunk : queries whose similarities are computed at once (memory: chunk x n)
-
-    Returns
-    -------
-    QueryScores
-    """
-    if k < 1:
-        raise ConfigError(f"k={k} must be >= 1")
-    x = unit_rows(embeddings)
-    labels = np.asarray([str(v) for v in labels])
-    if len(labels) != len(x):
-        raise ConfigError(f"{len(labels)} labels for {len(x)} embeddings")
-    _names, code = np.unique(labels, return_inverse=True)
-    n_other = np.bincount(code, minlength=len(_names))[code] - 1
-    queries = np.flatnonzero(n_other > 0)
-    ap, pk = np.zeros(len(queries)), np.zeros(len(queries))
-    for lo in range(0, len(queries), chunk):
-        rows = queries[lo : lo + chunk]
-        sims = x[rows] @ x.T  # [chunk, n]
-        for j, i in enumerate(rows):
-            s, rel = np.delete(sims[j], i), np.delete(code == code[i], i)
-            ap[lo + j], pk[lo + j] = _ap_and_precision(s, rel, k=k, atol=atol)
-    return QueryScores(queries=queries, ap=ap, p_at_k=pk, n_relevant=n_other[queries],
-                       n_skipped=int(len(x) - len(queries)), k=k)
 
 
 def summarise(scores: QueryScores, *, track_ids: Sequence[str], seed: int = 0) -> dict[str, Any]:
@@ -228,7 +72,7 @@ def summarise(scores: QueryScores, *, track_ids: Sequence[str], seed: int = 0) -
 
     Parameters
     ----------
-    scores : :func:`retrieval`'s result
+    scores : :func:`musicrep.evaluation.ranking.retrieval`'s result
     track_ids : [n], the pool's songs (the bootstrap resamples query songs)
 
     Returns
@@ -364,34 +208,15 @@ def pool(split: Mapping[str, Any], *, task: str, parts: Iterable[str] = PARTS) -
     return ids, [labels[t] for t in ids]
 
 
-def _check(names: Iterable[str], *, valid: Sequence[str], what: str) -> list[str]:
-    names = list(names)
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise ConfigError(f"unknown {what} {unknown[0]!r}; choose from {list(valid)}")
-    return names
-
-
-def _load_runs(runs: Sequence[str | Path], *, which: str, allow_unfinished: bool) -> list[tuple[Path, Any, Any]]:
-    """``(run folder, EmbeddingModel, CheckpointInfo)`` of each run, each loaded once."""
-    out = []
-    for run in runs:
-        encoder, info = load_run_model(run, which=which, allow_unfinished=allow_unfinished)
-        model = EmbeddingModel.from_checkpoint(encoder, info)
-        out.append((Path(run) if Path(run).is_dir() else Path(run).parent, model, info))
-    return out
-
-
-def baseline_vectors(name: str, *, store: Any, track_ids: Sequence[str], reference: Any, seed: int = 0) -> np.ndarray:
+def baseline_vectors(name: str, *, store: FeatureStore, track_ids: Sequence[str], reference: EmbeddingModel,
+                     seed: int = 0) -> np.ndarray:
     """Song vectors float [n, D] of a baseline of :data:`BASELINES`.
 
-    ``random``: an untrained encoder of ``reference``'s width (an EmbeddingModel),
-    seeded by ``seed``, with ``reference``'s input normalisation (the training
-    songs' scalar mean and std); ``logmel`` / ``mfcc``:
-    :func:`musicrep.evaluation.baselines.summary_features`, each dimension standardised over
-    ``track_ids``.
+    ``random``: an untrained encoder of ``reference``'s width, seeded by ``seed``,
+    with ``reference``'s input normalisation (the training songs' scalar mean and
+    std); ``logmel`` / ``mfcc``: :func:`musicrep.evaluation.baselines.summary_features`,
+    each dimension standardised over ``track_ids``.
     """
-
     if name == "random":
         with torch.random.fork_rng(devices=[]):  # leave the caller's torch RNG where it was
             torch.manual_seed(seed)
@@ -402,16 +227,16 @@ def baseline_vectors(name: str, *, store: Any, track_ids: Sequence[str], referen
     return (feats - feats.mean(axis=0)) / np.maximum(feats.std(axis=0), 1e-8)
 
 
-def _spaces(loaded: Sequence[tuple[Path, Any, Any]], *, store: Any, track_ids: Sequence[str],
+def _spaces(loaded: Sequence[LoadedRun], *, store: FeatureStore, track_ids: Sequence[str],
             baselines: Sequence[str], concat: bool, seed: int, cache: bool) -> tuple[dict, dict, dict]:
     """``(vectors, kinds, runs)`` keyed by space name: the models, their concatenation, the baselines."""
-    names = model_names([(r, i) for r, _m, i in loaded])
-    vectors = {n: song_embeddings(m, store=store, track_ids=track_ids, cache=cache)
-               for n, (_r, m, _i) in zip(names, loaded)}
+    names = model_names([(r.run_dir, r.info) for r in loaded])
+    models = [EmbeddingModel.from_checkpoint(r.encoder, r.info) for r in loaded]
+    vectors = {n: song_embeddings(m, store=store, track_ids=track_ids, cache=cache) for n, m in zip(names, models)}
     kinds = {n: "model" for n in names}
-    runs = {n: [str(r)] for n, (r, _m, _i) in zip(names, loaded)}
+    runs = {n: [str(r.run_dir)] for n, r in zip(names, loaded)}
     # the first run of each single concept, in the paper's order
-    first = {str(i.concept): n for n, (_r, _m, i) in reversed(list(zip(names, loaded)))}
+    first = {str(r.info.concept): n for n, r in reversed(list(zip(names, loaded)))}
     parts = [(c, first[c]) for c in SINGLE_CONCEPTS if c in first]
     if concat and len(parts) >= 2:
         name = f"concat ({'+'.join(c for c, _n in parts)})"
@@ -419,16 +244,32 @@ def _spaces(loaded: Sequence[tuple[Path, Any, Any]], *, store: Any, track_ids: S
         vectors[name] = np.concatenate([unit_rows(vectors[n]) for _c, n in parts], axis=1)
         kinds[name], runs[name] = "concatenation", [r for _c, n in parts for r in runs[n]]
     for b in baselines:
-        vectors[DISPLAY[b]] = baseline_vectors(b, store=store, track_ids=track_ids, reference=loaded[0][1], seed=seed)
+        vectors[DISPLAY[b]] = baseline_vectors(b, store=store, track_ids=track_ids, reference=models[0], seed=seed)
         kinds[DISPLAY[b]], runs[DISPLAY[b]] = "baseline", []
     return vectors, kinds, runs
+
+
+def _pools(split: Mapping[str, Any], *, parts: Sequence[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """Each task's :func:`pool` (tasks whose split the runs have); refuses when every pool is empty."""
+    pools = {t: pool(split, task=t, parts=parts) for t in TASKS if t in split}
+    if not any(ids for ids, _l in pools.values()):
+        raise EvaluationError(f"the runs' splits have no {' or '.join(TASKS)} songs in {parts}; nothing to measure")
+    return pools
+
+
+def _run_store(runs: Sequence[str | Path], *, store: FeatureStore | str | Path | None) -> FeatureStore:
+    """``store``, else the store the first run's ``run.json`` names, opened."""
+    store = store if store is not None else run_store_path(run_folder(runs[0]))
+    if store is None:
+        raise ConfigError(f"{runs[0]}: its run.json names no store; pass the store")
+    return open_store(store)
 
 
 def retrieval_runs(
     runs: Sequence[str | Path],
     *,
     out: str | Path | None = None,
-    store: Any = None,
+    store: FeatureStore | str | Path | None = None,
     split_from: str | Path | None = None,
     which: str = "best",
     parts: Iterable[str] = PARTS,
@@ -465,24 +306,16 @@ def retrieval_runs(
     EvaluationError
         when a run trained on a pool song (and not ``allow_overlap``), or no task can be measured
     """
-    parts = _check(parts, valid=PARTS, what="pool part")
-    baselines = _check(baselines, valid=BASELINES, what="baseline")
+    parts = check_names(parts, valid=PARTS, what="pool part")
+    baselines = check_names(baselines, valid=BASELINES, what="baseline")
     if not runs or not parts or k < 1:
         raise ConfigError(f"need run folders, a pool part among {list(PARTS)} and k >= 1 (got k={k})")
-    store = store if store is not None else run_store_path(runs[0] if Path(runs[0]).is_dir() else Path(runs[0]).parent)
-    if store is None:
-        raise ConfigError(f"{runs[0]}: its run.json names no store; pass the store")
-    store = open_store(store)
-    loaded = _load_runs(runs, which=which, allow_unfinished=allow_unfinished)
-    split = runs_split([r for r, _m, _i in loaded], split_from=split_from)
-    problems = trial_overlap([(r, i) for r, _m, i in loaded], split=split)
-    if problems and not allow_overlap:
-        raise EvaluationError("these runs trained on songs that the retrieval pools hold out:\n  "
-                              + "\n  ".join(problems) + "\nTrain the runs on one store with one seed, or pass "
-                              "--allow-overlap to measure them anyway")
-    pools = {t: pool(split, task=t, parts=parts) for t in TASKS if t in split}
-    if not any(ids for ids, _l in pools.values()):
-        raise EvaluationError(f"the runs' splits have no {' or '.join(TASKS)} songs in {parts}; nothing to measure")
+    store = _run_store(runs, store=store)
+    loaded = load_runs(runs, which=which, allow_unfinished=allow_unfinished)
+    split = runs_split([r.run_dir for r in loaded], split_from=split_from)
+    problems = trial_overlap(loaded, split=split)
+    refuse_overlap(problems, held="the retrieval pools", verb="measure", allow_overlap=allow_overlap)
+    pools = _pools(split, parts=parts)
     track_ids = sorted({t for ids, _l in pools.values() for t in ids})
     vectors, kinds, space_runs = _spaces(loaded, store=store, track_ids=track_ids, baselines=baselines,
                                          concat=concat, seed=seed, cache=cache)
@@ -490,7 +323,7 @@ def retrieval_runs(
     result.parts, result.kinds, result.runs = list(parts), kinds, space_runs
     result.skipped.update({t: f"no {t} split in the runs" for t in TASKS if t not in split})
     result.warnings += [f"measured despite overlap: {p}" for p in problems]
-    result.warnings += [unfinished_warning(i) for _r, _m, i in loaded if getattr(i, "unfinished", False)]
+    result.warnings += unfinished_warnings(loaded)
     if out is not None:
         atomic_write_json(out, obj=result.to_dict())
     return result

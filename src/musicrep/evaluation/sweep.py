@@ -24,7 +24,8 @@ accuracy only: test figures are shown, never used to choose. Layout of ``SWEEP/`
     margin_artist-0.4/DONE         written last: a rerun skips this point
 
 (The folder prefix is the sweep's kind: ``negatives-4`` and ``artists-500`` for
-the legacy kinds, as older sweeps wrote them.) A killed sweep resumes: finished
+the legacy kinds, as older sweeps wrote them.) Planning (:mod:`musicrep.evaluation.sweep_plan`) checks every value before
+anything trains. A killed sweep resumes: finished
 points are skipped, a half-trained run is resumed by ``train(..., resume=True)``,
 and a run that finished training but not evaluation is only evaluated. A point
 that fails (e.g. a collection with fewer artists than asked for) is logged, left
@@ -38,33 +39,32 @@ import dataclasses
 import json
 import logging
 import math
-import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
 from ..concepts import ordered
-from ..config import load_config, to_dict
+from ..config import to_dict
 from ..errors import ConfigError, MusicrepError
 from ..io import atomic_write_json, atomic_write_text
 from ..locks import folder_lock
+from ..training import train as train_module
+from ..training.settings import TrainConfig
+from . import holdout
+from .sweep_plan import (
+    KIND_FIELDS,
+    TASK_SETTINGS,
+    SweepPlan,
+    format_value,
+    plan_sweep,
+    value_order,
+    write_manifest,
+)
+from .transfer import TransferConfig, transfer
 
 log = logging.getLogger(__name__)
-
-#: legacy sweep kinds (Tables 3 and 4) -> the TrainConfig field they vary, tried in order
-KIND_FIELDS: dict[str, tuple[str, ...]] = {"negatives": ("negatives",), "artists": ("n_artists",)}
-KINDS: tuple[str, ...] = tuple(KIND_FIELDS)
-MARGIN_PREFIX = "margin_"
-#: settings that change the validation task itself (the chance level or the
-#: validation songs): a sweep over one of them selects nothing, its validation
-#: accuracies are not on one scale
-TASK_SETTINGS: frozenset[str] = frozenset({
-    "negatives", "distinct_negatives", "in_batch_negatives", "loss", "temperature", "concept", "seed", "n_artists", "songs_per_artist", "artist_valid",
-    "artist_test", "n_albums", "songs_per_album", "album_valid", "album_test",
-})
-
 
 @dataclasses.dataclass
 class SweepPoint:
@@ -196,95 +196,6 @@ def _num(x: Any) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
 
 
-def value_order(value: Any) -> tuple:
-    """Sort key for swept values of any type: None, then numbers by size, then text."""
-    if value is None:
-        return (0, 0.0, "")
-    if isinstance(value, (bool, int, float)):
-        return (1, float(value), "")
-    if isinstance(value, str):
-        return (2, 0.0, value)
-    return (3, 0.0, json.dumps(value, sort_keys=True))
-
-
-def format_value(value: Any) -> str:
-    """How a value is written in tables, messages and ``--set`` overrides (``0.4``, ``true``, ``none``)."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)  # shortest text that reads back as the same float: 0.4, 1e-05
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def point_name(kind: str, *, value: Any) -> str:
-    """The point's folder name, ``{kind}-{value}``, with characters outside ``[A-Za-z0-9._+-]`` as ``_``."""
-    return f"{kind}-" + re.sub(r"[^A-Za-z0-9._+-]", "_", format_value(value))
-
-
-def sweep_field(kind: str, *, config: Any) -> str:
-    """The TrainConfig field a sweep of ``kind`` changes (a legacy kind or a field name)."""
-    names = [f.name for f in dataclasses.fields(config)]
-    if kind in KIND_FIELDS:
-        for name in KIND_FIELDS[kind]:
-            if name in names:
-                return name
-        raise ConfigError(f"{type(config).__name__} has no setting for the number of {kind} "
-                          f"(looked for {KIND_FIELDS[kind]})")
-    if kind in names:
-        return kind
-    raise ConfigError(f"cannot sweep {kind!r}: it is neither a legacy kind ({', '.join(KINDS)}) nor a training "
-                      f"setting; training settings: {', '.join(names)}")
-
-
-def sweep_concept(kind: str, *, base: Any, concept: str | None = None) -> str | None:
-    """The concept a sweep trains: ``concept`` if given, else joint (legacy kinds),
-    ``<c>`` (a ``margin_<c>`` sweep) or the base config's."""
-    if kind == "concept":
-        return None  # each point's value is its concept
-    if concept is not None:
-        return concept
-    if kind in KIND_FIELDS:
-        return "joint"
-    if kind.startswith(MARGIN_PREFIX):
-        return kind[len(MARGIN_PREFIX):]
-    return getattr(base, "concept", None)
-
-
-def point_config(kind: str, *, value: Any, base: Any, concept: str | None = None) -> Any:
-    """``base`` with the swept setting set to ``value`` (parsed and range-checked like
-    ``--set``), training the concept :func:`sweep_concept` names.
-
-    (With ``n_albums`` unset, training uses twice as many albums as artists, as
-    the paper's album split does.)
-    """
-    field = sweep_field(kind, config=base)
-    overrides = []
-    train_concept = sweep_concept(kind, base=base, concept=concept)
-    if train_concept is not None and "concept" in {f.name for f in dataclasses.fields(base)}:
-        overrides.append(f"concept={train_concept}")
-    overrides.append(f"{field}={value if isinstance(value, str) else json.dumps(value)}")  # the field wins over concept
-    config = load_config(type(base), path=None, overrides=overrides, base=base)
-    if field.startswith(MARGIN_PREFIX) and hasattr(config, "concepts") \
-            and field[len(MARGIN_PREFIX):] not in config.concepts:
-        raise ConfigError(f"a {field} sweep changes nothing in a {config.concept} model; "
-                          f"train concept={field[len(MARGIN_PREFIX):]} or concept=joint")
-    return config
-
-
-def explicit_settings(path: str | Path | None, *, overrides: Iterable[str]) -> set[str]:
-    """Top-level setting names a YAML file and ``key=value`` overrides set (e.g. to tell a
-    ``--set concept=...`` from the default concept)."""
-    names = {item.split("=", 1)[0].strip().split(".")[0] for item in overrides if "=" in item}
-    if path is not None and Path(path).is_file():
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        names |= set(loaded) if isinstance(loaded, dict) else set()
-    return names
-
-
 def read_validation(run_dir: str | Path, *, monitor: str = "valid_loss") -> dict:
     """Validation figures of a run at its best checkpoint.
 
@@ -318,52 +229,6 @@ def _float(text: Any) -> float:
         return math.nan
 
 
-def _default_train() -> Callable[..., Any]:
-    from ..training.train import train
-
-    return train
-
-
-def _default_config() -> Any:
-    from ..training.train import TrainConfig
-
-    return TrainConfig()
-
-
-def _check_manifest(out: Path, manifest: dict) -> None:
-    path = out / "sweep.json"
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        if old.get("kind") in KIND_FIELDS:
-            old.setdefault("concept", "joint")  # sweeps written before the concept was recorded
-        fixed = {k: v for k, v in manifest.items() if k != "values"}
-        old_fixed = {k: v for k, v in old.items() if k != "values"}
-        if fixed != old_fixed:
-            diff = sorted(k for k in set(fixed) | set(old_fixed) if fixed.get(k) != old_fixed.get(k))
-            raise ConfigError(
-                f"{out} holds a sweep with other settings ({', '.join(diff)} differ); "
-                "use another output folder to keep both"
-            )
-        values = {json.dumps(v): v for v in old.get("values", []) + manifest["values"]}
-        manifest = {**manifest, "values": sorted(values.values(), key=value_order)}
-    atomic_write_json(path, obj=manifest)
-
-
-def _point_configs(kind: str, values: Sequence[Any], base: Any, concept: str | None) -> dict[str, tuple[Any, Any]]:
-    """{folder name: (value, config)} for every value, all checked before anything trains."""
-    field = sweep_field(kind, config=base)
-    out: dict[str, tuple[Any, Any]] = {}
-    for raw in values:
-        config = point_config(kind, value=raw, base=base, concept=concept)
-        value = to_dict(config)[field]  # the parsed value, as JSON holds it
-        name = point_name(kind, value=value)
-        if name in out and out[name][0] != value:
-            raise ConfigError(f"{kind} values {format_value(out[name][0])!r} and {format_value(value)!r} "
-                              f"would share the folder {name}; rename one")
-        out[name] = (value, config)
-    return out
-
-
 def run_sweep(
     *,
     kind: str,
@@ -371,8 +236,8 @@ def run_sweep(
     store: str | Path,
     transfer_store: str | Path | None = None,
     out_dir: str | Path,
-    train_config: Any = None,
-    transfer_config: Any = None,
+    train_config: TrainConfig | None = None,
+    transfer_config: TransferConfig | None = None,
     holdout_trials: int = 1000,
     train_fn: Callable[..., Any] | None = None,
     concept: str | None = None,
@@ -388,11 +253,12 @@ def run_sweep(
     store : feature store the models train on
     transfer_store : genre-labelled feature store for the transfer test; None skips it
     out_dir : the sweep folder (see the module docstring)
-    train_config : base :class:`musicrep.training.train.TrainConfig` (defaults otherwise)
+    train_config : base :class:`musicrep.training.settings.TrainConfig` (defaults otherwise)
     transfer_config : :class:`musicrep.evaluation.transfer.TransferConfig` (defaults otherwise)
     holdout_trials : hold-out trials per concept per point; 0 skips the hold-out test
     train_fn : ``train(store_path, *, out_dir, config, resume)``; :func:`musicrep.training.train.train` by default
-    concept : the concept to train, overriding the sweep's default (see :func:`sweep_concept`)
+    concept : the concept to train, overriding the sweep's default
+        (see :func:`musicrep.evaluation.sweep_plan.sweep_concept`)
 
     Returns
     -------
@@ -401,75 +267,80 @@ def run_sweep(
     """
     if not values:
         raise ConfigError("a sweep needs at least one value")
-    train_fn = train_fn or _default_train()
-    base = train_config if train_config is not None else _default_config()
-    configs = _point_configs(kind, values, base, concept)  # validates every value first
-    field = sweep_field(kind, config=base)
-    train_concept = sweep_concept(kind, base=base, concept=concept)
+    train_fn = train_fn or train_module.train  # looked up now, so a replaced train_module.train is the one used
+    base = train_config if train_config is not None else TrainConfig()
+    plan = plan_sweep(kind, values=values, base=base, concept=concept)  # validates every value first
     tcfg = None
     if transfer_store is not None:
-        from .transfer import TransferConfig
-
         tcfg = transfer_config if transfer_config is not None else TransferConfig()
     out = Path(out_dir)
     with folder_lock(out):  # one sweep per folder: two would train the same points
         out.mkdir(parents=True, exist_ok=True)
-        _check_manifest(out, {
-            "kind": kind, "field": field, "concept": train_concept,
-            "values": sorted((v for v, _ in configs.values()), key=value_order),
+        write_manifest(out, manifest={
+            "kind": kind, "field": plan.field, "concept": plan.concept, "values": plan.values,
             "store": str(Path(store).resolve()),
             "transfer_store": str(Path(transfer_store).resolve()) if transfer_store is not None else None,
             "train_config": to_dict(base), "transfer_config": to_dict(tcfg) if tcfg is not None else None,
             "holdout_trials": holdout_trials,
         })
-        points = []
-        for name, (value, config) in configs.items():
-            pdir = out / name
-            label = f"{field}={format_value(value)}"
-            if (pdir / "DONE").is_file() and (pdir / "result.json").is_file():
-                log.info("%s: finished earlier; skipped", label)
-                points.append(_read_point(pdir))
-                continue
-            run_dir = pdir / "run"
-            point_concept = getattr(config, "concept", train_concept) or "model"
-            t0 = time.perf_counter()
-            try:
-                if not (run_dir / "DONE").is_file():
-                    log.info("%s: training a %s model in %s", label, point_concept, run_dir)
-                    train_fn(store, out_dir=run_dir, config=config, resume=run_dir.exists())
-                point = SweepPoint(value=value, status="done", run=str(run_dir), concept=point_concept,
-                                   validation=read_validation(run_dir, monitor=getattr(config, "monitor", "valid_loss")))
-                _test_point(point, store=store, transfer_store=transfer_store, transfer_config=tcfg,
+        tests = _PointTests(store=store, transfer_store=transfer_store, transfer_config=tcfg,
                             holdout_trials=holdout_trials)
-            except MusicrepError as exc:
-                log.error("%s failed: %s", label, exc)
-                points.append(SweepPoint(value=value, status="failed", run=str(run_dir), error=str(exc),
-                                         concept=point_concept))
-                continue
-            point.seconds = round(time.perf_counter() - t0, 1)
-            atomic_write_json(pdir / "result.json", obj=dataclasses.asdict(point))
-            atomic_write_text(pdir / "DONE", text=f"{label}\n")  # written last
-            points.append(point)
+        points = [_run_point(out / name, value=value, config=config, plan=plan, store=store, train_fn=train_fn,
+                             tests=tests) for name, (value, config) in plan.points.items()]
         return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name if transfer_store else "",
-                           path=str(out), field=field, concept=train_concept or "")
+                           path=str(out), field=plan.field, concept=plan.concept or "")
 
 
-def _test_point(point: SweepPoint, *, store: str | Path, transfer_store: str | Path | None, transfer_config: Any,
-                holdout_trials: int) -> None:
+@dataclasses.dataclass(frozen=True)
+class _PointTests:
+    """The test figures each point gets (reported, never used to select)."""
+
+    store: str | Path
+    transfer_store: str | Path | None
+    transfer_config: TransferConfig | None
+    holdout_trials: int
+
+
+def _run_point(pdir: Path, *, value: Any, config: TrainConfig, plan: SweepPlan, store: str | Path,
+               train_fn: Callable[..., Any], tests: _PointTests) -> SweepPoint:
+    """One point: read back when finished earlier, else train (or resume) and test it;
+    ``result.json`` then ``DONE`` are written last. A failure is logged and returned as a failed point."""
+    label = f"{plan.field}={format_value(value)}"
+    if (pdir / "DONE").is_file() and (pdir / "result.json").is_file():
+        log.info("%s: finished earlier; skipped", label)
+        return _read_point(pdir)
+    run_dir = pdir / "run"
+    point_concept = getattr(config, "concept", plan.concept) or "model"
+    t0 = time.perf_counter()
+    try:
+        if not (run_dir / "DONE").is_file():
+            log.info("%s: training a %s model in %s", label, point_concept, run_dir)
+            train_fn(store, out_dir=run_dir, config=config, resume=run_dir.exists())
+        point = SweepPoint(value=value, status="done", run=str(run_dir), concept=point_concept,
+                           validation=read_validation(run_dir, monitor=getattr(config, "monitor", "valid_loss")))
+        _test_point(point, tests=tests)
+    except MusicrepError as exc:
+        log.error("%s failed: %s", label, exc)
+        return SweepPoint(value=value, status="failed", run=str(run_dir), error=str(exc), concept=point_concept)
+    point.seconds = round(time.perf_counter() - t0, 1)
+    atomic_write_json(pdir / "result.json", obj=dataclasses.asdict(point))
+    atomic_write_text(pdir / "DONE", text=f"{label}\n")  # written last
+    return point
+
+
+def _test_point(point: SweepPoint, *, tests: _PointTests) -> None:
     """Fill ``point.transfer`` and ``point.holdout`` (test figures: reported, never used to select)."""
-    from .holdout import holdout_runs
-
-    if transfer_store is not None:
-        from .transfer import transfer
-
+    if tests.transfer_store is not None:
         # the model is named by its concept, as transfer tables name runs
-        tr = transfer({point.concept: Path(point.run)}, store=transfer_store, config=transfer_config, baselines=())
+        tr = transfer({point.concept: Path(point.run)}, store=tests.transfer_store, config=tests.transfer_config,
+                      baselines=())
         res = tr.methods[point.concept]
         point.transfer = {"mean": res.accuracy_mean, "std": res.accuracy_std, "accuracies": res.accuracies,
                           "ci95_low": res.ci95_low, "ci95_high": res.ci95_high, "n_trials": res.n_trials,
                           "dataset": tr.dataset, "warnings": list(tr.warnings)}
-    if holdout_trials > 0:
-        ho = holdout_runs([Path(point.run)], store=store, n_trials=holdout_trials)
+    if tests.holdout_trials > 0:
+        # looked up at call time: the hold-out test of the module as it is now
+        ho = holdout.holdout_runs([Path(point.run)], store=tests.store, n_trials=tests.holdout_trials)
         point.holdout = dict(ho.accuracy[ho.models[0]])
 
 
@@ -494,4 +365,3 @@ def load_sweep(sweep_dir: str | Path) -> SweepResult:
     dataset = Path(meta["transfer_store"]).name if meta.get("transfer_store") else ""
     return SweepResult(kind=kind, points=points, dataset=dataset, path=str(out), field=meta.get("field", ""),
                        concept=concept)
-

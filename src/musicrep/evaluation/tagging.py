@@ -2,7 +2,7 @@
 
 The tagging counterpart of :mod:`musicrep.evaluation.transfer` (e.g. MagnaTagATune's top-50
 tags, :func:`musicrep.data.datasets.from_mtat`). Song embedding (mean over segments,
-:func:`musicrep.evaluation.transfer.song_embeddings`) -> one sigmoid output per tag, trained
+:func:`musicrep.evaluation.song_vectors.song_embeddings`) -> one sigmoid output per tag, trained
 like the genre probe of :mod:`musicrep.evaluation.probe`: scalar standardisation, Glorot-uniform
 weights and zero bias, SGD with learning rate 0.01 and Nesterov momentum 0.9,
 minibatches of 16 songs in a new order every epoch, early stopping on the
@@ -33,25 +33,22 @@ import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 from scipy.special import expit
 
-from ..data.catalog import read_csv
+from ..data.catalog import Catalog, Track, read_csv
 from ..data.splits import normalize_part
-from ..data.store import open_store
+from ..data.store import FeatureStore, open_store
 from ..errors import ConfigError, EvaluationError
-from .probe import (
-    STANDARDIZATIONS,
-    SGDProbeSettings,
-    sgd_early_stopping,
-    standardize_features,
-    trial_summary,
-)
+from ..training.model import Encoder
+from .probe import trial_summary
+from .probe_fit import STANDARDIZATIONS, SGDProbeSettings, sgd_early_stopping, standardize_features
+from .provenance import overlap_warnings  # the same overlap check as transfer's
 from .runs import named_runs
-from .transfer import overlap_warnings, song_embeddings  # the same overlap check as transfer's
+from .song_vectors import song_embeddings
+from .tag_metrics import macro_scores, scored_tags
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +77,7 @@ class TaggingConfig(SGDProbeSettings):
 # --------------------------------------------------------------------------- labels
 
 
-def tag_matrix(catalog: Sequence[Any], *, track_ids: Sequence[str], config: TaggingConfig = TaggingConfig()
+def tag_matrix(catalog: Sequence[Track], *, track_ids: Sequence[str], config: TaggingConfig = TaggingConfig()
                ) -> tuple[list[str], np.ndarray]:
     """Tag names and the song-by-tag label matrix.
 
@@ -109,7 +106,7 @@ def tag_matrix(catalog: Sequence[Any], *, track_ids: Sequence[str], config: Tagg
     return tags, y
 
 
-def tagging_split(catalog: Sequence[Any], *, track_ids: Sequence[str]) -> dict[str, np.ndarray]:
+def tagging_split(catalog: Sequence[Track], *, track_ids: Sequence[str]) -> dict[str, np.ndarray]:
     """Rows of ``track_ids`` in each part of the catalog's own ``split`` column.
 
     Returns
@@ -133,75 +130,6 @@ def tagging_split(catalog: Sequence[Any], *, track_ids: Sequence[str]) -> dict[s
     return parts
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def roc_auc(y_true: np.ndarray, *, scores: np.ndarray) -> float:
-    """Area under the ROC curve: P(a positive outscores a negative), ties counting one half.
-
-    Parameters
-    ----------
-    y_true : int/bool [n], both classes present
-    scores : float [n]
-    """
-    pos = np.asarray(y_true).astype(bool)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if not n_pos or not n_neg:
-        raise EvaluationError(f"ROC-AUC needs positives and negatives; got {n_pos} and {n_neg}")
-    ranks = stats.rankdata(np.asarray(scores, dtype=np.float64))  # tied scores share their mean rank
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def average_precision(y_true: np.ndarray, *, scores: np.ndarray) -> float:
-    """PR-AUC as average precision: sum over distinct scores of precision x recall gained.
-
-    Songs with equal scores pass the threshold together (one point of the curve),
-    so a constant score gets the prevalence. Parameters as :func:`roc_auc`.
-    """
-    y = np.asarray(y_true).astype(np.float64)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos = y.sum()
-    if not n_pos:
-        raise EvaluationError("PR-AUC needs at least one positive")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last song above each distinct threshold
-    tp = np.cumsum(y)[last]
-    precision, recall = tp / (last + 1), tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def scored_tags(y_true: np.ndarray) -> np.ndarray:
-    """bool [T]: the tags of ``y_true`` int/bool [n, T] with both a positive and a negative song."""
-    n_pos = np.asarray(y_true).astype(bool).sum(axis=0)
-    return (n_pos > 0) & (n_pos < len(y_true))
-
-
-def macro_scores(y_true: np.ndarray, *, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-tag ROC-AUC and PR-AUC, NaN for tags without both classes.
-
-    Parameters
-    ----------
-    y_true : int/bool [n, T]
-    scores : float [n, T]
-
-    Returns
-    -------
-    roc : float64 [T], pr : float64 [T], scored : bool [T] (tags with both classes);
-    the macro averages are ``roc[scored].mean()`` and ``pr[scored].mean()``
-    """
-    y, s = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
-    if y.shape != s.shape or y.ndim != 2:
-        raise EvaluationError(f"labels {y.shape} and scores {s.shape} must be the same [songs, tags] shape")
-    if not np.isfinite(s).all():
-        raise EvaluationError("scores hold NaN or infinity; the probe diverged (try a smaller probe_lr)")
-    scored = scored_tags(y)
-    roc, pr = np.full(y.shape[1], np.nan), np.full(y.shape[1], np.nan)
-    for j in np.flatnonzero(scored):
-        roc[j], pr[j] = roc_auc(y[:, j], scores=s[:, j]), average_precision(y[:, j], scores=s[:, j])
-    return roc, pr, scored
-
-
 # --------------------------------------------------------------------------- probe
 
 
@@ -217,7 +145,7 @@ def fit_tag_probe(
     config: TaggingConfig = TaggingConfig(), seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """One sigmoid output per tag, trained by minibatch SGD with Nesterov momentum and
-    stopped early on the validation loss (:func:`musicrep.evaluation.probe.fit_sgd_probe`'s loop).
+    stopped early on the validation loss (:func:`musicrep.evaluation.probe_fit.fit_sgd_probe`'s loop).
 
     Parameters
     ----------
@@ -363,20 +291,19 @@ class TaggingResult:
         return "\n".join(lines)
 
 
-def _catalog_of(catalog: Any, store: Any) -> Any:
+def _catalog_of(catalog: Catalog | str | Path | None, store: FeatureStore) -> Catalog:
     if catalog is None:
         return store.catalog  # a store keeps its catalog's extra columns (tags, split)
     if isinstance(catalog, (str, Path)):
-
         return read_csv(catalog)
     return catalog
 
 
 def tagging(
-    models: Mapping[str, Any],
+    models: Mapping[str, str | Path | Encoder],
     *,
-    store: Any,
-    catalog: Any = None,
+    store: FeatureStore | str | Path,
+    catalog: Catalog | str | Path | None = None,
     config: TaggingConfig = TaggingConfig(),
     dataset: str | None = None,
     allow_unfinished: bool = False,
@@ -386,7 +313,7 @@ def tagging(
     Parameters
     ----------
     models : ``{name: run folder or Encoder}``; embedded through
-        :func:`musicrep.evaluation.transfer.song_embeddings` (a run's vectors are cached under it)
+        :func:`musicrep.evaluation.song_vectors.song_embeddings` (a run's vectors are cached under it)
     store : FeatureStore (or path) of the tagged collection
     catalog : Catalog or catalog CSV with the tag and ``split`` columns; the store's
         own catalog by default. Songs in the store and the catalog are used.
@@ -430,8 +357,8 @@ def tagging(
 def tagging_runs(
     runs: Sequence[str | Path],
     *,
-    store: Any,
-    catalog: Any = None,
+    store: FeatureStore | str | Path,
+    catalog: Catalog | str | Path | None = None,
     config: TaggingConfig = TaggingConfig(),
     dataset: str | None = None,
     allow_unfinished: bool = False,

@@ -31,52 +31,31 @@ import dataclasses
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..config import setting
+from ..data.catalog import Track
 from ..data.splits import normalize_part
-from ..data.store import open_store
+from ..data.store import FeatureStore, open_store
 from ..errors import ConfigError, EvaluationError
-from .baselines import (
-    BASELINES,
-    DISPLAY,
-    BaselineConfig,
-    check_baselines,
-    run_baselines,
-    summary_features,
-)
-from .probe import (
-    PER_DIM_FLOOR,
-    PROBES,
-    STANDARDIZATIONS,
-    ProbeConfig,
-    ProbeResult,
-    Trial,
-    TrialPlan,
-    fit_sgd_probe,
-    linear_probe,
-    probe_trials,
-    standardize_features,
-    trial_summary,
-)
-from .runs import model_names, named_runs
+from ..training.model import Encoder
+from .baselines import BASELINES, DISPLAY, BaselineConfig, check_baselines, run_baselines, summary_features
+from .probe import ProbeResult, Trial, TrialPlan, linear_probe, probe_trials
+from .provenance import overlap_warnings
+from .runs import named_runs
+from .song_vectors import song_embeddings
 
 __all__ = [
     # defined here
-    "TransferConfig", "TransferResult", "dataset_split", "trial_plan", "song_embeddings", "transfer",
-    "transfer_runs", "transfer_store",
-    # re-exported from musicrep.evaluation.probe and musicrep.evaluation.baselines, where they live
-    "BASELINES", "DISPLAY", "PER_DIM_FLOOR", "PROBES", "STANDARDIZATIONS", "BaselineConfig", "ProbeConfig",
-    "ProbeResult", "Trial", "TrialPlan", "fit_sgd_probe", "linear_probe", "probe_trials", "standardize_features",
-    "summary_features", "trial_summary",
+    "TransferConfig", "TransferResult", "dataset_split", "trial_plan", "transfer", "transfer_runs", 
+    # kept importable from here because tests/test_transfer.py pins them; they live in
+    # musicrep.evaluation.probe and musicrep.evaluation.baselines
+    "DISPLAY", "ProbeResult", "linear_probe", "summary_features",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _f(default: Any, **meta: Any) -> Any:
-    return dataclasses.field(default=default, metadata=meta)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,15 +82,15 @@ class TransferConfig(BaselineConfig):
 
     label_column: str = "genre"
     split_seed: int = 0
-    valid_fraction: float = _f(0.15, min=0.0, max=0.5, min_exclusive=True)
-    test_fraction: float = _f(0.15, min=0.0, max=0.5, min_exclusive=True)
+    valid_fraction: float = setting(0.15, min=0.0, max=0.5, min_exclusive=True)
+    test_fraction: float = setting(0.15, min=0.0, max=0.5, min_exclusive=True)
 
 
 # --------------------------------------------------------------------------- split
 
 
 def dataset_split(
-    catalog: Sequence[Any], *, config: TransferConfig = TransferConfig()
+    catalog: Sequence[Track], *, config: TransferConfig = TransferConfig()
 ) -> tuple[dict[str, str], dict[str, str], str]:
     """Labels and train/valid/test parts of a genre-labelled catalog.
 
@@ -172,7 +151,7 @@ def _stratified(ids: Sequence[str], labels: Mapping[str, str], rng: np.random.Ge
     return parts
 
 
-def trial_plan(catalog: Sequence[Any], *, track_ids: Sequence[str], config: TransferConfig = TransferConfig()) -> TrialPlan:
+def trial_plan(catalog: Sequence[Track], *, track_ids: Sequence[str], config: TransferConfig = TransferConfig()) -> TrialPlan:
     """One :class:`Trial` per seed of ``config.seeds``.
 
     A collection with its own split keeps it in every trial (only the probe's
@@ -208,26 +187,6 @@ def trial_plan(catalog: Sequence[Any], *, track_ids: Sequence[str], config: Tran
         trials.append(Trial(seed=seed, split_seed=split_seed, index=index, y=y))
     counts = {part: len(rows) for part, rows in trials[0].index.items()}
     return TrialPlan(track_ids=ids, classes=classes, counts=counts, source=source, trials=trials)
-
-
-# --------------------------------------------------------------------------- features
-
-
-def song_embeddings(model: Any, *, store: Any, track_ids: Sequence[str], cache: bool = True,
-                    allow_unfinished: bool = False) -> np.ndarray:
-    """Song embeddings float32 [n, D], in the order of ``track_ids``.
-
-    Computed by :func:`musicrep.inference.embed.embed_store` (mean of the non-overlapping
-    segments' embeddings); a run folder's vectors are cached under the run, an
-    in-memory Encoder's are not.
-    """
-    from ..inference.embed import EmbeddingModel, embed_store
-
-    if not isinstance(model, (str, Path, EmbeddingModel)):
-        model = EmbeddingModel(model, feature_config=store.feature_config)  # in memory: never cached
-    ids, vectors = embed_store(model, store=store, track_ids=list(track_ids), cache=cache, allow_unfinished=allow_unfinished)
-    pos = {t: i for i, t in enumerate(ids)}
-    return np.asarray(vectors, dtype=np.float32)[[pos[t] for t in track_ids]]
 
 
 # --------------------------------------------------------------------------- top level
@@ -300,9 +259,9 @@ class TransferResult:
 
 
 def transfer(
-    models: Mapping[str, Any],
+    models: Mapping[str, str | Path | Encoder],
     *,
-    store: Any,
+    store: FeatureStore | str | Path,
     config: TransferConfig = TransferConfig(),
     baselines: Iterable[str] = BASELINES,
     dataset: str | None = None,
@@ -344,7 +303,7 @@ def transfer(
 
 
 def _probe_models(
-    models: Mapping[str, Any], *, store: Any, plan: TrialPlan, config: TransferConfig, allow_unfinished: bool = False
+    models: Mapping[str, str | Path | Encoder], *, store: FeatureStore, plan: TrialPlan, config: TransferConfig, allow_unfinished: bool = False
 ) -> tuple[dict[str, ProbeResult], int]:
     """The probe on each model's song embeddings, and the width of the encoder
     baselines: ``config.baseline_width``, else half the first model's embedding
@@ -358,22 +317,10 @@ def _probe_models(
     return methods, width or 256
 
 
-def overlap_warnings(runs: Sequence[str], *, store: Any, track_ids: Sequence[str]) -> list[str]:
-    """One warning per run that trained on any of ``track_ids`` (the probe's songs), from their recorded splits."""
-    if not runs:
-        return []
-    from .provenance import transfer_overlap
-
-    warnings = transfer_overlap(runs, store=store, track_ids=track_ids)
-    for line in warnings:
-        log.warning("%s", line)
-    return warnings
-
-
 def transfer_runs(
     runs: Sequence[str | Path],
     *,
-    store: Any,
+    store: FeatureStore | str | Path,
     config: TransferConfig = TransferConfig(),
     baselines: Iterable[str] = BASELINES,
     dataset: str | None = None,
@@ -383,32 +330,3 @@ def transfer_runs(
     return transfer(named_runs(runs, allow_unfinished=allow_unfinished), store=store, config=config,
                     baselines=baselines, dataset=dataset, allow_unfinished=allow_unfinished)
 
-
-def transfer_store(
-    *,
-    store: str | Path | None = None,
-    catalog: str | Path | None = None,
-    store_dir: str | Path | None = None,
-    feature_config: Any = None,
-) -> Any:
-    """The FeatureStore of a transfer collection, preparing it from a catalog if needed.
-
-    Parameters
-    ----------
-    store : an existing store folder, or
-    catalog : a catalog CSV with a genre column; its store is prepared (resumably)
-        in ``store_dir`` (default ``<catalog folder>/<catalog stem>.store``)
-    feature_config : front-end settings for preparing (the model's)
-    """
-    from ..data.store import prepare
-
-    if (store is None) == (catalog is None):
-        raise ConfigError("give exactly one of --store STORE or --catalog CATALOG for the transfer collection")
-    if store is not None:
-        return open_store(store)
-    from ..data.catalog import read_csv
-
-    catalog = Path(catalog)
-    target = Path(store_dir) if store_dir is not None else catalog.with_suffix(".store")
-    prepare(read_csv(catalog), out_dir=target, config=feature_config)
-    return open_store(target)
