@@ -38,17 +38,30 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .concepts import JOINT, PAPER_CONCEPTS, check_concept
 from .config import load_config, save_config, to_dict
+from .data.catalog import read_csv
+from .data.corpus import build_corpus
+from .data.prepare import prepare
 from .errors import ConfigError
 from .io import atomic_write_json
 from .locks import folder_lock
 from .training.profiles import profile_settings
 
+if TYPE_CHECKING:
+    from .evaluation.transfer import TransferConfig
+    from .training.settings import TrainConfig
+
+# Deferred imports: the modules that import torch (training, the evaluations, the
+# report, the packaged model) are imported inside the functions that use them, each
+# marked "deferred: torch": `musicrep --help` imports this module for PROFILES.
+
 log = logging.getLogger(__name__)
+_Settings = TypeVar("_Settings")
 
 CONCEPTS = (*PAPER_CONCEPTS, JOINT)  # the main job's four models
 
@@ -142,7 +155,7 @@ def profile_config(profile: str, *, config_file: str | Path | None = None, overr
     return config
 
 
-def _group_config(cls, settings: dict, group: str):
+def _group_config(cls: type[_Settings], settings: dict, group: str) -> _Settings:
     """A settings dataclass from one ``--set``-able group of the pipeline's settings."""
     try:
         return load_config(cls, path=None, overrides=[f"{k}={json.dumps(v)}" for k, v in settings.items()])
@@ -150,13 +163,15 @@ def _group_config(cls, settings: dict, group: str):
         raise ConfigError(f"{group}.*: {exc}") from None
 
 
-def _train_config(concept: str, config: PipelineConfig):
-    from .training.train import TrainConfig
+def _train_config(concept: str, config: PipelineConfig) -> TrainConfig:
+    # deferred: torch
+    from .training.settings import TrainConfig
 
     return _group_config(TrainConfig, {**config.train, "concept": concept, "seed": config.seed}, "train")
 
 
-def _transfer_config(config: PipelineConfig):
+def _transfer_config(config: PipelineConfig) -> TransferConfig:
+    # deferred: torch
     from .evaluation.transfer import TransferConfig
 
     return _group_config(TransferConfig, config.transfer, "transfer")
@@ -208,30 +223,33 @@ def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
 
 
 def _run_stages(work: Path, config: PipelineConfig) -> Path:
+    # deferred: torch
+    from .evaluation import results as res
+
     work.mkdir(parents=True, exist_ok=True)
     save_config(config, path=work / "pipeline.yaml")
     stages = Stages(work)
     results = work / "results"
     train_store = _data(work, stages, config, role="train")
     transfer_stores = _data(work, stages, config, role="transfer")
-    runs = []
-    for concept in config.concepts:
-        run_dir = work / "runs" / concept
-        runs.append(run_dir)
-        tc = _train_config(concept, config)
-        stages.run(f"train-{concept}", lambda tc=tc, run_dir=run_dir: _train_stage(train_store, run_dir, tc),
-                   settings=to_dict(tc))
-    stages.run("holdout", lambda: _holdout(runs, train_store, results / "holdout.json", config),
+    runs = _train_runs(work, stages, config, store=train_store)
+    stages.run("holdout", lambda: res.write_holdout(runs, store=train_store, path=results / res.HOLDOUT_FILE,
+                                                    n_trials=config.n_trials, seed=config.seed),
                settings={"runs": config.concepts, "n_trials": config.n_trials, "seed": config.seed})
     retrieval = _retrieval_settings(config)
-    stages.run("retrieval", lambda: _retrieval(runs, train_store, results / "retrieval.json", config),
+    # retrieval embeds only the held-out songs: nothing cached
+    stages.run("retrieval", lambda: res.write_retrieval(runs, store=train_store, path=results / res.RETRIEVAL_FILE,
+                                                        seed=config.seed),
                settings=retrieval)
     transfer_jsons = []
     for name, store in transfer_stores.items():
-        transfer_jsons.append(results / f"transfer-{name}.json")
-        stages.run(f"transfer-{name}", lambda store=store, path=transfer_jsons[-1]: _transfer(runs, store, path, config),
-                   settings=to_dict(_transfer_config(config)))
-    stages.run("maps", lambda: _maps(runs, [train_store, *transfer_stores.values()], results / "maps.json", config),
+        transfer_jsons.append(results / res.transfer_file(name))
+        stages.run(f"transfer-{name}", lambda store=store, path=transfer_jsons[-1]: res.write_transfer(
+            runs, store=store, path=path, config=_transfer_config(config)),
+            settings=to_dict(_transfer_config(config)))
+    stages.run("maps", lambda: res.write_maps(runs, stores=[train_store, *transfer_stores.values()],
+                                              path=results / res.MAPS_FILE, max_points=config.map_points,
+                                              seed=config.seed),
                settings={"map_points": config.map_points, "seed": config.seed})
     sweeps = _sweeps(work, stages, config, store=train_store, transfer_store=next(iter(transfer_stores.values())))
     report_dir = work / "report"
@@ -239,16 +257,30 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
     stages.run("report", lambda: _report(runs, report_dir, results, transfer_jsons, sweeps, config, stages),
                settings={**to_dict(config), "retrieval": retrieval})
     if "joint" in config.concepts:
-        stages.run("model", lambda: _package_model(work, results / "holdout.json", transfer_jsons[0], config),
+        stages.run("model", lambda: _package_model(work, results / res.HOLDOUT_FILE, transfer_jsons[0], config),
                    settings=to_dict(config))
     return report_dir
 
 
-def _train_stage(store: Path, run_dir: Path, config) -> None:
+def _train_runs(work: Path, stages: Stages, config: PipelineConfig, *, store: Path) -> list[Path]:
+    """Train one model per concept into ``WORK/runs/<concept>/``; return the run folders."""
+    runs = []
+    for concept in config.concepts:
+        run_dir = work / "runs" / concept
+        runs.append(run_dir)
+        tc = _train_config(concept, config)
+        stages.run(f"train-{concept}", lambda tc=tc, run_dir=run_dir: _train_stage(store, run_dir, tc),
+                   settings=to_dict(tc))
+    return runs
+
+
+def _train_stage(store: Path, run_dir: Path, config: TrainConfig) -> None:
     """Train one model: resume an interrupted run of these settings, or start afresh
     when the run folder holds a run of other settings (the stage reruns because they
     changed, and the old run answers another question)."""
-    from .training.train import TrainConfig, train, unresumable_changes
+    # deferred: torch
+    from .training.settings import TrainConfig, unresumable_changes
+    from .training.train import train
 
     resume = (run_dir / "last.pt").exists()
     if resume:
@@ -262,16 +294,12 @@ def _train_stage(store: Path, run_dir: Path, config) -> None:
     train(store, out_dir=run_dir, config=config, resume=resume)
 
 
-def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
+def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str) -> Path | dict[str, Path]:
     """The feature store(s) of a role: ``train`` -> its store; ``transfer`` -> {name: store}.
 
     From the user's catalogs when given (named by the file's stem: ``msd.csv`` ->
     ``WORK/stores/msd``), else from the built-in corpus, built first.
     """
-    from .data.catalog import read_csv
-    from .data.corpus import build_corpus
-    from .data.store import prepare
-
     user = [config.train_catalog] if role == "train" and config.train_catalog else \
         list(config.transfer_catalogs) if role == "transfer" else []
     if user:
@@ -293,6 +321,7 @@ def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str):
 
 def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path, transfer_store: Path) -> list[Path]:
     """Tables 3 and 4 when the profile asks for them: sweep folders under ``WORK/sweeps/``."""
+    # deferred: torch
     from .evaluation.sweep import run_sweep
 
     base = _train_config("joint", config)
@@ -317,14 +346,11 @@ def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path, 
 
 def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineConfig) -> None:
     """The joint model and its card in ``WORK/model/`` (``make main`` ships it in the package)."""
+    # deferred: torch
     from .inference.pretrained import package_model
 
     def read(path: Path):
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-    from collections import Counter
-
-    from .data.catalog import read_csv
 
     corpus = work / "corpus" / config.train_corpus
     catalog = Path(config.train_catalog) if config.train_catalog else corpus / "catalog.csv"
@@ -335,64 +361,21 @@ def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineCo
                   command="make main" if config == profile_config("default") else "musicrep run")
 
 
-def _holdout(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
-    from .evaluation.holdout import holdout_runs
-
-    result = holdout_runs(runs, store=store, n_trials=config.n_trials, seed=config.seed)
-    atomic_write_json(path, obj=result.to_dict())
-
-
 def _retrieval_settings(config: PipelineConfig) -> dict:
-    from .evaluation.retrieval import BASELINES, PARTS, K
+    # deferred: torch
+    from .evaluation.retrieval_settings import BASELINES, PARTS, K
 
     return {"runs": config.concepts, "seed": config.seed, "k": K, "parts": PARTS, "baselines": BASELINES}
-
-
-def _retrieval(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
-    """Same-artist / same-album retrieval on the held-out songs (embeds only those: nothing cached)."""
-    from .evaluation.retrieval import retrieval_runs
-
-    retrieval_runs(runs, store=store, out=path, seed=config.seed)
-
-
-def _transfer(runs: list[Path], store: Path, path: Path, config: PipelineConfig) -> None:
-    from .evaluation.transfer import transfer_runs
-
-    result = transfer_runs(runs, store=store, config=_transfer_config(config))
-    atomic_write_json(path, obj=result.to_dict())
-
-
-def _maps(runs: list[Path], stores: list[Path], path: Path, config: PipelineConfig) -> None:
-    from .report.render import embedding_maps
-
-    maps = embedding_maps(runs, stores=stores, max_points=config.map_points, seed=config.seed) \
-        if config.map_points > 0 else []
-    atomic_write_json(path, obj=[m.to_dict() for m in maps])
 
 
 def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: list[Path], sweeps: list[Path],
             config: PipelineConfig, stages: Stages) -> None:
     """Render the result files the evaluation stages wrote; compute nothing."""
-    from .evaluation.holdout import HoldoutResult
-    from .evaluation.retrieval import RetrievalResult
-    from .evaluation.sweep import load_sweep
-    from .evaluation.transfer import TransferResult
-    from .report.render import EmbeddingMap, write_report
+    # deferred: torch
+    from .report.write import render_results
 
-    def read(path: Path):
-        return json.loads(path.read_text(encoding="utf-8"))
-
-    write_report(
-        report_dir,
-        holdout=HoldoutResult.from_dict(read(results / "holdout.json")),
-        transfer=[TransferResult.from_dict(read(p)) for p in transfer_jsons],
-        runs=runs,
-        maps=[EmbeddingMap.from_dict(m) for m in read(results / "maps.json")],
-        sweeps=[load_sweep(d) for d in sweeps],
-        notes=_notes(config, stages),
-        retrieval=RetrievalResult.from_dict(read(results / "retrieval.json"))
-        if (results / "retrieval.json").is_file() else None,
-    )
+    render_results(report_dir, results_dir=results, transfer_files=transfer_jsons, sweep_dirs=sweeps, runs=runs,
+                   notes=_notes(config, stages))
 
 
 def _notes(config: PipelineConfig, stages: Stages) -> list[str]:

@@ -1,9 +1,18 @@
-"""``musicrep report RUN... -o REPORT``: the paper's Tables 1-4, results.json and figures."""
+"""``musicrep report RUN... -o REPORT``: the paper's Tables 1-4, results.json and figures.
+
+The result files it computes (hold-out, transfer, maps) go to ``REPORT/results/``; a rerun keeps
+those made with the same runs, stores and settings.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from ..config import load_config
+from ..errors import ConfigError
+from ..locks import folder_lock
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,22 +39,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..errors import ConfigError
+    # deferred: these import torch, which every other command would then wait for
+    from ..evaluation.results import produce_results
     from ..evaluation.transfer import TransferConfig
-    from ..report.render import build_report, unfinished_runs
+    from ..report.write import render_results, unfinished_runs
 
     if not (args.runs or args.sweep):
         raise ConfigError("nothing to report: give run folders and/or --sweep SWEEP")
-    path = build_report(
-        args.runs, out_dir=args.out, store=args.store, transfer_stores=args.transfer, sweep_dirs=args.sweep,
-        n_trials=args.trials, n_negatives=args.negatives, baselines=args.baselines,
-        transfer_config=load_config(TransferConfig, path=args.transfer_config, overrides=args.transfer_set),
-        map_points=args.map_points, seed=args.seed, allow_overlap=args.allow_overlap,
-        allow_unfinished=args.allow_unfinished,
-    )
+    results_dir = Path(args.out) / "results"
+    with folder_lock(args.out):  # at once, before minutes of hold-out trials
+        transfer_files = produce_results(
+            args.runs, results_dir=results_dir, store=args.store, transfer_stores=args.transfer,
+            n_trials=args.trials, n_negatives=args.negatives, baselines=args.baselines,
+            transfer_config=load_config(TransferConfig, path=args.transfer_config, overrides=args.transfer_set),
+            map_points=args.map_points, seed=args.seed, allow_overlap=args.allow_overlap,
+            allow_unfinished=args.allow_unfinished,
+        )
+        path = render_results(args.out, results_dir=results_dir, transfer_files=transfer_files,
+                              sweep_dirs=args.sweep, runs=args.runs)
     print(path.read_text(encoding="utf-8"))
-    print(f"written: {path} (figures in {path.parent / 'figures'})")
+    print(f"written: {path} (figures in {path.parent / 'figures'}; result files in {results_dir})")
     for run_dir in unfinished_runs(args.runs):
         print(f"WARNING: {run_dir} did not finish training (no DONE); the report says so under its title",
               file=sys.stderr)

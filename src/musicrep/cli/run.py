@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..pipeline import PROFILES, profile_config, run_pipeline
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..pipeline import PROFILES
-
     p = sub.add_parser(
         "run",
         help="the whole job: corpus or your catalogs -> features -> four models -> Tables 1-4 -> report",
@@ -36,8 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import profile_config, run_pipeline
-
     overrides = list(args.set)
     if args.train_catalog:
         overrides.append(f"train_catalog={json.dumps(args.train_catalog)}")

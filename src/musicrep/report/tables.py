@@ -1,0 +1,248 @@
+"""The report's markdown: the paper's Tables 1-4, the retrieval table and the published numbers beside them.
+
+Published numbers (Lee, Park & Nam 2019, as quoted in shared/DESIGN.md) are
+shown beside ours only as clearly labelled references: they come from models
+trained on the Million Song Dataset, not on our collection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..concepts import JOINT, ordered
+from ..concepts import PAPER_CONCEPTS as CONCEPTS
+from ..evaluation.holdout import HoldoutResult
+from ..evaluation.probe import ProbeResult
+from ..evaluation.retrieval import RetrievalResult
+from ..evaluation.sweep import SweepResult
+from ..evaluation.sweep_plan import format_value, value_order
+from ..evaluation.baselines import DISPLAY
+from ..evaluation.transfer import TransferResult
+
+PUBLISHED: dict[str, Any] = {
+    "source": "Lee, Park & Nam 2019, published; MSD-trained, 5000 artists, 4 negatives",
+    "holdout": {"joint": {"artist": 0.686, "album": 0.763, "track": 0.945}},
+    "transfer": {"gtzan": {"joint": 0.745}, "fma_small": {"joint": 0.593}},
+}
+MODEL_ORDER: tuple[str, ...] = (*CONCEPTS, JOINT)
+TABLE2_BASELINES: tuple[str, ...] = ("genres", "random", "mfcc", "logmel")
+
+
+def _fmt(x: float | None, std: float | None = None) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    return f"{x:.3f}" if std is None else f"{x:.3f} ± {std:.3f}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def model_order(names: Sequence[str]) -> list[str]:
+    """``names`` with the paper's models first (artist, album, track, joint), then the others as given."""
+    known = [m for m in MODEL_ORDER if m in names]
+    return known + [m for m in names if m not in known]
+
+
+def table1(holdout: HoldoutResult) -> str:
+    """Table 1: rows = models (artist/album/track/joint), columns = concepts, with song-bootstrap intervals."""
+    concepts = ordered(holdout.concepts)  # the paper's first, then column concepts
+    rows = [[f"{m}"] + [holdout.cell(m, c) if c in holdout.accuracy[m] else "–" for c in concepts]
+            for m in model_order(holdout.models)]
+    rows.append(["chance (random guess)"] + [_fmt(holdout.chance) for _ in concepts])
+    if holdout.n_songs:
+        rows.append(["test songs (labels)"] + [holdout.songs_cell(c) for c in concepts])
+    pub = PUBLISHED["holdout"]
+    for m, vals in pub.items():
+        rows.append([f"*{m}: {PUBLISHED['source']}*"] + [f"*{_fmt(vals.get(c))}*" for c in concepts])
+    text = _md_table(["model \\ concept"] + concepts, rows)
+    note = (f"\n\n{holdout.n_trials} fixed trials per concept (seed {holdout.seed}), the same for every model; "
+            f"{holdout.n_negatives} negatives per trial, so chance is {holdout.chance:.3f}. In brackets: the 95% "
+            "interval of a bootstrap over the test songs (all of a song's trials resampled together), which is "
+            "what the number of distinct test songs allows, not the trial count.")
+    for c, why in holdout.skipped.items():
+        note += f" The {c} concept was not evaluated: {why}."
+    if holdout.n_negatives != 4:
+        note += " The published row used 4 negatives: not the same setting."
+    for w in holdout.warnings:
+        note += f"\n\n**Warning:** {w}"
+    return text + note
+
+
+def _published_transfer(dataset: str) -> dict | None:
+    """The paper's number for a transfer dataset named like the paper's (``gtzan``, ``fma_small``, ``fma-small``,
+    ``fma small``); None for any other (``fma_large``, ``my_fma_subset``: not the paper's data)."""
+    key = dataset.lower().replace("-", "_").replace(" ", "_")
+    if key == "gtzan" or key.startswith("gtzan_"):  # gtzan_fault_filtered, gtzan_splits, ...
+        return PUBLISHED["transfer"]["gtzan"]
+    if key in ("fma_small", "fmasmall"):
+        return PUBLISHED["transfer"]["fma_small"]
+    return None
+
+
+def table2(results: Sequence[TransferResult]) -> str:
+    """Table 2: rows = datasets, columns = models then baselines (accuracy mean ± std)."""
+    models = model_order([m for r in results for m in r.methods if m not in TABLE2_BASELINES])
+    models = list(dict.fromkeys(models))
+    bases = [b for b in TABLE2_BASELINES if any(b in r.methods for r in results)]
+    header = ["dataset"] + models + [DISPLAY[b] for b in bases] + ["majority class"]
+    rows = []
+    for r in results:
+        cells = [f"{r.dataset} ({len(r.classes)} classes, test {r.counts.get('test', 0)})"]
+        for m in models + bases:
+            res = r.methods.get(m)
+            cells.append(_probe_cell(res) if res else "–")
+        cells.append(_fmt(r.majority))
+        rows.append(cells)
+        pub = _published_transfer(r.dataset)
+        if pub:
+            rows.append([f"*{r.dataset}: {PUBLISHED['source']}*"] + [f"*{_fmt(pub.get(m))}*" if m in pub else "–" for m in models + bases] + ["–"])
+    return _md_table(header, rows)
+
+
+def _probe_cell(res: ProbeResult) -> str:
+    """``mean ± std [95% interval]`` of a probe's trials (``mean (1 trial)`` for one)."""
+    if len(getattr(res, "accuracies", [])) == 1:
+        return f"{_fmt(res.accuracy_mean)} (1 trial)"
+    text = _fmt(res.accuracy_mean, res.accuracy_std)
+    low, high = getattr(res, "ci95_low", None), getattr(res, "ci95_high", None)
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def sweep_label(result: SweepResult) -> str:
+    """What a sweep varies, as its table and figure name it (``negatives N``, ``artists``, a setting)."""
+    return {"negatives": "negatives N", "artists": "artists"}.get(result.kind, result.field or result.kind)
+
+
+def table_sweep(result: SweepResult) -> str:
+    """Tables 3/4 and grids: one row per value: validation accuracy (which selects), then test figures."""
+    concepts = ordered({c for p in result.points for c in p.holdout})
+    with_transfer = any(p.transfer for p in result.points)
+    header = ["", sweep_label(result), "valid acc (selects)" if result.selectable else "valid acc"]
+    header += [f"transfer ({result.dataset})"] if with_transfer else []
+    header += [f"hold-out {c}" for c in concepts]
+    rows = []
+    chosen = result.selected_point
+    for p in sorted(result.points, key=lambda p: value_order(p.value)):
+        mark = "**→**" if p is chosen else ""
+        if p.status != "done":
+            rows.append([mark, format_value(p.value), f"failed: {p.error}"] + ["–"] * (len(header) - 3))
+            continue
+        row = [mark, format_value(p.value), _fmt(p.validation.get("valid_acc"))]
+        if with_transfer:
+            row.append(_fmt(p.transfer.get("mean"), p.transfer.get("std")) if p.transfer else "–")
+        rows.append(row + [_fmt(p.holdout.get(c)) for c in concepts])
+    text = _md_table(header, rows)
+    if chosen is not None:
+        text += (f"\n\nSelected by validation accuracy (never by test): {sweep_label(result)} = "
+                 f"{format_value(chosen.value)}.")
+        if concepts or with_transfer:
+            text += " The hold-out and transfer columns are test figures: shown, never used to select."
+    if not result.selectable:
+        text += (f"\n\nNothing is selected: {sweep_label(result)} changes the validation task (chance level or "
+                 "validation songs), so the validation accuracies are not comparable across rows.")
+    for w in result.warnings():
+        text += f"\n\n**Warning:** {w}"
+    return text
+
+
+def table_retrieval(result: RetrievalResult) -> str:
+    """Retrieval on held-out songs: rows = embedding spaces, columns = artist / album x mAP / P@k."""
+    cols = result.columns()
+    rows = [[s] + [result.cell(s, t, m) for t, m, _h in cols] for s in model_order(result.spaces)]
+    rows.append(["chance (random order)"] + [_fmt(result.chance[t][m]) for t, m, _h in cols])
+    rows.append(["perfect ranking"] + [_fmt(1.0 if m == "map" else result.ceiling[t]) for t, m, _h in cols])
+    rows.append(["queries (labels; skipped)"]
+                + [f"{result.n_queries[t]} ({result.n_labels[t]}; {result.n_skipped[t]})" for t, _m, _h in cols])
+    text = _md_table(["space"] + [h for _t, _m, h in cols], rows)
+    k = result.k
+    note = (f"\n\nEach {' and '.join(result.parts)} song of the artist (album) split, held out by every model, is a "
+            "query against the split's other such songs; relevant = same artist (album); ranked by cosine "
+            f"similarity of L2-normalised song embeddings. mAP is over the full ranking; P@{k} is divided by {k}, so "
+            f"when a label has fewer than {k} other songs a perfect ranking scores less than 1 (its row). Tied "
+            "similarities count as their expectation over random orders, which is what the chance row is. 'concat' "
+            "joins the single-concept models' L2-normalised embeddings (re-normalised); the baselines are Table 2's, "
+            "the log-mel and MFCC statistics standardised per dimension over the pool. In brackets: the 95% interval "
+            "of a bootstrap over the queries.")
+    for t, why in result.skipped.items():
+        note += f" Same-{t} retrieval was not measured: {why}."
+    for w in result.warnings:
+        note += f"\n\n**Warning:** {w}"
+    return text + note
+
+
+# --------------------------------------------------------------------------- report.md sections
+# Each returns the lines it adds to report.md (joined with newlines), in the order the report shows them.
+
+
+def title_lines(title: str, *, unfinished: Sequence[str]) -> list[str]:
+    """The title, the unfinished-runs note (when any) and the note on published rows."""
+    md = [f"# {title}", ""]
+    if unfinished:
+        md += ["**Unfinished runs:** the training of " + ", ".join(f"`{r}`" for r in unfinished)
+               + " did not finish (no DONE); their numbers come from the best checkpoint so far, not from a "
+               "finished run.", ""]
+    md.append(f"Published numbers appear in *italic* rows, labelled “{PUBLISHED['source']}”: they are "
+              "references from a different training collection, not results of this code.")
+    return md
+
+
+def holdout_section(holdout: HoldoutResult) -> list[str]:
+    """Table 1 under its heading."""
+    return ["", "## Table 1: hold-out positive/negative prediction", "", table1(holdout)]
+
+
+def transfer_section(transfers: Sequence[TransferResult]) -> list[str]:
+    """Table 2 under its heading, then one note per dataset (label column, split, counts, classes, warnings)."""
+    columns = sorted({getattr(r, "label_column", "") or "genre" for r in transfers})
+    md = ["", f"## Table 2: transfer to {' / '.join(columns)} classification (linear probe, test accuracy)",
+          "", table2(transfers)]
+    md.append("\nmean ± std over the probe's trials [95% interval of the mean, Student t].")
+    for r in transfers:
+        md.append(f"\n{r.dataset}: label column `{getattr(r, 'label_column', '') or 'genre'}`; split "
+                  f"{r.split_source}; " + ", ".join(f"{k} {v}" for k, v in r.counts.items())
+                  + f"; classes {', '.join(r.classes)}.")
+        for w in getattr(r, "warnings", []):
+            md.append(f"\n**Warning ({r.dataset}):** {w}")
+    md.append("\nMFCCs here are the type-II DCT of the stored log-mel (log10(1 + 10·mel)), first coefficients; "
+              "'random encoder' is the same CNN with untrained weights and the same probe.")
+    return md
+
+
+def sweep_section(sweep: SweepResult) -> list[str]:
+    """One sweep's table under its heading (Table 3 for negatives, Table 4 for artists)."""
+    number = {"negatives": 3, "artists": 4}.get(sweep.kind)
+    head = f"Table {number}: " if number else ""
+    return ["", f"## {head}sweep over {sweep_label(sweep)} ({sweep.concept or 'joint'} model)", "",
+            table_sweep(sweep)]
+
+
+def retrieval_section(retrieval: RetrievalResult) -> list[str]:
+    """The retrieval table under its heading."""
+    return ["", "## Retrieval: same-artist / same-album songs among nearest neighbours (held-out songs)", "",
+            table_retrieval(retrieval)]
+
+
+def figure_section(figures: Mapping[str, str], *, roles_marked: bool) -> list[str]:
+    """Links to the figures (``key -> path relative to report.md``); none without figures.
+
+    ``roles_marked``: some t-SNE map marks the run's training and held-out songs (a legend line says how).
+    """
+    if not figures:
+        return []
+    md = ["", "## Figures", ""]
+    if roles_marked:
+        md += ["In the t-SNE maps, filled dots are the run's training songs, hollow rings its held-out "
+               "(validation and test) songs, small dots songs its split does not use.", ""]
+    return md + [f"![{key}]({rel})" for key, rel in figures.items()]
+
+
+def notes_section(notes: Sequence[str]) -> list[str]:
+    """The extra paragraphs at the end of the report; none without notes."""
+    return ["", "## Notes", ""] + list(notes) if notes else []
