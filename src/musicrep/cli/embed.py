@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from ..data.catalog import read_csv
+
 
 def _run(args) -> int:
-    from ..data.catalog import read_csv
+    # deferred: the model API imports torch, slow to import; only this command needs it
     from ..inference.embed import load
     from ..inference.embed_job import embed_to_files
 

@@ -6,6 +6,7 @@ import sys
 
 
 def _run(args) -> int:
+    # deferred: the model API and the exporter import torch, slow to import; only this command needs them
     from ..inference.embed import load
     from ..inference.export import export_onnx
 

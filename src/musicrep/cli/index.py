@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import sys
 
+from ..data.catalog import fit_column
+from ..inference.faiss_index import AUTO_KIND, EXACT_MAX, VALID_KINDS
+from ..inference.index import VALID_CONCEPTS, VALID_EXCLUDE, SearchIndex
 
-def _print_concepts(index) -> None:
+
+def _print_concepts(index: SearchIndex) -> None:
     m = index.manifest
     for concept in index.concepts:  # in the order given (the manifest's keys are sorted)
         meta = m["concepts"][concept]
@@ -24,6 +28,7 @@ def _print_concepts(index) -> None:
 
 
 def _build(args) -> int:
+    # deferred: index_build loads models (torch, slow to import); only this verb needs it
     from ..inference.index_build import build_from_runs, parse_runs
 
     index = build_from_runs(
@@ -45,6 +50,7 @@ def _build(args) -> int:
 
 
 def _add(args) -> int:
+    # deferred: index_build loads models (torch, slow to import); only this verb needs it
     from ..inference.index_build import add_to_index
 
     index, added = add_to_index(index=args.index, catalog=args.catalog, store=args.store, workers=args.workers)
@@ -55,9 +61,6 @@ def _add(args) -> int:
 
 
 def _search(args) -> int:
-    from ..data.catalog import fit_column
-    from ..inference.index import SearchIndex
-
     index = SearchIndex.load(args.index)
     hits = index.query(args.query, k=args.k, by=args.by, exclude_same=args.exclude_same)
     if args.json:
@@ -76,16 +79,14 @@ def _search(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from ..inference.index import (
-        AUTO_KIND,
-        EXACT_MAX,
-        VALID_CONCEPTS,
-        VALID_EXCLUDE,
-        VALID_KINDS,
-    )
-
     p = subparsers.add_parser("index", help="build a similarity-search index over song embeddings")
     verbs = p.add_subparsers(dest="index_verb", metavar="VERB", required=True)
+    _add_build_parser(verbs)
+    _add_add_parser(verbs)
+    _add_search_parser(subparsers)
+
+
+def _add_build_parser(verbs) -> None:
     b = verbs.add_parser(
         "build",
         help="embed a catalog with one or more runs and index it",
@@ -114,6 +115,8 @@ def add_parser(subparsers) -> None:
                    help="index with runs whose training did not finish (no DONE), with a warning")
     b.set_defaults(func=_build)
 
+
+def _add_add_parser(verbs) -> None:
     a = verbs.add_parser(
         "add",
         help="add a catalog's tracks to a built index",
@@ -127,6 +130,8 @@ def add_parser(subparsers) -> None:
     a.add_argument("--workers", type=int, default=1, metavar="N", help="decoding threads (default 1)")
     a.set_defaults(func=_add)
 
+
+def _add_search_parser(subparsers) -> None:
     s = subparsers.add_parser("search", help="songs most like a file or an indexed track")
     s.add_argument("index", metavar="INDEX", help="index folder from `musicrep index build`")
     s.add_argument("--query", required=True, metavar="QUERY",

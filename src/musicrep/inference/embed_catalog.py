@@ -21,16 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..data.catalog import Catalog
+from .. import progress
+from ..data.catalog import Catalog, Track
+from ..data.store import FeatureStore, open_store
 from ..errors import AudioError, MusicrepError
-from ..training.model import split_segments
-from .embed import Embedding, EmbeddingModel, embed_store, segment_chunks
+from ..evaluation.runs import run_store_path
+from ..training.checkpoint import training_run
+from .batching import segment_chunks, segmented_files, torch_threads
+from .discovery import key_of
+from .embed import Embedding, EmbeddingModel
+from .store_embeddings import embed_store
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ def embed_catalog(
     *,
     models: Mapping[str, EmbeddingModel],
     catalog: Catalog,
-    store=None,
+    store: FeatureStore | str | Path | None = None,
     workers: int = 1,
 ) -> CatalogVectors:
     """Embed every track of ``catalog`` with every model (see the module doc for where features come from).
@@ -80,8 +85,6 @@ def embed_catalog(
     CatalogVectors
         Every catalog id is in each concept's vectors or named in ``skipped``.
     """
-    from ..data.store import open_store
-
     out = CatalogVectors(vectors={c: {} for c in models}, skipped=[])
     if store is not None:
         store = open_store(store)
@@ -108,7 +111,7 @@ def embed_catalog(
     return out
 
 
-def _read_store(out: CatalogVectors, models: Mapping[str, EmbeddingModel], store, ids: list[str], *,
+def _read_store(out: CatalogVectors, models: Mapping[str, EmbeddingModel], store: FeatureStore, ids: list[str], *,
                 cache: bool) -> None:
     for concept, model in models.items():
         got_ids, vectors = embed_store(model, store=store, track_ids=ids, cache=cache)
@@ -117,7 +120,7 @@ def _read_store(out: CatalogVectors, models: Mapping[str, EmbeddingModel], store
     out.store = Path(store.path)
 
 
-def recorded_store(*, models: Sequence[EmbeddingModel], catalog: Catalog):
+def recorded_store(*, models: Sequence[EmbeddingModel], catalog: Catalog) -> tuple[FeatureStore, list[str]] | None:
     """``(FeatureStore, track ids it holds of the catalog)`` from the models' runs, or None.
 
     A candidate is the store a model's run was trained on (``RUN/run.json``). It
@@ -125,11 +128,6 @@ def recorded_store(*, models: Sequence[EmbeddingModel], catalog: Catalog):
     tracks under the same id and the same audio file (resolved path); the one
     holding most of them wins.
     """
-    from ..data.store import FeatureStore
-    from ..evaluation.runs import run_store_path
-    from ..training.checkpoint import training_run
-    from .embed_job import key_of
-
     candidates: list[Path] = []
     for model in models:
         run = training_run(model.checkpoint) if model.checkpoint is not None and not model.shipped else None
@@ -139,7 +137,7 @@ def recorded_store(*, models: Sequence[EmbeddingModel], catalog: Catalog):
     best = None
     for path in candidates:
         try:
-            store = FeatureStore(path)
+            store = open_store(path)
         except MusicrepError as exc:  # moved, deleted or damaged since training: decode instead
             log.debug("not using the recorded store %s (%s)", path, exc)
             continue
@@ -152,14 +150,12 @@ def recorded_store(*, models: Sequence[EmbeddingModel], catalog: Catalog):
     return best
 
 
-def _decode(out: CatalogVectors, models: Mapping[str, EmbeddingModel], tracks: list, *, workers: int) -> None:
+def _decode(out: CatalogVectors, models: Mapping[str, EmbeddingModel], tracks: list[Track], *, workers: int) -> None:
     """Decode each file of ``tracks`` once and embed it with every model.
 
     Several ids may share one file (the same recording listed twice): the file
     is embedded once and every id sharing it gets its vector, or its error.
     """
-    from .. import progress
-
     ids_of: dict[Path, list[str]] = {}
     for t in tracks:
         ids_of.setdefault(Path(t.path), []).append(t.track_id)
@@ -203,17 +199,16 @@ def iter_files_together(
     lead = models[0]
     if any(m.feature_hash != lead.feature_hash for m in models):
         raise MusicrepError("models with other front ends cannot share decoded audio; embed them separately")
-    # EmbeddingModel.iter_files for several models: its decode-ahead and batch
-    # flush are reused as they are, so both paths cut and batch segments alike.
-    # Decode threads on their cores, torch on the rest.
-    threads = max(1, (os.cpu_count() or 1) - workers) if workers > 0 else None
-    items = (((path, frames), frames if isinstance(frames, AudioError) else split_segments(frames, segment_frames=lead.segment_frames))
-             for path, frames in lead._frames_ahead(list(paths), workers=workers, prefetch=prefetch))
+    # EmbeddingModel.iter_files for several models: the same decode-ahead and batch
+    # flush (musicrep.inference.batching), so both paths cut and batch segments alike.
+    threads = torch_threads(workers)
+    items = segmented_files(lead._load_frames, paths=list(paths), segment_frames=lead.segment_frames, workers=workers,
+                            prefetch=prefetch)
     for chunk in segment_chunks(items, batch_size=lead.batch_size):
         per_model = [list(m.encode_chunk(chunk, threads=threads)) for m in models]
         for i, ((path, frames), segs) in enumerate(chunk):
             if isinstance(segs, AudioError):
                 yield path, segs
                 continue
-            yield path, [m._finish(results[i][1], n_frames=frames.shape[0], segments=False, source=str(path))
+            yield path, [m.song_embedding(results[i][1], n_frames=frames.shape[0], segments=False, source=str(path))
                          for m, results in zip(models, per_model)]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 import zipfile
 from collections import Counter
@@ -32,10 +31,13 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import progress
+from ..data.catalog import Catalog, Track
 from ..errors import AudioError, ConfigError, MixedModelsError
 from ..io import atomic_path, remove_stale_temps
 from ..locks import folder_lock
-from .embed import EmbeddingModel, find_audio
+from .discovery import find_audio, key_of
+from .embed import Embedding, EmbeddingModel
 from .outputs import (
     Table,
     check_table_path,
@@ -117,19 +119,6 @@ def output_paths(inputs: Sequence[str | Path], *, out: str | Path, recursive: bo
     return mapping
 
 
-def key_of(path: str | Path) -> str:
-    """How files are matched to catalog rows and table rows: the resolved path.
-
-    A symbolic-link loop cannot be resolved (``Path.resolve`` raises
-    ``RuntimeError``); its absolute path stands in, so the file reaches the
-    decoder and is reported by name as unreadable, and the job goes on.
-    """
-    try:
-        return str(Path(path).resolve())
-    except (OSError, RuntimeError):
-        return os.path.abspath(path)
-
-
 def _refuse_other_models(where: Path, others: list[dict[str, str]], ours: dict[str, str]) -> None:
     if not others:
         return
@@ -191,7 +180,7 @@ def _row_id(columns: dict[str, str]) -> str:
     return columns.get("track_id") or columns["path"]
 
 
-def _write_tables(table: Path, rows: dict[str, _TableRow], catalog) -> list[Path]:
+def _write_tables(table: Path, rows: dict[str, _TableRow], catalog: Catalog | None) -> list[Path]:
     """Write the song table (and the segment table of the rows that have segments); returns the files."""
     by_path = {key_of(t.path): t for t in catalog} if catalog is not None else {}
     paths = sorted(rows)
@@ -231,7 +220,7 @@ def embed_to_files(
     inputs: Sequence[str | Path],
     out: str | Path | None = None,
     table: str | Path | None = None,
-    catalog=None,
+    catalog: Catalog | None = None,
     overwrite: bool = False,
     segments: bool = False,
     recursive: bool = True,
@@ -286,14 +275,39 @@ def embed_to_files(
                              segments=segments, recursive=recursive, workers=workers)
 
 
-def _embed_locked(*, model, inputs, out, table, catalog, overwrite, segments, recursive, workers) -> EmbedReport:
-    from .. import progress
-
+def _embed_locked(*, model: EmbeddingModel, inputs: Sequence[str | Path], out: str | Path | None,
+                  table: str | Path | None, catalog: Catalog | None, overwrite: bool, segments: bool,
+                  recursive: bool, workers: int) -> EmbedReport:
     started = time.time()  # temp files older than this were left by a killed run
     mapping = output_paths(inputs, out=out if out is not None else ".", recursive=recursive)
     report = EmbedReport()
     ours = model_stamp(model)
     rows = {} if (table is None or overwrite) else _existing_rows(Path(table))
+    todo, others = _sort_inputs(mapping, report=report, rows=rows, table=table, ours=ours, overwrite=overwrite,
+                                segments=segments)
+    if table is not None:  # rows of files not in this job's inputs stay, and must be this model's too
+        wanted = {key_of(src) for src in mapping}
+        others += [r.stamp for key, r in rows.items() if key not in wanted and not same_model(r.stamp, ours=ours)]
+        if Path(table).suffix == ".npy":
+            _check_one_line_ids(Path(table), todo, catalog)
+    _refuse_other_models(Path(table) if table is not None else Path(out), others, ours)
+    if report.already_done:
+        log.info("%d file(s) already embedded by this model; skipped (use --overwrite to redo)",
+                 len(report.already_done))
+    _embed_todo(model, todo=todo, mapping=mapping, report=report, rows=rows, table=table, catalog=catalog,
+                ours=ours, segments=segments, workers=workers, started=started)
+    if table is not None and rows:
+        for written in _write_tables(Path(table), rows, catalog):
+            remove_stale_temps(written, older_than=started)
+            report.outputs.append(written)
+    return report
+
+
+def _sort_inputs(mapping: dict[Path, Path], *, report: EmbedReport, rows: dict[str, _TableRow],
+                 table: str | Path | None, ours: dict[str, str], overwrite: bool,
+                 segments: bool) -> tuple[list[Path], list[dict[str, str]]]:
+    """The files to embed, and the stamps of outputs another model made; files this model already
+    embedded (with the segments asked for) go to ``report.already_done``."""
     todo, others = [], []
     for src, dst in mapping.items():
         if overwrite:
@@ -311,15 +325,13 @@ def _embed_locked(*, model, inputs, out, table, catalog, overwrite, segments, re
             report.already_done.append(src)
         else:
             others.append(stamp)
-    if table is not None:  # rows of files not in this job's inputs stay, and must be this model's too
-        wanted = {key_of(src) for src in mapping}
-        others += [r.stamp for key, r in rows.items() if key not in wanted and not same_model(r.stamp, ours=ours)]
-        if Path(table).suffix == ".npy":
-            _check_one_line_ids(Path(table), todo, catalog)
-    _refuse_other_models(Path(table) if table is not None else Path(out), others, ours)
-    if report.already_done:
-        log.info("%d file(s) already embedded by this model; skipped (use --overwrite to redo)",
-                 len(report.already_done))
+    return todo, others
+
+
+def _embed_todo(model: EmbeddingModel, *, todo: list[Path], mapping: dict[Path, Path], report: EmbedReport,
+                rows: dict[str, _TableRow], table: str | Path | None, catalog: Catalog | None,
+                ours: dict[str, str], segments: bool, workers: int, started: float) -> None:
+    """Embed ``todo``: each result into its ``.npz`` at once, or into ``rows`` for the table."""
     by_path = {key_of(t.path): t for t in catalog} if catalog is not None else {}
     results = model.iter_files(todo, segments=segments, workers=workers)
     for src, res in progress.bar(results, total=len(todo), desc="embed", unit="file"):
@@ -335,14 +347,9 @@ def _embed_locked(*, model, inputs, out, table, catalog, overwrite, segments, re
         _write_npz(mapping[src], res, stamp=ours, track=by_path.get(key_of(src)), segments=segments)
         remove_stale_temps(mapping[src], older_than=started)
         report.outputs.append(mapping[src])
-    if table is not None and rows:
-        for written in _write_tables(Path(table), rows, catalog):
-            remove_stale_temps(written, older_than=started)
-            report.outputs.append(written)
-    return report
 
 
-def _write_npz(dst: Path, res, *, stamp: dict[str, str], track, segments: bool) -> None:
+def _write_npz(dst: Path, res: Embedding, *, stamp: dict[str, str], track: Track | None, segments: bool) -> None:
     arrays = {"vector": res.vector, "duration": np.float64(res.duration), "source": np.array(res.source),
               **{k: np.array(v) for k, v in stamp.items()}}
     if segments:
@@ -362,7 +369,7 @@ def _npz_has_segments(path: Path) -> bool:
         return False
 
 
-def _check_one_line_ids(table: Path, files: Sequence[Path], catalog) -> None:
+def _check_one_line_ids(table: Path, files: Sequence[Path], catalog: Catalog | None) -> None:
     """Refuse before any work an ``.npy`` table whose ids could not be one line each of ``.ids.txt``."""
     by_path = {key_of(t.path): t.track_id for t in catalog} if catalog is not None else {}
     for f in files:

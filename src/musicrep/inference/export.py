@@ -37,6 +37,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,6 +46,11 @@ from ..config import SEGMENT_FRAMES, to_dict
 from ..errors import ExportError
 from ..io import atomic_path
 from ..locks import folder_lock
+from ..training.model import Encoder
+from .embed import EmbeddingModel, as_model
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,7 @@ SONG_VECTOR_RULE = ("song vector = plain mean of the 'embedding' rows of all the
 
 def export_onnx(
     *,
-    model_or_run=None,
+    model_or_run: EmbeddingModel | str | Path | None = None,
     out: str | Path,
     opset: int = 17,
     check: bool = True,
@@ -88,12 +94,9 @@ def export_onnx(
     FolderLockedError
         when another process is writing ``out``
     """
-    from .embed import EmbeddingModel, load
-
     out = Path(out)
     with folder_lock(out):
-        model = model_or_run if isinstance(model_or_run, EmbeddingModel) else load(
-            model_or_run, allow_unfinished=allow_unfinished)
+        model = as_model(model_or_run, allow_unfinished=allow_unfinished)
         encoder = model.encoder.to("cpu")
         was_training = encoder.training
         encoder.eval()
@@ -103,7 +106,7 @@ def export_onnx(
             encoder.train(was_training)
 
 
-def _export(model, encoder: torch.nn.Module, out: Path, *, opset: int, check: bool, atol: float) -> Path:
+def _export(model: EmbeddingModel, encoder: Encoder, out: Path, *, opset: int, check: bool, atol: float) -> Path:
     example = torch.zeros(2, model.segment_frames, encoder.n_mels)
     with atomic_path(out, suffix=".onnx") as tmp:
         with warnings.catch_warnings():
@@ -133,8 +136,8 @@ def _export(model, encoder: torch.nn.Module, out: Path, *, opset: int, check: bo
     return out
 
 
-def _add_metadata(path: Path, model) -> None:
-    import onnx
+def _add_metadata(path: Path, model: EmbeddingModel) -> None:
+    import onnx  # deferred: onnx is optional and slow to import; only writing a file needs it
 
     proto = onnx.load(str(path))
     meta = {
@@ -158,7 +161,7 @@ def _add_metadata(path: Path, model) -> None:
 def check_parity(
     *,
     onnx_path: str | Path,
-    encoder: torch.nn.Module,
+    encoder: Encoder,
     segment_frames: int = SEGMENT_FRAMES,
     batch_sizes: tuple[int, ...] = (1, 3),
     seed: int = 0,
@@ -168,7 +171,7 @@ def check_parity(
     Random log-mel-like segments (non-negative, as ``log10(1 + 10 mel)`` is)
     [b, segment_frames, n_mels] for each batch size, so the dynamic axis is exercised.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: onnxruntime is optional and slow to import; only the check needs it
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
@@ -185,7 +188,8 @@ def check_parity(
     return worst
 
 
-def onnx_song_vector(*, session, frames: np.ndarray, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
+def onnx_song_vector(*, session: ort.InferenceSession, frames: np.ndarray,
+                     segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
     """A song's vector from an exported model, by the rule in its ``musicrep.song_vector``.
 
     Parameters
@@ -209,7 +213,7 @@ def onnx_song_vector(*, session, frames: np.ndarray, segment_frames: int = SEGME
     return out.mean(axis=0).astype(np.float32)
 
 
-def input_rule(model) -> str:
+def input_rule(model: EmbeddingModel) -> str:
     """``musicrep.input``: what the graph takes, in words."""
     fc = model.feature_config
     return (f"raw log-mel float32 [segments, {model.segment_frames}, {fc.n_mels}]: non-overlapping "

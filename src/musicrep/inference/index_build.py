@@ -21,6 +21,7 @@ files removed. A reader sees the old index or the new one, and a killed
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 import time
@@ -30,21 +31,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..data.catalog import COLUMNS, Catalog
+from ..data.catalog import COLUMNS, Catalog, Track, read_csv
+from ..data.store import FeatureStore
+from ..errors import SearchIndexError
 from ..io import atomic_path, atomic_write_csv, atomic_write_json
 from ..locks import folder_lock
-from .index import (
-    MANIFEST,
-    SKIPPED,
-    VALID_CONCEPTS,
-    VERSION,
-    SearchIndex,
-    SearchIndexError,
-    _faiss,
-    build_faiss,
-    normalize,
-    read_skipped,
-)
+from .embed import SHIPPED_NAME, EmbeddingModel, load
+from .embed_catalog import CatalogVectors, embed_catalog
+from .faiss_index import build_faiss, normalize, write_faiss
+from .index import MANIFEST, SKIPPED, VALID_CONCEPTS, VERSION, SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +48,7 @@ SKIPPED_COLUMNS = ("track_id", "path", "concept", "reason")
 _INDEX_FILE = re.compile(r"(manifest\.json|skipped\.csv|tracks(\.\d+)?\.csv|[^/]+\.faiss|\..+\.tmp)")
 #: What a manifest keeps of a sub-index's model (:func:`model_entry`); the rest describes its faiss file.
 MODEL_KEYS = ("run", "checkpoint", "checkpoint_sha256", "unfinished", "shipped")
-#: Keyword arguments of :func:`~musicrep.inference.index.build_faiss` an index records, for ``add``.
+#: Keyword arguments of :func:`~musicrep.inference.faiss_index.build_faiss` an index records, for ``add``.
 FAISS_SETTINGS = ("kind", "exact_max", "hnsw_m", "ef_construction", "ivf_nlist", "pq_m", "refine_factor",
                   "target_recall", "n_queries", "k", "seed")
 
@@ -72,7 +67,7 @@ def check_output(out: Path, *, overwrite: bool) -> None:
                                    "empty folder, or pass --overwrite to write the index beside them")
 
 
-def _row(track) -> dict:
+def _row(track: Track) -> dict:
     row = track.as_row()
     return {k: ("" if v is None else str(v)) for k, v in row.items()}
 
@@ -99,7 +94,7 @@ def build_index(
     skipped : rows ``{track_id, path, concept, reason}`` of tracks left out
     default_concept : the space searched without ``by``
     overwrite : replace an existing index
-    faiss_kwargs : passed to :func:`~musicrep.inference.index.build_faiss`, and recorded for ``add``
+    faiss_kwargs : passed to :func:`~musicrep.inference.faiss_index.build_faiss`, and recorded for ``add``
 
     Returns
     -------
@@ -141,7 +136,6 @@ def _build_index_locked(*, out: Path, rows, vectors, runs, skipped, default_conc
 def _write_generation(out: Path, manifest: dict, *, rows: list, vectors: Mapping[str, np.ndarray],
                       runs: Mapping[str, Mapping], skipped: Sequence[Mapping], generation: int) -> SearchIndex:
     """Write the index files of one generation, then the manifest naming them, then drop the rest."""
-    faiss = _faiss()
     tail = "" if generation == 0 else f".{generation}"
     n = len(rows)
     concepts = {}
@@ -152,7 +146,7 @@ def _write_generation(out: Path, manifest: dict, *, rows: list, vectors: Mapping
         index, info = build_faiss(v, **manifest.get("build", {}))
         fname = f"{concept}{tail}.faiss"
         with atomic_path(out / fname, suffix=".faiss") as tmp:
-            faiss.write_index(index, str(tmp))
+            write_faiss(index, path=tmp)
         concepts[concept] = {**dict(runs.get(concept, {})), "file": fname, "dim": int(v.shape[1]), **info}
         log.info("%s: %s index over %d x %d, recall@10 %.3f", concept, info["kind"], n, v.shape[1], info["recall_at_10"])
     columns: dict[str, None] = dict.fromkeys(COLUMNS)
@@ -175,6 +169,15 @@ def _remove_other_generations(out: Path, manifest: dict) -> None:
             f.unlink(missing_ok=True)
 
 
+def read_skipped(path: str | Path) -> list[dict]:
+    """The rows of an index's ``skipped.csv`` ([] when it has none)."""
+    try:
+        with open(Path(path) / SKIPPED, encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
 def parse_runs(specs: Sequence[str] | None) -> dict[str, str | None]:
     """``["RUN"]`` or ``["artist=RUN_A", "album=RUN_B", ...]`` -> {concept or None: run}; none -> ``{}``."""
     out: dict[str | None, str] = {}
@@ -190,10 +193,8 @@ def parse_runs(specs: Sequence[str] | None) -> dict[str, str | None]:
     return out
 
 
-def model_entry(model, *, run) -> dict:
+def model_entry(model: EmbeddingModel, *, run: str | Path | None) -> dict:
     """What a manifest records of the model of a sub-index, to query and add with it later."""
-    from .embed import SHIPPED_NAME
-
     entry = {"run": "" if model.shipped else str(Path(run).resolve()), "checkpoint": str(model.checkpoint),
              "checkpoint_sha256": model.checkpoint_sha(), "unfinished": model.unfinished}
     if model.shipped:
@@ -206,7 +207,7 @@ def build_from_runs(
     runs: Mapping[str | None, str | Path | None] | None,
     catalog: Catalog | str | Path,
     out: str | Path,
-    store=None,
+    store: FeatureStore | str | Path | None = None,
     overwrite: bool = False,
     workers: int = 1,
     allow_unfinished: bool = False,
@@ -227,7 +228,7 @@ def build_from_runs(
     workers : decoding threads when embedding files
     allow_unfinished : index with runs whose training did not finish (no
         ``DONE``); the manifest marks their sub-indexes ``"unfinished": true``
-    faiss_kwargs : :func:`~musicrep.inference.index.build_faiss` settings, recorded for ``add``
+    faiss_kwargs : :func:`~musicrep.inference.faiss_index.build_faiss` settings, recorded for ``add``
 
     Returns
     -------
@@ -239,14 +240,10 @@ def build_from_runs(
     FolderLockedError
         at once, before any run is loaded, when another process writes ``out``
     """
-    from ..data import catalog as catalog_mod
-    from .embed import load
-    from .embed_catalog import embed_catalog
-
     out = Path(out)
     with folder_lock(out):
         check_output(out, overwrite=overwrite)  # before minutes of embedding, not after
-        cat = catalog if isinstance(catalog, Catalog) else catalog_mod.read_csv(catalog)
+        cat = catalog if isinstance(catalog, Catalog) else read_csv(catalog)
         models, meta = {}, {}
         for key, run in (dict(runs) if runs else {"joint": None}).items():
             model = load(run, allow_unfinished=allow_unfinished)
@@ -260,7 +257,7 @@ def build_from_runs(
                                    default_concept=None, **faiss_kwargs)
 
 
-def _embedded_rows(out: Path, cat: Catalog, got) -> tuple[list[dict], dict[str, np.ndarray]]:
+def _embedded_rows(out: Path, cat: Catalog, got: CatalogVectors) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Rows and vectors of the tracks every model embedded (one table serves all sub-indexes)."""
     per_concept = got.vectors
     common = [t for t in cat if all(t.track_id in v for v in per_concept.values())]
@@ -279,7 +276,7 @@ def add_to_index(
     *,
     index: str | Path,
     catalog: Catalog | str | Path,
-    store=None,
+    store: FeatureStore | str | Path | None = None,
     workers: int = 1,
 ) -> tuple[SearchIndex, int]:
     """Add a catalog's tracks to a built index, with the models and settings it records.
@@ -306,13 +303,10 @@ def add_to_index(
     FolderLockedError
         when another process writes the index
     """
-    from ..data import catalog as catalog_mod
-    from .embed_catalog import embed_catalog
-
     out = Path(index)
     with folder_lock(out):
         current = SearchIndex.load(out)
-        cat = catalog if isinstance(catalog, Catalog) else catalog_mod.read_csv(catalog)
+        cat = catalog if isinstance(catalog, Catalog) else read_csv(catalog)
         already = [t.track_id for t in cat if t.track_id in set(current.track_ids)]
         if already:
             raise SearchIndexError(

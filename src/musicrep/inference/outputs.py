@@ -102,7 +102,8 @@ def _meta_path(path: Path) -> Path:
 
 
 def _pyarrow(path: Path):
-    try:
+    """pyarrow with its parquet submodule, or a :class:`ConfigError` saying how to install it."""
+    try:  # deferred: pyarrow is optional and slow to import; only .parquet tables need it
         import pyarrow
         import pyarrow.parquet  # noqa: F401  (the submodule is not imported with the package)
     except ImportError:
@@ -168,7 +169,7 @@ def _write_npy(path: Path, columns: dict[str, list], vectors: np.ndarray) -> Non
 
 def _write_parquet(path: Path, columns: dict[str, list], vectors: np.ndarray) -> None:
     pa = _pyarrow(path)
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred (optional, slow): _pyarrow above checked it is there
 
     arrays = {name: pa.array(_column_array(name, values).tolist()) for name, values in columns.items()}
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
@@ -247,7 +248,7 @@ def _read_npy(path: Path) -> Table:
 
 def _read_parquet(path: Path) -> Table:
     _pyarrow(path)
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred (optional, slow): _pyarrow above checked it is there
 
     data = pq.read_table(str(path))
     vector = data.column("vector").combine_chunks()

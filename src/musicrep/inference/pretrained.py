@@ -55,6 +55,7 @@ def shipped_model(*, folder: str | Path | None = None) -> Path:
 
 
 def sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
