@@ -28,7 +28,7 @@ import torch
 
 from bench_train import time_steps  # benchmarks/ is on sys.path when run as a script
 from musicrep.config import load_config
-from musicrep.training.train import TrainConfig
+from musicrep.training.settings import TrainConfig
 
 VARIANTS = [("sampled N=4 (reference)", ["negatives=4"])] + [
     (f"sampled N={n}", [f"negatives={n}"]) for n in (1, 2, 8, 16)] + [

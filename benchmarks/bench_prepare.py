@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from musicrep.data import store as store_module
+from musicrep.data import prepare_workers as store_module
 from musicrep.data.audio import stream_audio
 from musicrep.data.catalog import Catalog, Track
 from musicrep.config import FeatureConfig
-from musicrep.data.store import min_samples_for, prepare
+from musicrep.data.features import min_samples_for
+from musicrep.data.prepare import prepare
 from musicrep.testing import synth_song
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -116,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             prepare(catalog, out_dir=store, workers=args.workers)
             ours_times.append(time.perf_counter() - t0)
-        from musicrep.data.store import FeatureStore
+        from musicrep.data.store import open_store
 
-        fs = FeatureStore(tmp / "store0")
+        fs = open_store(tmp / "store0")
         err = max(float(np.abs(fs.frames(p.stem) - m).max()) for p, m in zip(paths, ref))
         ref_rate = args.files / min(ref_times)
         ours_rate = args.files / min(ours_times)

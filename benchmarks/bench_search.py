@@ -28,7 +28,7 @@ mixture-52k, mixture-1M
     an index than the real vectors it was fitted to.
 
 For each set: the exact index (``IndexFlatIP``), then each approximate kind
-built by :func:`musicrep.inference.index.build_faiss`, exactly as ``musicrep index build
+built by :func:`musicrep.inference.faiss_index.build_faiss`, exactly as ``musicrep index build
 --kind KIND`` builds it, search knob (``efSearch``, ``nprobe``) tuned there to
 recall@10 0.95 on 1,000 of the collection's vectors. Reported: build seconds
 (and tuning seconds), then queries/s and recall@10 against exact search for the
@@ -76,7 +76,7 @@ import faiss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from musicrep.inference.index import (
+from musicrep.inference.faiss_index import (
     KNOBS,
     build_faiss,
     normalize,
@@ -101,11 +101,12 @@ def real_embeddings(stores, *, cache: Path) -> dict[str, np.ndarray]:
     dict with ``songs`` [n_songs, D], ``segments`` [n_segments, D] (float32, not
     normalised) and ``owner`` [n_segments] (each segment's row in ``songs``)
     """
-    from musicrep.inference.embed import load, store_id
-    from musicrep.data.store import FeatureStore
+    from musicrep.inference.embed import load
+    from musicrep.inference.store_embeddings import store_id
+    from musicrep.data.store import open_store
 
     model = load(None)
-    opened = [FeatureStore(s) for s in stores]
+    opened = [open_store(s) for s in stores]
     key = hashlib.sha256((model.checkpoint_sha() + "".join(store_id(s) for s in opened)).encode()).hexdigest()[:16]
     path = cache / f"real-{key}.npz"
     if path.is_file():

@@ -29,12 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from musicrep.config import load_config
 from musicrep.training.model import Encoder
-from musicrep.training.train import TrainConfig, _make_optimizer, step_losses
+from musicrep.training.settings import TrainConfig
+from musicrep.training.steps import _make_optimizer, step_losses
 
 
 def matmul_rate(*, n: int = 2048, seconds: float = 2.0, dtype=torch.float32) -> float:
@@ -98,10 +98,11 @@ def synthetic_batches(config: TrainConfig, *, channels_first: bool = False):
 
 
 def store_batches(config: TrainConfig, store_path: Path, split, *, num_workers: int, prefetch: int):
-    from musicrep.training.sampling import ConceptSampler, SamplerSpec, batch_stream
-    from musicrep.data.store import FeatureStore
+    from musicrep.training.loader import batch_stream
+    from musicrep.training.sampling import ConceptSampler, SamplerSpec
+    from musicrep.data.store import open_store
 
-    store = FeatureStore(store_path)
+    store = open_store(store_path)
     sampler = ConceptSampler(store=store, split=split, concept="artist", mode="train", negatives=config.negatives)
     spec = SamplerSpec(store_path=str(store_path), split=split, concept="artist", mode="train", negatives=config.negatives)
     stream = batch_stream(samplers={"artist": sampler}, specs=[spec], batch_size=config.batch_size, seed=0,
@@ -113,13 +114,14 @@ def store_batches(config: TrainConfig, store_path: Path, split, *, num_workers: 
 def build_store(root: Path) -> tuple[Path, object]:
     from musicrep.data.catalog import read_csv
     from musicrep.data.splits import artist_split
-    from musicrep.data.store import FeatureStore, prepare
+    from musicrep.data.prepare import prepare
+    from musicrep.data.store import open_store
     from musicrep.testing import synth_collection
 
     catalog = synth_collection(root / "audio", n_artists=4, albums_per_artist=1, songs_per_album=6, seconds=10.0,
                                sr=22050, seed=0)
     store = prepare(read_csv(catalog), out_dir=root / "store", workers=2).path
-    split = artist_split(catalog=FeatureStore(store).catalog, songs_per_artist=6, n_valid=1, n_test=1, seed=0)
+    split = artist_split(catalog=open_store(store).catalog, songs_per_artist=6, n_valid=1, n_test=1, seed=0)
     return store, split
 
 

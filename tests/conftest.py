@@ -41,7 +41,8 @@ def tone_file(tmp_path):
 def synth_store(tmp_path_factory):
     """A prepared store of a small synthetic collection (6 artists x 2 albums x 5 songs, 8 s)."""
     from musicrep.data.catalog import read_csv
-    from musicrep.data.store import FeatureStore, prepare
+    from musicrep.data.prepare import prepare
+    from musicrep.data.store import FeatureStore
     from musicrep.testing import synth_collection
 
     root = tmp_path_factory.mktemp("synth")

@@ -40,7 +40,8 @@ from musicrep.errors import (
     UnreadableAudioError,
 )
 from musicrep.data.features import log_mel_stream, n_frames_for
-from musicrep.data.store import FeatureStore, load_errors, prepare
+from musicrep.data.prepare import prepare
+from musicrep.data.store import FeatureStore, load_errors
 from musicrep.testing import synth_collection, tag_file
 
 BAD_INPUT_KINDS: tuple[str, ...] = (
@@ -209,7 +210,8 @@ def zoo(tmp_path_factory):
 def run(zoo):
     """A tiny joint run trained on the zoo store."""
     from musicrep.config import load_config
-    from musicrep.training.train import TrainConfig, train
+    from musicrep.training.settings import TrainConfig
+    from musicrep.training.train import train
 
     config = load_config(TrainConfig, path=None, overrides=[
         "concept=joint", "width=8", "epochs=1", "steps_per_epoch=2", "batch_size=4", "valid_batches=1",
@@ -340,7 +342,8 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path):
 
 @covers("artist with one song")
 def test_train_and_evaluate_finish_on_the_zoo(zoo, run):
-    from musicrep.evaluation.holdout import build_trials, holdout_runs, load_split
+    from musicrep.evaluation.holdout import holdout_runs
+    from musicrep.evaluation.trials import build_trials, load_split
 
     assert (run / "DONE").is_file()
     split = load_split(run)
@@ -501,7 +504,8 @@ def test_unreadable_file_in_catalog_and_prepare(tmp_path):
 
 
 def test_index_and_search_skip_bad_files(zoo, run, tmp_path, capsys):
-    from musicrep.inference.index import SearchIndex, SearchIndexError, build_from_runs
+    from musicrep.inference.index import SearchIndex, SearchIndexError
+    from musicrep.inference.index_build import build_from_runs
 
     bad_ids = {e["track_id"] for e in zoo["result"].errors}
     index = build_from_runs(runs={None: run}, catalog=zoo["full"], out=tmp_path / "idx")

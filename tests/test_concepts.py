@@ -13,9 +13,11 @@ from musicrep.config import load_config
 from musicrep.errors import ConfigError, SplitError
 from musicrep.evaluation.holdout import holdout_runs
 from musicrep.data.splits import held_out_overlap, make_splits
-from musicrep.data.store import FeatureStore, prepare
+from musicrep.data.prepare import prepare
+from musicrep.data.store import FeatureStore
 from musicrep.testing import synth_collection
-from musicrep.training.train import TrainConfig, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import train
 
 # 6 artists x 2 albums x 5 songs; a record label signs two neighbouring artists, so
 # labels are audible through their artists' timbres (3 labels, 20 songs each)

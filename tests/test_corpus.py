@@ -25,6 +25,7 @@ from musicrep.data.corpus import (
     folk,
     games,
     list_corpora,
+    render,
     tools,
     write_corpus,
 )
@@ -339,11 +340,11 @@ def test_split_and_choices_are_seeded():
     assert splits == [folk.assign_split(f"g{i}", seed=3) for i in range(2000)]
     frac = {s: splits.count(s) / len(splits) for s in ("train", "valid", "test")}
     assert abs(frac["train"] - 0.8) < 0.04 and abs(frac["test"] - 0.1) < 0.03
-    programs = {folk.render_choice(f"t{i}", seed=0, tempo_jitter=0.1)[0] for i in range(300)}
-    assert len(programs) > 20 and programs <= set(folk.PROGRAMS)  # instruments vary per tune
-    tempos = [folk.render_choice(f"t{i}", seed=0, tempo_jitter=0.1)[1] for i in range(300)]
+    programs = {render.render_choice(f"t{i}", seed=0, tempo_jitter=0.1)[0] for i in range(300)}
+    assert len(programs) > 20 and programs <= set(render.PROGRAMS)  # instruments vary per tune
+    tempos = [render.render_choice(f"t{i}", seed=0, tempo_jitter=0.1)[1] for i in range(300)]
     assert 0.9 <= min(tempos) < 0.95 and 1.05 < max(tempos) <= 1.1
-    assert folk.render_choice("t1", seed=0, tempo_jitter=0.1) == folk.render_choice("t1", seed=0, tempo_jitter=0.1)
+    assert render.render_choice("t1", seed=0, tempo_jitter=0.1) == render.render_choice("t1", seed=0, tempo_jitter=0.1)
 
 
 @pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abc2midi not installed")
@@ -378,15 +379,15 @@ def test_folk_render_does_not_depend_on_what_came_before(tmp_path):
     # whether it is the process's first or follows another (reverb tails, block
     # phase, dither and voice state of a reused synthesizer made it differ)
     pytest.importorskip("fluidsynth")
-    folk._init_worker(str(tools.find_soundfont()))
+    render._init_worker(str(tools.find_soundfont()))
     tunes = _tunes()
     midis = []
     for i, t in enumerate(tunes[:2]):
         folk.abc_to_midi(t.header + "\n" + t.abc, midi_path=tmp_path / f"{i}.mid")
         midis.append(tmp_path / f"{i}.mid")
-    first = folk.synthesize(midis[0], program=40, tempo=1.0)
-    folk.synthesize(midis[1], program=73, tempo=1.1)
-    np.testing.assert_array_equal(folk.synthesize(midis[0], program=40, tempo=1.0), first)
+    first = render.synthesize(midis[0], program=40, tempo=1.0)
+    render.synthesize(midis[1], program=73, tempo=1.1)
+    np.testing.assert_array_equal(render.synthesize(midis[0], program=40, tempo=1.0), first)
 
 # --- errors and registry ------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ import torch
 from musicrep.data.catalog import Catalog
 from musicrep.training.checkpoint import read_checkpoint
 from musicrep.config import load_config
-from musicrep.evaluation.holdout import build_trials, load_split
-from musicrep.training.train import TrainConfig, make_run_splits, train
+from musicrep.evaluation.trials import build_trials, load_split
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import make_run_splits, train
 
 SETTINGS = ["concept=joint", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=3", "epochs=2",
             "valid_batches=1", "songs_per_artist=6", "songs_per_album=5", "tensorboard=false", "threads=1"]

@@ -13,10 +13,13 @@ import torch
 
 import musicrep
 from musicrep.inference import embed as embed_mod
+from musicrep.inference import store_embeddings
 from musicrep.training.checkpoint import save_checkpoint
 from musicrep.cli import main
 from musicrep.config import FeatureConfig, to_dict
-from musicrep.inference.embed import EmbeddingModel, embed_store, find_audio
+from musicrep.inference.discovery import find_audio
+from musicrep.inference.embed import EmbeddingModel
+from musicrep.inference.store_embeddings import embed_store
 from musicrep.errors import AudioError, TooShortAudioError, UnreadableAudioError
 from musicrep.training.model import Encoder, split_segments, song_embedding
 
@@ -108,7 +111,7 @@ def test_store_embeddings_cached_under_run(model, synth_store, run, monkeypatch)
     def boom(*a, **k):
         raise AssertionError("recomputed instead of reading the cache")
 
-    monkeypatch.setattr(embed_mod, "_embed_store_tracks", boom)
+    monkeypatch.setattr(store_embeddings, "_embed_store_tracks", boom)
     sub = [ids[3], ids[0]]
     got_ids, got = embed_store(run, store=synth_store.path, track_ids=sub)  # run folder + store folder
     assert got_ids == sub

@@ -12,12 +12,11 @@ from musicrep.data.catalog import Track
 from musicrep.config import FeatureConfig, to_dict
 from musicrep.errors import EvaluationError
 from musicrep.evaluation.holdout import (
-    build_trials,
     holdout,
     holdout_runs,
-    load_split,
     trial_scores,
 )
+from musicrep.evaluation.trials import build_trials, load_split
 from musicrep.data.splits import (
     album_split,
     artist_split,

@@ -135,7 +135,8 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(monkeypatch):
 
 def test_train_says_what_each_concept_used(synth_store, tmp_path, caplog):
     from musicrep.config import load_config
-    from musicrep.training.train import TrainConfig, train
+    from musicrep.training.settings import TrainConfig
+    from musicrep.training.train import train
 
     with caplog.at_level(logging.INFO, logger="musicrep.training.train"):
         train(synth_store.path, out_dir=tmp_path / "run", config=load_config(TrainConfig, path=None, overrides=TINY + ["epochs=1"]))

@@ -18,25 +18,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.data import audio
-from musicrep.report import render as report
-from musicrep.data.audio import capture_decoder_output, load_audio, stream_audio
+from musicrep.data import audio, decoder_capture
+from musicrep.report import figures as report
+from musicrep.data.audio import load_audio, stream_audio
+from musicrep.data.decoder_capture import capture_decoder_output
 from musicrep.data.catalog import display_width, fit_column, read_csv
 from musicrep.data.datasets import from_folder
 from musicrep.errors import UnreadableAudioError
-from musicrep.report.render import (
-    HELD_OUT,
-    TRAIN,
-    UNUSED,
-    EmbeddingMap,
-    plot_confusion,
-    plot_curves,
-    plot_map,
-    split_roles,
-)
+from musicrep.evaluation.maps import HELD_OUT, TRAIN, UNUSED, EmbeddingMap, split_roles
+from musicrep.report.figures import plot_confusion, plot_curves, plot_map
 from musicrep.data.splits import Split, write_splits
 from musicrep.testing import tag_file
-from musicrep.evaluation.transfer import ProbeResult, TransferResult
+from musicrep.evaluation.probe import ProbeResult
+from musicrep.evaluation.transfer import TransferResult
 
 SR = 22050
 HAS_FFMPEG = shutil.which("ffmpeg") is not None
@@ -134,7 +128,7 @@ def test_lines_other_threads_write_during_a_decode_still_reach_stderr(tmp_path, 
 def test_descriptor_redirect_where_c_stderr_cannot_be_swapped(tmp_path, capfd, caplog, monkeypatch):
     """The fallback of worker processes on other C libraries: file descriptor 2 itself."""
     path = damaged_mp3(tmp_path / "resync.mp3", junk=FALSE_SYNC, at=1 / 3)
-    monkeypatch.setattr(audio._CAPTURE, "mode", "fd")
+    monkeypatch.setattr(decoder_capture._CAPTURE, "mode", "fd")
     with caplog.at_level(logging.DEBUG, logger="musicrep.data.audio"):
         load_audio(path)
     assert capfd.readouterr().err == ""
@@ -163,7 +157,7 @@ def test_a_child_forked_during_a_capture_writes_to_the_real_stderr(capfd):
 @needs_mp3
 def test_prepare_workers_keep_decoder_notes_off_stderr(tmp_path, capfd):
     from musicrep.data.catalog import Catalog, Track
-    from musicrep.data.store import prepare
+    from musicrep.data.prepare import prepare
 
     path = damaged_mp3(tmp_path / "resync.mp3", junk=FALSE_SYNC, at=1 / 3, seconds=6.0)
     prepare(Catalog([Track(track_id="t", path=str(path))]), out_dir=tmp_path / "store", workers=1)

@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 
 from musicrep.cli import main
-from musicrep.inference.embed import embed_store, load
-from musicrep.inference.index import (
-    SearchIndex,
-    SearchIndexError,
-    build_faiss,
-    build_from_runs,
-    build_index,
-    normalize,
-    parse_runs,
-)
+from musicrep.errors import SearchIndexError
+from musicrep.inference.embed import load
+from musicrep.inference.faiss_index import build_faiss, normalize
+from musicrep.inference.index import SearchIndex
+from musicrep.inference.index_build import build_from_runs, build_index, parse_runs
+from musicrep.inference.store_embeddings import embed_store
 
 from test_embed import make_run
 
@@ -229,7 +225,7 @@ def test_ivf_filter_looks_beyond_the_probed_lists(tmp_path, rng):
 
 
 def test_auto_kind_above_the_exact_limit_and_a_mislabelled_ivf_file(tmp_path, rng):
-    from musicrep.inference.index import AUTO_KIND
+    from musicrep.inference.faiss_index import AUTO_KIND
 
     vectors = _mixture(rng, 3000, dim=16)
     _, info = build_faiss(vectors, kind="auto", exact_max=1000, n_queries=200)

@@ -24,7 +24,8 @@ from musicrep.training.checkpoint import read_checkpoint, save_checkpoint
 from musicrep.cli import main
 from musicrep.config import FeatureConfig, load_config, to_dict
 from musicrep.training.model import Encoder
-from musicrep.training.train import TrainConfig, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import train
 
 ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
 TRAIN_SETTINGS = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=12", "epochs=6",

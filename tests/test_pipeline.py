@@ -64,7 +64,7 @@ def test_a_train_stage_with_changed_settings_starts_afresh_and_resumes_otherwise
     from musicrep.training.checkpoint import read_checkpoint
     from musicrep.config import load_config
     from musicrep.pipeline import _train_stage
-    from musicrep.training.train import TrainConfig
+    from musicrep.training.settings import TrainConfig
 
     base = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=2", "valid_batches=1",
             "songs_per_artist=10", "tensorboard=false", "threads=1"]

@@ -18,7 +18,8 @@ from musicrep.inference.pretrained import (
     sha256,
     shipped_model,
 )
-from musicrep.training.train import TrainConfig, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import train
 
 TINY = ["concept=joint", "width=8", "negatives=1", "batch_size=4", "steps_per_epoch=2", "epochs=1",
         "valid_batches=1", "songs_per_artist=10", "songs_per_album=5", "tensorboard=false", "threads=1"]

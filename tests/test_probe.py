@@ -11,11 +11,10 @@ from musicrep.errors import ConfigError
 from musicrep.evaluation.probe import (
     ProbeConfig,
     ProbeResult,
-    fit_sgd_probe,
     linear_probe,
-    standardize_features,
     trial_summary,
 )
+from musicrep.evaluation.probe_fit import fit_sgd_probe, standardize_features
 
 FAST = ProbeConfig(seeds=(0, 1))
 ADAM = dataclasses.replace(FAST, probe="adam_grid", l2_grid=(0.0, 1e-2), lr_grid=(1e-2,), probe_epochs=60,

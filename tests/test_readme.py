@@ -9,10 +9,11 @@ import soundfile as sf
 
 from musicrep.data.catalog import read_csv
 from musicrep.config import load_config
-from musicrep.inference.index import build_from_runs
-from musicrep.data.store import prepare
+from musicrep.inference.index_build import build_from_runs
+from musicrep.data.prepare import prepare
 from musicrep.testing import synth_collection, synth_song
-from musicrep.training.train import TrainConfig, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import train
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

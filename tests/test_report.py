@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 
 from musicrep.evaluation.holdout import HoldoutResult
-from musicrep.report.render import (
-    EmbeddingMap,
-    PUBLISHED,
-    embedding_map,
-    table1,
-    table2,
-    table_sweep,
-    write_report,
-)
+from musicrep.evaluation.maps import EmbeddingMap, embedding_map
+from musicrep.report.tables import PUBLISHED, table1, table2, table_sweep
+from musicrep.report.write import write_report
 from musicrep.evaluation.sweep import SweepPoint, SweepResult
-from musicrep.evaluation.transfer import ProbeResult, TransferResult
+from musicrep.evaluation.probe import ProbeResult
+from musicrep.evaluation.transfer import TransferResult
 
 
 
@@ -122,7 +117,8 @@ def test_embedding_map_keeps_clusters_apart():
 @pytest.fixture(scope="module")
 def trained(synth_store, tmp_path_factory):
     """Two tiny runs (artist, joint) trained on the suite's synthetic store (conftest.synth_store)."""
-    from musicrep.training.train import TrainConfig, train
+    from musicrep.training.settings import TrainConfig
+    from musicrep.training.train import train
 
     root = tmp_path_factory.mktemp("e2e")
     store = synth_store.path
@@ -176,7 +172,7 @@ def test_cli_evaluate_holdout_and_transfer(trained, capsys, tmp_path):
 
 
 def test_published_numbers_only_beside_the_papers_datasets():
-    from musicrep.report.render import PUBLISHED, _published_transfer
+    from musicrep.report.tables import PUBLISHED, _published_transfer
 
     assert _published_transfer("gtzan") == PUBLISHED["transfer"]["gtzan"]
     assert _published_transfer("GTZAN-fault-filtered") == PUBLISHED["transfer"]["gtzan"]

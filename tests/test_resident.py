@@ -9,7 +9,8 @@ from musicrep.training.checkpoint import read_checkpoint
 from musicrep.config import load_config
 from musicrep.training.resident import ResidentFrames, fits, resident_stream
 from musicrep.training.sampling import ConceptSampler, make_batches
-from musicrep.training.train import TrainConfig, make_run_splits, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import make_run_splits, train
 
 SETTINGS = ["concept=joint", "width=8", "negatives=1", "batch_size=4", "steps_per_epoch=3", "epochs=2",
             "valid_batches=1", "songs_per_artist=10", "songs_per_album=5", "tensorboard=false", "threads=1", "seed=5"]

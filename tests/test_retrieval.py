@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 from musicrep.errors import EvaluationError
-from musicrep.evaluation.retrieval import (
-    RetrievalResult,
-    average_precision,
-    precision_at_k,
-    retrieval,
-    retrieval_runs,
-)
+from musicrep.evaluation.ranking import average_precision, precision_at_k, retrieval
+from musicrep.evaluation.retrieval import RetrievalResult, retrieval_runs
 
 # --------------------------------------------------------------------------- one ranking
 
@@ -91,7 +86,8 @@ TRAIN = ["width=8", "negatives=2", "batch_size=4", "steps_per_epoch=2", "valid_b
 def runs(synth_store, tmp_path_factory):
     """Tiny trained artist, album and joint runs on the shared synthetic store (one split)."""
     from musicrep.config import load_config
-    from musicrep.training.train import TrainConfig, train
+    from musicrep.training.settings import TrainConfig
+    from musicrep.training.train import train
 
     root = tmp_path_factory.mktemp("retrieval-runs")
     out = []
@@ -101,7 +97,7 @@ def runs(synth_store, tmp_path_factory):
 
 
 def test_the_runner_measures_every_space_on_the_held_out_songs(runs, synth_store, tmp_path):
-    from musicrep.evaluation.holdout import load_split
+    from musicrep.evaluation.trials import load_split
 
     out = tmp_path / "res" / "retrieval.json"
     res = retrieval_runs(runs, store=synth_store, out=out, baselines=("random", "mfcc"))
@@ -168,7 +164,7 @@ def _result() -> RetrievalResult:
 
 
 def test_the_report_has_the_retrieval_table_only_when_there_is_a_result(tmp_path):
-    from musicrep.report.render import write_report
+    from musicrep.report.write import write_report
 
     text = write_report(tmp_path / "with", retrieval=_result()).read_text()
     assert "## Retrieval: same-artist / same-album songs" in text

@@ -30,7 +30,8 @@ from musicrep.config import FeatureConfig, to_dict
 from musicrep.inference.embed import EmbeddingModel, NonFiniteEmbeddingError
 from musicrep.inference.embed_job import MixedModelsError, embed_to_files
 from musicrep.errors import CheckpointError
-from musicrep.inference.index import SearchIndex, SearchIndexError, build_index
+from musicrep.inference.index import SearchIndex, SearchIndexError
+from musicrep.inference.index_build import build_index
 from musicrep.training.model import Encoder
 from musicrep.data.splits import make_splits, write_splits
 
@@ -298,7 +299,7 @@ def test_a_non_finite_embedding_is_an_error_naming_the_file(world, tmp_path, cap
     assert err.startswith("error: ") and str(song) in err and "NaN or infinite" in err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.npz"))
     with pytest.raises(NonFiniteEmbeddingError, match=r"track 't000'"):
-        from musicrep.inference.embed import embed_store
+        from musicrep.inference.store_embeddings import embed_store
 
         embed_store(musicrep.load(run), store=world["store"], track_ids=["t000"], cache=False)
 

@@ -29,7 +29,8 @@ from musicrep.data.catalog import Catalog, Track, read_csv
 from musicrep.cli import main
 from musicrep.errors import FolderLockedError, StoreError
 from musicrep.data.features import n_frames_for
-from musicrep.data.store import FeatureStore, from_arrays, load_errors, prepare
+from musicrep.data.prepare import prepare
+from musicrep.data.store import FeatureStore, from_arrays, load_errors
 
 SR = 22050
 ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
@@ -40,8 +41,9 @@ HAS_FFMPEG = shutil.which("ffmpeg") is not None
 # store is being written and what by. argv: catalog store started release workers
 HELD_PREPARE = """
 import os, sys, time, pathlib
-import musicrep.data.store as store
+import musicrep.data.prepare_workers as store
 from musicrep.data.catalog import read_csv
+from musicrep.data.prepare import prepare
 catalog, out, started, release, workers = sys.argv[1:]
 store._start_method = lambda: "fork"  # workers inherit the waiting decoder
 real = store.compute_track
@@ -52,14 +54,14 @@ def held(path, config, **kwargs):
         time.sleep(0.02)
     return real(path, config=config, **kwargs)
 store.compute_track = held
-store.prepare(read_csv(catalog), out_dir=out, workers=int(workers))
+prepare(read_csv(catalog), out_dir=out, workers=int(workers))
 """
 
 # prepare in a process of its own that SIGKILLs itself at a chosen point:
 # "append" as the parts are about to be appended, "done" just before DONE.
 KILLED_PREPARE = """
 import os, signal, sys
-import musicrep.data.store as store
+import musicrep.data.prepare as store
 from musicrep.data.catalog import read_csv
 catalog, out, where = sys.argv[1:]
 def kill(*args, **kwargs):
@@ -289,7 +291,7 @@ def test_duplicate_audio_is_grouped_and_older_stores_still_open(tmp_path):
 
 
 def test_disk_full_is_a_store_error_and_a_rerun_resumes(tmp_path, monkeypatch):
-    import musicrep.data.store as store_module
+    import musicrep.data.store_files as store_module
 
     tracks = Catalog([Track(f"t{i}", str(tone(tmp_path / f"{i}.wav", 300 + 200 * i))) for i in range(2)])
     out = tmp_path / "store"

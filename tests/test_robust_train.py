@@ -20,7 +20,8 @@ from musicrep.config import load_config
 from musicrep.errors import ConfigError, DiskFullError, TrainingError
 from musicrep.testing import synth_collection
 from test_train import _torchrun as torchrun
-from musicrep.training.train import TrainConfig, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import train
 
 SETTINGS = ["concept=artist", "width=8", "negatives=2", "batch_size=4", "steps_per_epoch=4", "epochs=2",
             "valid_batches=1", "songs_per_artist=10", "tensorboard=false", "seed=3"]
@@ -147,7 +148,8 @@ def test_the_same_audio_under_two_ids_is_never_trained_on_and_held_out(tmp_path)
 
     from musicrep.data.catalog import Catalog, read_csv
     from musicrep.data.splits import load_splits
-    from musicrep.data.store import duplicate_groups, prepare
+    from musicrep.data.prepare import prepare
+    from musicrep.data.store import duplicate_groups
 
     catalog = read_csv(synth_collection(tmp_path / "audio", n_artists=4, albums_per_artist=2, songs_per_album=5,
                                         seconds=4.0))

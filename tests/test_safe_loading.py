@@ -109,7 +109,7 @@ def test_a_store_part_holding_objects_is_refused_not_run(tmp_path):
     import soundfile as sf
 
     from musicrep.config import FeatureConfig
-    from musicrep.data.store import _part_name, prepare
+    from musicrep.data.prepare import _part_name, prepare
 
     sr = 22050
     y = (0.3 * np.sin(np.arange(4 * sr) * 0.05)).astype(np.float32)
@@ -232,7 +232,7 @@ def test_prepare_cli_rejects_bad_feature_settings_before_decoding(tmp_path, caps
 def small_store(tmp_path_factory):
     import soundfile as sf
 
-    from musicrep.data.store import prepare
+    from musicrep.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("small")
     y = (0.3 * np.sin(np.arange(4 * 22050) * 0.05)).astype(np.float32)
@@ -286,7 +286,8 @@ def test_damaged_store_is_a_named_error(small_store, tmp_path, damage, needle, c
 @pytest.mark.parametrize("damage", ["tracks.csv gone", "tracks.csv binary", "manifest not a mapping",
                                     "manifest without concepts", "faiss file cut"])
 def test_damaged_search_index_is_a_named_error(tmp_path, damage, capsys):
-    from musicrep.inference.index import SearchIndex, SearchIndexError, build_index
+    from musicrep.inference.index import SearchIndex, SearchIndexError
+    from musicrep.inference.index_build import build_index
 
     rng = np.random.default_rng(0)
     out = tmp_path / "idx"

@@ -11,9 +11,9 @@ import pytest
 
 from musicrep.data.catalog import Catalog, Track
 from musicrep.errors import SplitError
+from musicrep.training.loader import batch_stream
 from musicrep.training.sampling import (
     ConceptSampler,
-    batch_stream,
     make_batches,
     min_track_gap,
 )

@@ -25,8 +25,10 @@ from musicrep.data.catalog import Catalog, Track, read_csv
 from musicrep.cli import main
 from musicrep.config import FeatureConfig
 from musicrep.errors import ConfigError, StoreError
-from musicrep.data.shards import merge_stores, read_record, shard_of, shard_record
-from musicrep.data.store import FeatureStore, prepare
+from musicrep.data.merge import merge_stores
+from musicrep.data.prepare import prepare
+from musicrep.data.shards import read_record, shard_of, shard_record
+from musicrep.data.store import FeatureStore
 
 ENV = {**os.environ, "MUSICREP_QUIET": "1", "OMP_NUM_THREADS": "1"}
 HAS_FFMPEG = shutil.which("ffmpeg") is not None
@@ -36,7 +38,7 @@ HAS_FFMPEG = shutil.which("ffmpeg") is not None
 # cut them off again), "done" just before DONE. argv: where out input...
 KILLED_MERGE = """
 import os, signal, sys
-import musicrep.data.shards as shards
+import musicrep.data.merge as shards
 where, out, *inputs = sys.argv[1:]
 def kill(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)

@@ -14,7 +14,8 @@ from musicrep.config import FeatureConfig
 from musicrep.errors import StoreError
 from musicrep.data.features import log_mel
 from musicrep.data.audio import load_audio
-from musicrep.data.store import FeatureStore, load_errors, prepare
+from musicrep.data.prepare import prepare
+from musicrep.data.store import FeatureStore, load_errors
 from musicrep.testing import synth_collection
 
 
@@ -166,7 +167,7 @@ def test_workers_that_cannot_start_give_a_clear_error(tmp_path):
     script = (
         "import torch\n"
         "from musicrep.data.catalog import Catalog, Track\n"
-        "from musicrep.data.store import prepare\n"
+        "from musicrep.data.prepare import prepare\n"
         f"prepare(Catalog([Track('a', {str(tmp_path / 'x.wav')!r})]), out_dir={str(tmp_path / 's')!r}, workers=1)\n"
     )
     proc = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True, cwd=tmp_path)
@@ -192,7 +193,7 @@ def test_from_arrays_round_trip(tmp_path, rng):
 def test_start_method_follows_torch(monkeypatch):
     import multiprocessing as mp
 
-    from musicrep.data import store as store_module
+    from musicrep.data import prepare_workers as store_module
 
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch") or object())
     assert store_module._start_method() == "spawn"
@@ -202,7 +203,7 @@ def test_start_method_follows_torch(monkeypatch):
 
 
 def test_a_worker_that_dies_costs_only_its_track(collection, tmp_path, monkeypatch):
-    import musicrep.data.store as store_module
+    import musicrep.data.prepare_workers as store_module
 
     real = store_module.compute_track
     victim = collection[1].path

@@ -22,14 +22,12 @@ from musicrep.data.store import from_arrays as write_store
 from musicrep.evaluation.sweep import (
     SweepPoint,
     SweepResult,
-    format_value,
     load_sweep,
-    point_config,
-    point_name,
     read_validation,
     run_sweep,
 )
-from musicrep.training.train import TrainConfig
+from musicrep.evaluation.sweep_plan import format_value, point_config, point_name
+from musicrep.training.settings import TrainConfig
 from musicrep.evaluation.transfer import TransferConfig
 
 FAST = TransferConfig(seeds=(0,), l2_grid=(1e-3,), lr_grid=(1e-2,), probe_epochs=20, probe_eval_every=10)

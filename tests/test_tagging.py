@@ -15,12 +15,10 @@ from musicrep.config import load_config
 from musicrep.errors import ConfigError
 from musicrep.errors import EvaluationError
 from musicrep.data.store import from_arrays as write_store
+from musicrep.evaluation.tag_metrics import average_precision, macro_scores, roc_auc
 from musicrep.evaluation.tagging import (
     TaggingConfig,
     TaggingResult,
-    average_precision,
-    macro_scores,
-    roc_auc,
     tag_matrix,
     tag_probe,
     tagging,

@@ -17,16 +17,18 @@ from musicrep.data.catalog import read_csv
 from musicrep.training.checkpoint import load_encoder, read_checkpoint
 from musicrep.config import load_config
 from musicrep.errors import CheckpointError, ConfigError
+from musicrep.training.loader import batch_stream
 from musicrep.training.sampling import (
     ConceptSampler,
     SamplerSpec,
-    batch_stream,
     make_batches,
 )
 from musicrep.data.splits import load_splits
-from musicrep.data.store import FeatureStore, prepare
+from musicrep.data.prepare import prepare
+from musicrep.data.store import FeatureStore
 from musicrep.testing import synth_collection
-from musicrep.training.train import TrainConfig, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import train
 
 SMALL = ["songs_per_artist=6", "songs_per_album=5", "negatives=4", "batch_size=16", "valid_batches=4",
          "tensorboard=false", "seed=0", "threads=1"]  # 1 thread: a shared 2-core box stalls 2 OpenMP threads
@@ -177,7 +179,8 @@ def test_stale_checkpoint_temps_are_removed_when_a_run_starts(store, tmp_path):
 _DDP_STEP = '''
 import sys, torch, torch.distributed as dist
 from musicrep.config import load_config
-from musicrep.training.train import TrainConfig, _make_optimizer, make_encoder, train_step
+from musicrep.training.settings import TrainConfig
+from musicrep.training.steps import _make_optimizer, make_encoder, train_step
 dist.init_process_group("gloo")
 torch.set_num_threads(1)
 config = load_config(TrainConfig, path=None, overrides=sys.argv[3:])
@@ -196,7 +199,7 @@ dist.destroy_process_group()
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_path, reduction):
-    from musicrep.training.train import _make_optimizer, make_encoder, train_step
+    from musicrep.training.steps import _make_optimizer, make_encoder, train_step
 
     settings = ["concept=joint", "width=8", "negatives=2", f"loss_reduction={reduction}", "lr=0.01", "l2_conv=0.01"]
     torch.manual_seed(5)
@@ -226,7 +229,7 @@ def test_two_process_ddp_takes_the_step_of_one_process_on_the_global_batch(tmp_p
 
 
 def test_lr_decays_per_step_and_l2_pulls_the_kernels(store, tmp_path):
-    from musicrep.training.train import _make_optimizer, lr_at, make_encoder, train_step
+    from musicrep.training.steps import _make_optimizer, lr_at, make_encoder, train_step
 
     run = train(store, out_dir=tmp_path / "run", config=_config("concept=artist", "width=8", "epochs=2", "steps_per_epoch=3",
                                                  "batch_size=4", "lr_decay=0.1"))

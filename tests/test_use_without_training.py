@@ -23,7 +23,8 @@ from musicrep.cli import main
 from musicrep.config import load_config
 from musicrep.inference.embed import EmbeddingModel
 from musicrep.testing import synth_song
-from musicrep.training.train import TrainConfig, train
+from musicrep.training.settings import TrainConfig
+from musicrep.training.train import train
 
 from test_embed import make_run
 
@@ -152,12 +153,12 @@ def test_index_build_reads_the_store_its_run_was_trained_on(trained, synth_store
 
 
 def test_index_build_checks_its_output_before_any_work(synth_store, catalog, tmp_path, monkeypatch, capsys):
-    import musicrep.inference.embed as embed_mod
+    import musicrep.inference.index_build as index_build
 
     def no_loading(*a, **k):
         raise AssertionError("loaded a model before checking the output")
 
-    monkeypatch.setattr(embed_mod, "load", no_loading)
+    monkeypatch.setattr(index_build, "load", no_loading)
     busy = tmp_path / "music"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
@@ -279,7 +280,7 @@ def test_parquet_without_pyarrow_names_the_extra(trained, tmp_path, monkeypatch,
 
 
 def _built(tmp_path, rng):
-    from musicrep.inference.index import build_index
+    from musicrep.inference.index_build import build_index
 
     rows = [{"track_id": f"a{a}-b{b}-s{s}", "path": f"/music/Artist {a}/Album {b}/{s} song.flac",
              "artist": f"Artist {a}", "album": f"Album {b}", "title": f"Song {s}"}

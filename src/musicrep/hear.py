@@ -55,7 +55,7 @@ import torch
 
 from .data.audio import resample, to_mono
 from .errors import AudioError, ConfigError
-from .inference.embed import EmbeddingModel
+from .inference.embed import EmbeddingModel, load
 from .training.model import encode_segments, split_segments
 
 log = logging.getLogger(__name__)
@@ -191,8 +191,6 @@ def load_model(model_file_path: str | os.PathLike = "", *, sample_rate: int | No
     HearModel
         In eval mode, on the CPU (the eval kit moves it to its device).
     """
-    from .inference.embed import load
-
     path = os.fspath(model_file_path) if model_file_path is not None else ""
     embedder = load(path or None)
     model = HearModel(embedder, sample_rate=sample_rate, batch_size=batch_size).eval()
