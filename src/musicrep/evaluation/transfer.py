@@ -272,7 +272,7 @@ def transfer(
     Parameters
     ----------
     models : ``{name: run folder or Encoder}``; runs are embedded through
-        :func:`musicrep.inference.embed.embed_store` (cached), once for all labelled songs
+        :func:`musicrep.inference.store_embeddings.embed_store` (cached), once for all labelled songs
     store : FeatureStore (or path) of a genre-labelled collection
     config : see :class:`TransferConfig`
     baselines : any of "genres", "random", "mfcc", "logmel"

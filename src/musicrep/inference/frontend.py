@@ -2,7 +2,7 @@
 
 A waveform is mixed to mono and resampled (soxr HQ) to the model's rate; a file
 is decoded and featurised in blocks (``stream_audio`` -> ``log_mel_stream``),
-exactly as :func:`musicrep.data.store.compute_track` prepares a store. Both are
+exactly as :func:`musicrep.data.prepare_workers.compute_track` prepares a store. Both are
 rounded to float16 as the store keeps them, so a file and its stored copy feed
 the encoder equal input, and refused when shorter than one segment.
 """
@@ -56,7 +56,7 @@ def waveform_frames(audio: np.ndarray, *, sr: int, config: FeatureConfig, source
 
 
 def file_frames(path: Path, *, config: FeatureConfig, timings: dict[str, float]) -> np.ndarray:
-    """Decode and featurise a file exactly as :func:`musicrep.data.store.compute_track` does.
+    """Decode and featurise a file exactly as :func:`musicrep.data.prepare_workers.compute_track` does.
 
     Returns log-mel [T, n_mels] float32 rounded as :func:`store_rounded`; raises an
     :class:`~musicrep.errors.AudioError` naming ``path``. Seconds spent decoding and
