@@ -249,10 +249,19 @@ def to_dict(obj: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(obj)))
 
 
+def settings_digest(settings: Any) -> str:
+    """Short stable hash of JSON-able settings (key order ignored; other values by ``str``).
+
+    What a stage marker, a results folder's ``.settings.json`` and a store's
+    feature hash record, so a change of settings is seen as one.
+    """
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def config_hash(obj: Any) -> str:
     """Short stable hash of a settings dataclass."""
-    blob = json.dumps(to_dict(obj), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return settings_digest(to_dict(obj))
 
 
 def save_config(obj: Any, *, path: str | Path) -> None:

@@ -33,7 +33,6 @@ skipped. Wall time per stage goes to ``WORK/timings.json`` and into the report.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import shutil
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .concepts import JOINT, PAPER_CONCEPTS, check_concept
-from .config import load_config, save_config, to_dict
+from .config import load_config, save_config, settings_digest, to_dict
 from .data.catalog import read_csv
 from .data.corpus import build_corpus
 from .data.prepare import prepare
@@ -195,7 +194,7 @@ class Stages:
 
     def run(self, name: str, fn: Callable[[], object], *, settings: object = None) -> None:
         mark = self.marks / f"{name}.done"
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        digest = settings_digest(settings)
         if mark.exists() and not self._rerun_from_here:
             recorded = json.loads(mark.read_text(encoding="utf-8")).get("settings")
             if recorded == digest:

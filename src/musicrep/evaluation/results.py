@@ -9,12 +9,12 @@ report (:mod:`musicrep.report.write`) only reads them (:func:`read_results`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config import settings_digest
 from ..data.store import FeatureStore, open_store
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_json
@@ -128,15 +128,11 @@ class _Made:
         self.path = folder / SETTINGS_FILE
         self.digests: dict[str, str] = _read_json(self.path) if self.path.is_file() else {}
 
-    @staticmethod
-    def digest(settings: Any) -> str:
-        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
     def missing(self, file: Path, settings: Any) -> bool:
-        return not file.is_file() or self.digests.get(file.name) != self.digest(settings)
+        return not file.is_file() or self.digests.get(file.name) != settings_digest(settings)
 
     def record(self, file: Path, settings: Any) -> None:
-        self.digests[file.name] = self.digest(settings)
+        self.digests[file.name] = settings_digest(settings)
         atomic_write_json(self.path, obj=self.digests)
 
 
