@@ -139,8 +139,6 @@ def _cut(path: Path, src: np.ndarray, fraction: float = 0.4, **kw) -> None:
     path.write_bytes(blob[: int(len(blob) * fraction)])
 
 
-
-
 def _build_zoo(root: Path) -> dict:
     lib = root / "lib"
     synth_collection(lib, n_artists=3, albums_per_artist=2, songs_per_album=4, seconds=6.5, seed=5)

@@ -74,7 +74,6 @@ def _mod(path: Path, *, sample_name: str, patterns: int = 5) -> None:
     path.write_bytes(header + rows + sample)
 
 
-
 def _it(path: Path, *, rv: int, rp: int) -> None:
     """An Impulse Tracker module: one instrument with random volume (``rv``, percent)
     and panning (``rp``) variation over a looped square wave, a note every 4 rows of
@@ -110,6 +109,7 @@ def _it(path: Path, *, rv: int, rp: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(bytes(header) + orders + struct.pack("<3I", ins_at, smp_at, pat_at)
                      + bytes(ins) + bytes(smp) + pattern + sample)
+
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: fakegame
@@ -240,7 +240,6 @@ def test_games_rebuild_reuses_audio_and_writes_catalog(game_build, game_trees):
     assert "Joseph Toscano" in (out / "summary.md").read_text()
 
 
-
 def test_derandomize_it_zeroes_random_variation_only(tmp_path):
     _it(tmp_path / "a.it", rv=50, rp=64)
     data = (tmp_path / "a.it").read_bytes()
@@ -274,6 +273,7 @@ def test_a_module_that_stays_random_is_refused(tmp_path, monkeypatch):
         games.render_module(tmp_path / "x.mod")
 
 # --- folk corpus -----------------------------------------------------------------------
+
 
 BOOK_A = """X:1
 T:The Green Meadow
@@ -370,7 +370,6 @@ def test_folk_render_for_real(tmp_path):
     stamp = {t.track_id: (tmp_path / t.path).stat().st_mtime_ns for t in tracks}
     again, _, _ = folk.build(out_dir=tmp_path, tunes=_tunes(), min_class_count=2, min_seconds=1.0, workers=1)
     assert {t.track_id: (tmp_path / t.path).stat().st_mtime_ns for t in again} == stamp
-
 
 
 @pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abc2midi not installed")

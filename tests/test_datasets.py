@@ -48,8 +48,6 @@ def reasons(skipped) -> Counter:
 # --------------------------------------------------------------------------- folder
 
 
-
-
 def tag_id3(path: Path, frames) -> None:
     import mutagen
     from mutagen.id3 import ID3

@@ -30,10 +30,6 @@ SEG = 129
 N_ART, N_ALB, N_SONG = 5, 2, 4  # 5 artists x 2 albums x 4 songs = 8 songs per artist
 
 
-
-
-
-
 def coded_store(path, *, n_frames=400):
     """Channel 0 of every frame holds the track's index, channel 1 the frame's position."""
     tracks, frames = [], []

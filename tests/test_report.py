@@ -18,8 +18,6 @@ from musicrep.evaluation.probe import ProbeResult
 from musicrep.evaluation.transfer import TransferResult
 
 
-
-
 def _probe(method, acc):
     return ProbeResult(method=method, accuracy_mean=acc, accuracy_std=0.01, accuracies=[acc - 0.01, acc + 0.01],
                        classes=["blues", "jazz"], confusion=[[8, 2], [1, 9]])

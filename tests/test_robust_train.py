@@ -167,7 +167,6 @@ def test_the_same_audio_under_two_ids_is_never_trained_on_and_held_out(tmp_path)
         assert "zz-copy" not in ids  # one recording, one place
 
 
-
 def _torchrun(args: list[str]) -> str:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "musicrep",
            "train", *args]

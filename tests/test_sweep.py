@@ -33,7 +33,6 @@ from musicrep.evaluation.transfer import TransferConfig
 FAST = TransferConfig(seeds=(0,), l2_grid=(1e-3,), lr_grid=(1e-2,), probe_epochs=20, probe_eval_every=10)
 
 
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     rng = np.random.default_rng(0)

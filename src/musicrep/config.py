@@ -59,7 +59,6 @@ class FeatureConfig:
         return config_hash(self)
 
 
-
 def _check_range(key: str, value: Any, meta: dict) -> None:
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{key}={value!r} is not one of {list(meta['choices'])}")

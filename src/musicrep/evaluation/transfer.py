@@ -257,7 +257,6 @@ class TransferResult:
         return float(rows.max() / max(rows.sum(), 1))
 
 
-
 def transfer(
     models: Mapping[str, str | Path | Encoder],
     *,
@@ -329,4 +328,3 @@ def transfer_runs(
     """:func:`transfer` for trained run folders, named by their concept."""
     return transfer(named_runs(runs, allow_unfinished=allow_unfinished), store=store, config=config,
                     baselines=baselines, dataset=dataset, allow_unfinished=allow_unfinished)
-

@@ -56,7 +56,6 @@ META_COLUMNS: tuple[str, ...] = ("track_id", "artist", "album", "title", "genre"
 STAMP_COLUMNS: tuple[str, ...] = ("checkpoint", "checkpoint_sha256", "feature_hash")
 
 
-
 def model_stamp(model: EmbeddingModel) -> dict[str, str]:
     """``{"checkpoint", "checkpoint_sha256", "feature_hash"}`` of a model ("" sha: built in memory)."""
     has_file = model.checkpoint is not None
@@ -130,7 +129,6 @@ def _refuse_other_models(where: Path, others: list[dict[str, str]], ours: dict[s
         f"not by this one ({_describe(ours)}); a rerun would mix the vectors of two models. Pass --overwrite "
         "to embed them again with this model, or write to another output"
     )
-
 
 
 @dataclasses.dataclass

@@ -62,7 +62,6 @@ SONG_VECTOR_RULE = ("song vector = plain mean of the 'embedding' rows of all the
                     "dropped); not L2-normalised, as musicrep embed writes it (normalise it for cosine search)")
 
 
-
 def export_onnx(
     *,
     model_or_run: EmbeddingModel | str | Path | None = None,

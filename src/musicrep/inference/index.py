@@ -111,7 +111,6 @@ class Hit:
         return self.row.get("title", "")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Query:
     """What a ``--query`` string named (see :meth:`SearchIndex.resolve`).
@@ -356,8 +355,6 @@ class SearchIndex:
                                    f"give the catalog an {what} column, or leave out --exclude-same")
         mine = _same_key(row, what)
         return lambda r: _same_key(r, what) != mine
-
-
 
 
 def _read_manifest(mpath: Path) -> dict:

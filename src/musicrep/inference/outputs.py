@@ -42,7 +42,6 @@ FLOAT_COLUMNS: tuple[str, ...] = ("start", "end")
 PARQUET_HINT = "pip install 'musicrep[parquet]'"
 
 
-
 @dataclasses.dataclass
 class Table:
     """Rows of a table.

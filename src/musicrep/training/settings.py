@@ -129,7 +129,6 @@ class TrainConfig:
         return paper[concept] if concept in paper else self._column_margins().get(concept, COLUMN_MARGIN)
 
 
-
 def unresumable_changes(saved: dict, *, config: TrainConfig) -> list[str]:
     """Settings of ``config`` that differ from a run's ``saved`` ones and that a
     resume may not change (all but :data:`RESUMABLE`), sorted."""

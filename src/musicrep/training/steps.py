@@ -149,7 +149,6 @@ def validate(
     return out
 
 
-
 def train_epoch(net: torch.nn.Module, *, model: Encoder, optimizer: torch.optim.Optimizer,
                 stream: Iterator[dict[str, torch.Tensor]], state: TrainState,
                 config: TrainConfig, d: Dist, samplers: dict[str, ConceptSampler] | None = None, bar=None) -> dict:
@@ -190,5 +189,3 @@ def train_epoch(net: torch.nn.Module, *, model: Encoder, optimizer: torch.optim.
     for k, c in enumerate(config.concepts):
         row[f"train_loss_{c}"], row[f"train_acc_{c}"] = flat[1 + 2 * k] / n, flat[2 + 2 * k] / n
     return row
-
-

@@ -213,7 +213,6 @@ def abc_to_midi(abc: str, *, midi_path: Path) -> None:
         raise CorpusError(f"abc2midi wrote no MIDI ({' | '.join(tail) or 'no output'})")
 
 
-
 def render_one(job: tuple) -> tuple[str, float | None, str]:
     """Worker entry: (tune_id, duration or None, error). Skips finished files."""
     tune_id, abc, dest, program, tempo = job

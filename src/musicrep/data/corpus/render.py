@@ -171,8 +171,6 @@ def render_pool(
         yield map(render, jobs)
 
 
-
-
 def rendered_skip(source: str, *, duration: float | None, error: str, min_seconds: float) -> dict | None:
     """The skip record of a rendered piece: its error, or that it is shorter than ``min_seconds``; None when usable.
 

@@ -137,8 +137,6 @@ def _log_no_artist(reasons: list[str]) -> None:
                 "artist split): %s; tag them, or put them in Artist/Album/ folders", len(reasons), why)
 
 
-
-
 def _album_folder(rel: Path) -> str:
     """The album's folder: the file's folder, or its parent for ``CD1``/``Disc 2`` folders."""
     return "/".join(_layout_folders(rel))
