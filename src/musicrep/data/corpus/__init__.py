@@ -8,6 +8,11 @@ Corpora (``musicrep corpus list``):
 - ``folk``: O'Neill's, Ryan's Mammoth and Aird's tunes from music21, rendered;
   label (``genre``) = tune type, ``split`` by tune; the transfer corpus.
 - ``folk-mini``: the same with at most 40 tunes per type (280 tunes, ~1.5 min).
+- ``essen``: Essen Folksong Collection songs from music21, rendered like the folk
+  tunes; label (``genre``) = region (China, Luxembourg, Lorraine, Germany), 400
+  per region (1,600 tunes, ~3 min on 2 workers), ``split`` by tune; a second
+  transfer target.
+- ``essen-mini``: the same with 30 tunes per region (120 tunes, ~20 s).
 - ``classical``: music21 scores rendered: artist = composer, album = mass /
   madrigal book / quartet, track = section / movement (1,814 pieces; slow, music21
   parses a score in ~1-4 s).
@@ -31,7 +36,7 @@ from pathlib import Path
 from ...errors import CorpusError
 from ...io import atomic_write_json
 from ..catalog import Catalog, Track
-from . import classical, folk, games
+from . import classical, essen, folk, games
 from .summary import summarize, write_summary
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,10 @@ CORPORA: dict[str, CorpusSpec] = {
                        {"max_per_class": None}),
     "folk-mini": CorpusSpec("folk-mini", "the folk corpus with at most 40 tunes per type",
                             {"max_per_class": 40}),
+    "essen": CorpusSpec("essen", "Essen Folksong Collection songs rendered, label = region (4 x 400), split by tune",
+                        {"max_per_class": 400}),
+    "essen-mini": CorpusSpec("essen-mini", "the essen corpus with 30 tunes per region",
+                             {"max_per_class": 30}),
     "classical": CorpusSpec("classical", "music21 scores rendered: composer -> work -> movement (slow)",
                             {"max_per_album": None, "max_albums": None}),
     "classical-mini": CorpusSpec("classical-mini", "classical with <= 8 works per composer, <= 6 pieces per work",
@@ -100,7 +109,7 @@ def build_corpus(
     cache_dir : where downloaded ``.deb`` files are kept (default ``out_dir/.cache/debs``);
         share one between corpora to download once
     seed : folk corpus: instrument, tempo, subsampling and split
-    max_per_class : folk corpus: overrides the corpus's size knob
+    max_per_class : folk and essen corpora: overrides the corpus's size knob
     """
     if name not in CORPORA:
         raise CorpusError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
@@ -131,7 +140,7 @@ def _settings(name: str, *, spec: CorpusSpec, seed: int, max_per_class: int | No
     """What a build depends on, as written to ``DONE`` (tuples as lists, so it compares equal to the JSON)."""
     settings = {"name": name, "seed": seed, **{k: list(v) if isinstance(v, tuple) else v
                                               for k, v in spec.options.items()}}
-    if spec.kind.startswith("folk") and max_per_class is not None:
+    if spec.kind.startswith(("folk", "essen")) and max_per_class is not None:
         settings["max_per_class"] = max_per_class
     return settings
 
@@ -156,4 +165,6 @@ def _build_tracks(
     if spec.kind.startswith("classical"):
         return classical.build(out_dir=out_dir, max_per_album=spec.options["max_per_album"],
                                max_albums=spec.options["max_albums"], seed=seed, workers=workers)
+    if spec.kind.startswith("essen"):
+        return essen.build(out_dir=out_dir, max_per_class=settings["max_per_class"], seed=seed, workers=workers)
     return folk.build(out_dir=out_dir, max_per_class=settings["max_per_class"], seed=seed, workers=workers)

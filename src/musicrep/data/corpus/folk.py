@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -86,8 +87,12 @@ def type_from_title(title: str) -> str:
     return ""
 
 
-def parse_abc(text: str, *, collection: str, book: str) -> list[Tune]:
-    """Split an ABC book into tunes; read T:, R: (or the title) for title and type."""
+def parse_abc(text: str, *, collection: str, book: str, id_prefix: str | None = None) -> list[Tune]:
+    """Split an ABC book into tunes; read T:, R: (or the title) for title and type.
+
+    Tune ids are ``{id_prefix}-{book}-{X number}``; ``id_prefix`` defaults to the
+    slug of ``collection`` cut to 12 characters (the folk corpus's ids).
+    """
     parts = re.split(r"(?m)^(?=X:)", text)
     header = parts[0] if parts and not parts[0].startswith("X:") else ""
     tunes = []
@@ -106,7 +111,8 @@ def parse_abc(text: str, *, collection: str, book: str) -> list[Tune]:
         if not ttype:
             # Ryan's files are named after the tune: "AcrobatsHornpipe.abc"
             ttype = type_from_title(re.sub(r"([a-z])([A-Z])", r"\1 \2", Path(book).stem))
-        tune_id = f"{slugify(collection, max_len=12)}-{slugify(Path(book).stem, max_len=30)}-{number}"
+        prefix = id_prefix or slugify(collection, max_len=12)
+        tune_id = f"{prefix}-{slugify(Path(book).stem, max_len=30)}-{number}"
         tunes.append(Tune(tune_id, collection, book, number, title, ttype, part, header))
     return tunes
 
@@ -251,23 +257,56 @@ def build(
     all_tunes = load_tunes() if tunes is None else tunes
     groups = tune_groups(all_tunes)  # over all tunes, so subsets keep the same groups
     chosen, dropped = select(all_tunes, max_per_class=max_per_class, min_class_count=min_class_count, seed=seed)
-    jobs, meta = _render_jobs(chosen, out_dir=out_dir, seed=seed, tempo_jitter=tempo_jitter)
     skipped = [{"source": k, "reason": "", "count": n} for k, n in dropped.items() if n]
-    tracks = []
-    with render_pool(render_one, jobs=jobs, soundfont=sf2, workers=workers, chunksize=4) as results:
-        for tune_id, duration, error in progress.bar(results, total=len(jobs), desc="folk tunes", unit="tune"):
+    tracks, failed = render_tunes(chosen, groups=groups, out_dir=out_dir, make_track=_tune_track, seed=seed,
+                                  tempo_jitter=tempo_jitter, min_seconds=min_seconds, workers=workers, soundfont=sf2,
+                                  desc="folk tunes")
+    skipped.extend(failed)
+    info = {"soundfont": str(sf2), "seed": seed, "max_per_class": max_per_class,
+            "min_class_count": min_class_count, "tempo_jitter": tempo_jitter,
+            "tunes_considered": len(all_tunes)}
+    return tracks, skipped, info
+
+
+def render_tunes(
+    chosen: list[Tune],
+    *,
+    groups: dict[str, str],
+    out_dir: Path,
+    make_track: Callable[..., Track],
+    seed: int,
+    tempo_jitter: float,
+    min_seconds: float,
+    workers: int,
+    soundfont: Path,
+    desc: str,
+) -> tuple[list[Track], list[dict]]:
+    """Render ``chosen`` into ``out_dir/audio``; return (tracks, skip records of failed or short tunes).
+
+    Parameters
+    ----------
+    groups : tune_id -> tune group (:func:`tune_groups` over all tunes considered)
+    make_track : ``make_track(tune, *, path, duration, source, group, program, tempo, seed)``
+        -> the catalog's Track (the corpus's own artist, album, label and licence)
+    seed : drives each tune's instrument and tempo (and the split, in ``make_track``)
+    tempo_jitter : tempo factor drawn from ``[1 - jitter, 1 + jitter]`` per tune
+    min_seconds : shorter renderings are left out
+    soundfont : the resolved soundfont path
+    desc : the progress bar's label
+    """
+    jobs, meta = _render_jobs(chosen, out_dir=out_dir, seed=seed, tempo_jitter=tempo_jitter)
+    tracks, skipped = [], []
+    with render_pool(render_one, jobs=jobs, soundfont=soundfont, workers=workers, chunksize=4) as results:
+        for tune_id, duration, error in progress.bar(results, total=len(jobs), desc=desc, unit="tune"):
             t, program, tempo, dest = meta[tune_id]
             source = f"music21:{t.collection}/{t.book}#X:{t.number}"
             skip = rendered_skip(source, duration=duration, error=error, min_seconds=min_seconds)
             if skip is not None:
                 skipped.append(skip)
                 continue
-            tracks.append(_tune_track(t, path=dest.relative_to(out_dir).as_posix(), duration=duration, source=source,
-                                      group=groups[t.tune_id], program=program, tempo=tempo, seed=seed))
-    info = {"soundfont": str(sf2), "seed": seed, "max_per_class": max_per_class,
-            "min_class_count": min_class_count, "tempo_jitter": tempo_jitter,
-            "tunes_considered": len(all_tunes)}
-    return tracks, skipped, info
+            tracks.append(make_track(t, path=dest.relative_to(out_dir).as_posix(), duration=duration, source=source,
+                                     group=groups[t.tune_id], program=program, tempo=tempo, seed=seed))
+    return tracks, skipped
 
 
 def _render_jobs(
