@@ -12,6 +12,7 @@ from pathlib import Path
 from ..concepts import COLUMN_MARGIN, JOINT, PAPER_CONCEPTS, PAPER_MARGINS, check_concept
 from ..config import setting, to_dict
 from ..errors import ConfigError
+from .augment import parse_augment
 from .losses import LOSSES, REDUCTIONS
 from .model import INITS
 
@@ -80,6 +81,15 @@ class TrainConfig:
     value_valid: int = setting(1, min=1)
     value_test: int = setting(1, min=1)
     column_margins: tuple[str, ...] = ()  # COLUMN=MARGIN entries; a column without one gets COLUMN_MARGIN
+    # beyond the paper, off by default (musicrep.training.augment): "none" or a comma-separated
+    # list of gain, eq, noise, stretch, pitch; each crop gets each with probability augment_p
+    augment: str = "none"
+    augment_p: float = setting(0.5, min=0.0, max=1.0)
+    augment_gain_db: float = setting(6.0, min=0.0)  # +- this many dB
+    augment_eq_db: float = setting(6.0, min=0.0)  # the equaliser curve within +- this many dB
+    augment_noise_db: float = setting(30.0, min=0.0)  # noise floor this far (+- 10 dB) below the crop's mean
+    augment_stretch: float = setting(0.1, min=0.0, max=0.5)  # time-stretch factor within 1 +- this
+    augment_pitch_bins: float = setting(2.0, min=0.0, max=16.0)  # mel-axis shift within +- this many bins
     amp: bool = False  # bf16 autocast for the encoder's forward pass
     compile: bool = False  # torch.compile the training forward (faster steps after a minute of compiling)
     num_workers: int = setting(0, min=0)  # 0: a prefetch thread; K: K DataLoader worker processes
@@ -96,6 +106,7 @@ class TrainConfig:
         if self.concept == JOINT and len(set(self.joint)) < 2:
             raise ConfigError(f"joint={','.join(self.joint)}: a joint model needs at least two different concepts")
         self._column_margins()  # parses, or says what is wrong
+        parse_augment(self.augment)  # likewise
         if self.negatives == 0 and not self.in_batch_negatives:
             raise ConfigError("negatives=0 leaves an anchor nothing to beat; use negatives >= 1 or "
                               "in_batch_negatives=true")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError
+from .augment import augment_batches
 from .distributed import Dist, all_sum
 from .losses import candidate_similarities, info_nce, joint_loss, masked_accuracy, masked_hinge
 from .model import Encoder
@@ -76,9 +77,11 @@ def step_losses(
     # Slot-major order ([K, B] per concept) when each slot (anchor, positive, each
     # negative, of each concept) gets its own BatchNorm statistics, as separate
     # Keras inputs do; sample-major otherwise.
-    x = torch.cat([torch.as_tensor(b).transpose(0, 1).reshape(-1, *b.shape[2:]) if per_slot
-                   else torch.as_tensor(b).reshape(-1, *b.shape[2:]) for b in batches.values()])
-    x = x.to(device, non_blocking=True)
+    # Each batch goes to the device as it came (a worker's pinned memory copies without
+    # blocking); the reordering copy is then made there, not in unpinned host memory.
+    on_device = [torch.as_tensor(b).to(device, non_blocking=True) for b in batches.values()]
+    x = torch.cat([b.transpose(0, 1).reshape(-1, *b.shape[2:]) if per_slot else b.reshape(-1, *b.shape[2:])
+                   for b in on_device])
     slots = sum(s[1] for s in shapes.values()) if per_slot else 1
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp):
         emb = model(x, slots=slots) if slots > 1 and model.training else model(x)
@@ -167,7 +170,8 @@ def train_epoch(net: torch.nn.Module, *, model: Encoder, optimizer: torch.optim.
     for _ in range(config.steps_per_epoch):
         labels = batch_labels(samplers, batch_size=config.batch_size, seed=config.seed, rank=d.rank,
                               step=state.step) if config.in_batch_negatives else None
-        loss, losses, accs = train_step(net, model=model, optimizer=optimizer, batches=next(stream), config=config,
+        batches = augment_batches(next(stream), config=config, step=state.step, rank=d.rank)  # none by default
+        loss, losses, accs = train_step(net, model=model, optimizer=optimizer, batches=batches, config=config,
                                         step=state.step, world=d.world, device=d.device, labels=labels)
         state.step += 1
         value = loss.item() / per_anchor
