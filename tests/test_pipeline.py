@@ -77,3 +77,46 @@ def test_a_train_stage_with_changed_settings_starts_afresh_and_resumes_otherwise
     _train_stage(synth_store.path, run, load_config(TrainConfig, path=None, overrides=base + ["epochs=1", "lr=0.01"]))
     assert "lr: 0.01" in (run / "config.yaml").read_text() and read_checkpoint(run / "last.pt")["epoch"] == 1
     assert (run / "DONE").is_file()
+
+
+def test_a_store_holding_tracks_its_catalog_lacks_is_prepared_again(tmp_path):
+    """Holding games out after the store was made must take their tracks out of it: training reads the store."""
+    from musicrep.data.catalog import read_csv
+    from musicrep.data.store import open_store
+    from musicrep.pipeline import _prepare_stage
+    from musicrep.testing import synth_collection
+
+    catalog = synth_collection(tmp_path / "audio", n_artists=2, albums_per_artist=1, songs_per_album=2, seconds=4.0)
+    config = profile_config("quick", overrides=("workers=1",))
+    store = _prepare_stage(tmp_path, Stages(tmp_path), config, name="games", catalog=catalog, user=True)
+    assert len(open_store(store).catalog) == 4
+    full = read_csv(catalog)
+    kept = full.filter(lambda t: t.artist == full[0].artist)
+    kept.write_csv(tmp_path / "kept.csv")
+    _prepare_stage(tmp_path, Stages(tmp_path), config, name="games", catalog=tmp_path / "kept.csv", user=True)
+    assert sorted(open_store(store).catalog.track_ids) == sorted(kept.track_ids)
+
+
+def test_the_default_profile_holds_games_out_and_sweeps_over_seeds():
+    config = profile_config("default")
+    assert config.transfer_corpora == ("folk", "essen") and len(config.unseen_games) == 4
+    assert config.sweep_seeds == (0, 1, 2) and config.sweep_artists_concept == "artist"
+    with pytest.raises(ConfigError, match="concept 'path'"):
+        profile_config("quick", overrides=("sweep_artists_concept=path",))
+    with pytest.raises(ConfigError, match="unknown corpus 'folkk'"):
+        profile_config("quick", overrides=("transfer_corpora=[folkk]",))
+
+
+def test_a_new_training_catalog_prepares_the_store_again_even_when_its_stage_ran_before(tmp_path):
+    from musicrep.data.catalog import read_csv
+    from musicrep.data.store import open_store
+    from musicrep.pipeline import _prepare_stage
+    from musicrep.testing import synth_collection
+
+    catalog = synth_collection(tmp_path / "audio", n_artists=2, albums_per_artist=1, songs_per_album=2, seconds=4.0)
+    config = profile_config("quick", overrides=("workers=1",))
+    store = _prepare_stage(tmp_path, Stages(tmp_path), config, name="games", catalog=catalog, user=False)
+    full = read_csv(catalog, resolve_paths=False)
+    full.filter(lambda t: t.artist == full[0].artist).write_csv(catalog)  # the same file, fewer tracks
+    _prepare_stage(tmp_path, Stages(tmp_path), config, name="games", catalog=catalog, user=False)
+    assert len(open_store(store).catalog) == 2

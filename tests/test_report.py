@@ -177,3 +177,35 @@ def test_published_numbers_only_beside_the_papers_datasets():
     assert _published_transfer("fma_small") == _published_transfer("FMA small") == PUBLISHED["transfer"]["fma_small"]
     assert _published_transfer("fma_large") is None and _published_transfer("my_fma_subset") is None
     assert _published_transfer("folk") is None
+
+
+def _seed_sweep(seed, *, holdout, transfer, failed_value=None):
+    points = [SweepPoint(value=v, status="done", run=f"r{seed}-{v}", concept="artist",
+                         transfers={"folk": {"mean": transfer[v], "std": 0.01, "accuracies": [transfer[v]]},
+                                    "unseen-soundtracks": {"mean": transfer[v] / 2, "std": 0.0, "accuracies": [0.1]}},
+                         holdout={"artist": holdout[v]}) for v in holdout]
+    if failed_value is not None:
+        points.append(SweepPoint(value=failed_value, status="failed", run="x", error="too few artists"))
+    return SweepResult(kind="artists", dataset="folk", field="n_artists", concept="artist", seed=seed, points=points)
+
+
+def test_a_sweep_over_seeds_gives_means_and_intervals_over_the_seeds(tmp_path):
+    from musicrep.report.figures import plot_sweep_seeds
+    from musicrep.report.tables import sweep_groups, sweep_section
+
+    sweeps = [_seed_sweep(0, holdout={4: 0.5, 8: 0.6}, transfer={4: 0.40, 8: 0.50}),
+              _seed_sweep(1, holdout={4: 0.7, 8: 0.6}, transfer={4: 0.42, 8: 0.50}),
+              _seed_sweep(2, holdout={4: 0.6, 8: 0.6}, transfer={4: 0.44, 8: 0.50}, failed_value=16)]
+    groups = sweep_groups([*sweeps, _results(tmp_path)[2]])
+    assert [len(g) for g in groups] == [3, 1]
+    text = "\n".join(sweep_section(groups[0]))
+    assert "## Table 4: sweep over artists (artist model, 3 seeds)" in text
+    # hold-out at 4 artists: 0.5, 0.7, 0.6 -> mean 0.6, std 0.1, half-width t(0.975, 2) * 0.1 / sqrt(3) = 0.248
+    assert "| 4 | 3 | 0.600 [0.352, 0.848] | 0.420 [0.370, 0.470] | 0.210 [0.185, 0.235] |" in text
+    assert "| 8 | 3 | 0.600 [0.600, 0.600] | 0.500 [0.500, 0.500] | 0.250 [0.250, 0.250] |" in text
+    assert "hold-out artist" in text and "transfer (unseen-soundtracks)" in text
+    assert "**Failed points:** seed 2, artists = 16: too few artists" in text
+    png = plot_sweep_seeds(groups[0], path=tmp_path / "seeds.png")
+    assert png.is_file() and png.stat().st_size > 10_000
+    report = write_report(tmp_path / "rep", holdout=None, transfer=[], sweeps=sweeps, runs=[], maps=[])
+    assert "3 seeds" in report.read_text() and (tmp_path / "rep" / "figures" / "sweep-artists.png").is_file()

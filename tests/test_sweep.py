@@ -335,8 +335,15 @@ def test_cli_parses_any_setting_and_the_transfer_store_is_optional():
     args = build_parser().parse_args(["sweep", "margin_artist", "0.1", "0.2", "0.3", "0.4", "0.5", "--store", "S",
                                       "-o", "OUT", "--set", "epochs=2"])
     assert (args.kind, args.values, args.transfer_store, args.set) == (
-        "margin_artist", ["0.1", "0.2", "0.3", "0.4", "0.5"], None, ["epochs=2"])
+        "margin_artist", ["0.1", "0.2", "0.3", "0.4", "0.5"], [], ["epochs=2"])
     assert callable(args.func)
+    from musicrep.cli.sweep import _targets
+
+    args = build_parser().parse_args(["sweep", "artists", "5", "--store", "S", "-o", "OUT", "--transfer-store",
+                                      "w/stores/folk", "--transfer-store", "w/stores/essen"])
+    assert _targets(args.transfer_store) == {"folk": "w/stores/folk", "essen": "w/stores/essen"}
+    with pytest.raises(ConfigError, match="share a folder name"):
+        _targets(["a/folk", "b/folk"])
 
 
 def test_cli_margin_sweep_prints_the_selected_value(store, tmp_path, capsys, monkeypatch):
@@ -386,3 +393,25 @@ def test_cli_sweep_with_real_training_resumes(store, tmp_path, capsys):
     assert main(argv) == 0
     assert capsys.readouterr().out == first  # the same numbers, read back
     assert {p: p.stat().st_mtime_ns for p in out.glob("negatives-*/run/best.pt")} == stamps  # nothing retrained
+
+
+def test_a_sweep_tests_every_transfer_target_and_runs_per_seed(store, tmp_path):
+    fake = FakeTrain()
+    targets = {"first": store.path, "second": store.path}
+    results = []
+    for seed in (0, 1):
+        out = tmp_path / f"seed-{seed}"
+        results.append(run_sweep(kind="artists", values=[2, 4], store=store.path, transfer_store=targets, out_dir=out,
+                                 train_config=dataclasses.replace(TrainConfig(), seed=seed), transfer_config=FAST,
+                                 holdout_trials=20, train_fn=fake, concept="artist"))
+    assert calls(fake, "seed") == [0, 0, 1, 1] and set(calls(fake, "concept")) == {"artist"}
+    for res in results:
+        assert res.datasets == ["first", "second"] and res.dataset == "first"
+        for p in res.points:
+            assert set(p.transfers) == {"first", "second"} and p.transfer == p.transfers["first"]
+            assert 0.0 <= p.transfers["second"]["mean"] <= 1.0
+    loaded = load_sweep(tmp_path / "seed-1")
+    assert loaded.seed == 1 and loaded.datasets == ["first", "second"]
+    assert [p.transfers for p in loaded.points] == [p.transfers for p in results[1].points]
+    manifest = json.loads((tmp_path / "seed-1" / "sweep.json").read_text())
+    assert set(manifest["transfer_stores"]) == {"first", "second"}

@@ -204,3 +204,16 @@ def test_transfer_on_the_training_store_warns_and_a_clean_store_does_not(genre_s
 def test_unknown_baseline_is_rejected(genre_store):
     with pytest.raises(ConfigError, match="baseline"):
         transfer({}, store=genre_store, config=FAST, baselines=("vggish",))
+
+
+def test_a_small_test_part_is_said_in_the_table(genre_store):
+    from musicrep.evaluation.transfer import MIN_TEST_SONGS, small_test_caveats
+
+    res = transfer({}, store=genre_store, config=dataclasses.replace(FAST, seeds=(0,)), baselines=("mfcc",))
+    (caveat,) = res.caveats  # 36 songs: about 6 test songs per trial
+    n_test = res.counts["test"]
+    assert n_test < MIN_TEST_SONGS and caveat.startswith(f"each trial's test accuracy rests on {n_test} test songs")
+    assert f"NOTE: {caveat}" in res.table() and TransferResult.from_dict(res.to_dict()).caveats == [caveat]
+    big = trial_plan([Track(track_id=f"{g}{i}", path="/x", genre=g) for g in "ab" for i in range(200)],
+                     track_ids=[f"{g}{i}" for g in "ab" for i in range(200)], config=FAST)
+    assert small_test_caveats(big) == []

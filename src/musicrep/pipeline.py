@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from .concepts import JOINT, PAPER_CONCEPTS, check_concept
 from .config import load_config, save_config, settings_digest, to_dict
 from .data.catalog import read_csv
-from .data.corpus import build_corpus
+from .data.corpus import CORPORA, build_corpus
 from .data.prepare import prepare
+from .data.store_files import read_index
 from .errors import ConfigError
 from .io import atomic_write_json
 from .locks import folder_lock
@@ -70,7 +71,13 @@ class PipelineConfig:
     """Settings of the main job. ``train`` and ``transfer`` are ``--set``-able groups."""
 
     train_corpus: str = "games"
-    transfer_corpus: str = "folk"
+    # built-in corpora for Table 2 (label = genre column), each a transfer target
+    transfer_corpora: tuple[str, ...] = ("folk",)
+    # packages of the games corpus held out of metadata training entirely: their
+    # tracks become the unseen-soundtracks target (label = game) and, where two or
+    # more of their composers have unseen_composer_songs songs, unseen-composers
+    unseen_games: tuple[str, ...] = ()
+    unseen_composer_songs: int = dataclasses.field(default=5, metadata={"min": 2})
     concepts: tuple[str, ...] = CONCEPTS
     workers: int = dataclasses.field(default=2, metadata={"min": 1})
     seed: int = 0
@@ -86,6 +93,11 @@ class PipelineConfig:
     sweep_negatives: tuple[int, ...] = ()
     sweep_negatives_artists: int | None = dataclasses.field(default=None, metadata={"min": 2})
     sweep_artists: tuple[int, ...] = ()
+    # the sweeps' training seeds, one sweep per seed (each seed draws its own splits
+    # and artists; the report gives the mean and a 95 % interval over them); empty: seed
+    sweep_seeds: tuple[int, ...] = ()
+    # the model the artists sweep trains: joint (the paper's Table 4) or one concept
+    sweep_artists_concept: str = JOINT
     # TrainConfig settings applied to every model (key -> value), e.g. epochs.
     train: dict = dataclasses.field(default_factory=dict)
     # TransferConfig settings for Table 2.
@@ -97,10 +109,21 @@ class PipelineConfig:
 PROFILES: dict[str, dict] = {
     "default": {
         "train_corpus": "games",
-        "transfer_corpus": "folk",
+        # three Table 2 targets: folk tune type and Essen region (rendered), and the
+        # soundtracks of four games held out of metadata training (real recordings).
+        # The four are the games with >= 10 tracks whose composers are unknown or have
+        # < 10 songs, so holding them out costs the artist concept least.
+        "transfer_corpora": ["folk", "essen"],
+        "unseen_games": ["drascula-music", "heroes-sound-tracks", "pekka-kana-2-data", "planetblupi-music-ogg"],
         # the `cpu` training profile (musicrep/configs/cpu.yaml), which says why each differs
         "train": profile_settings("cpu"),
         "transfer": {"cnn_steps": 600},
+        # Table 4's question at this scale: artist models on 5, 8 and all 14 composers,
+        # three split seeds each (5 is the fewest that leave an anchor 4 negatives of
+        # other composers among the valid and test songs, one per composer)
+        "sweep_artists": [5, 8, 14],
+        "sweep_seeds": [0, 1, 2],
+        "sweep_artists_concept": "artist",
     },
     # The paper's scale on the user's data: TrainConfig's defaults are the paper's
     # (width 256, 20 songs per artist 16/2/2, 10 per album 8/1/1, margins 0.4 / 0.25 /
@@ -108,7 +131,7 @@ PROFILES: dict[str, dict] = {
     # Table 3 at 1,000 artists, Table 4 from 500 to 10,000 artists. A GPU job.
     "paper": {
         "train_corpus": "",
-        "transfer_corpus": "",
+        "transfer_corpora": [],
         "train": {"n_artists": 5000, "n_albums": 10000},
         "sweep_negatives": [1, 2, 4, 8, 16],
         "sweep_negatives_artists": 1000,
@@ -116,7 +139,9 @@ PROFILES: dict[str, dict] = {
     },
     "quick": {
         "train_corpus": "games-mini",
-        "transfer_corpus": "folk-mini",
+        "transfer_corpora": ["folk-mini", "essen-mini"],
+        # two games without a composer of >= 5 songs: 5 composers stay for the artist split
+        "unseen_games": ["bomberclone-data", "pekka-kana-2-data"],
         "n_trials": 300,
         "map_points": 400,
         "train": {
@@ -125,6 +150,9 @@ PROFILES: dict[str, dict] = {
             "songs_per_album": 5, "album_valid": 1, "album_test": 1,
         },
         "transfer": {"seeds": [0, 1, 2], "cnn_trials": 1, "cnn_steps": 150},
+        "sweep_artists": [5],
+        "sweep_seeds": [0, 1],
+        "sweep_artists_concept": "artist",
     },
 }
 
@@ -136,15 +164,19 @@ def profile_config(profile: str, *, config_file: str | Path | None = None, overr
     base = load_config(PipelineConfig, path=None, overrides=[], base=None)
     base = dataclasses.replace(base, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in PROFILES[profile].items()})
     config = load_config(PipelineConfig, path=config_file, overrides=overrides, base=base)
-    for c in config.concepts:  # the paper's models, or a model of any catalog column (label, ...)
+    for c in (*config.concepts, config.sweep_artists_concept):  # the paper's, or any catalog column (label, ...)
         if c != JOINT:
             check_concept(c)
     if not config.train_catalog and not config.train_corpus:
         raise ConfigError(f"profile {profile!r} trains on your catalog: give --train-catalog CSV (e.g. made by "
                           "`musicrep catalog msd track_metadata.db audio/ -o msd.csv`)")
-    if not config.transfer_catalogs and not config.transfer_corpus:
+    if not config.transfer_catalogs and not config.transfer_corpora:
         raise ConfigError(f"profile {profile!r} transfers to your genre catalogs: give --transfer-catalog CSV "
                           "(e.g. `musicrep catalog gtzan gtzan/ --splits SPLITS -o gtzan.csv`), once per dataset")
+    for name in ((config.train_corpus,) if not config.train_catalog else ()) + (
+            tuple(config.transfer_corpora) if not config.transfer_catalogs else ()):
+        if name not in CORPORA:
+            raise ConfigError(f"unknown corpus {name!r}; choose among {', '.join(CORPORA)}")
     for path in ((config.train_catalog,) if config.train_catalog else ()) + tuple(config.transfer_catalogs):
         if not Path(path).is_file():
             raise ConfigError(f"{path}: catalog file not found")
@@ -229,8 +261,8 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
     save_config(config, path=work / "pipeline.yaml")
     stages = Stages(work)
     results = work / "results"
-    train_store = _data(work, stages, config, role="train")
-    transfer_stores = _data(work, stages, config, role="transfer")
+    train_store, unseen = _train_data(work, stages, config)
+    transfer_stores = _transfer_data(work, stages, config, unseen=unseen)
     runs = _train_runs(work, stages, config, store=train_store)
     stages.run("holdout", lambda: res.write_holdout(runs, store=train_store, path=results / res.HOLDOUT_FILE,
                                                     n_trials=config.n_trials, seed=config.seed),
@@ -250,7 +282,7 @@ def _run_stages(work: Path, config: PipelineConfig) -> Path:
                                               path=results / res.MAPS_FILE, max_points=config.map_points,
                                               seed=config.seed),
                settings={"map_points": config.map_points, "seed": config.seed})
-    sweeps = _sweeps(work, stages, config, store=train_store, transfer_store=next(iter(transfer_stores.values())))
+    sweeps = _sweeps(work, stages, config, store=train_store, transfer_stores=transfer_stores)
     report_dir = work / "report"
     # the retrieval settings too: a work folder made before the retrieval stage renders its report again
     stages.run("report", lambda: _report(runs, report_dir, results, transfer_jsons, sweeps, config, stages),
@@ -293,53 +325,110 @@ def _train_stage(store: Path, run_dir: Path, config: TrainConfig) -> None:
     train(store, out_dir=run_dir, config=config, resume=resume)
 
 
-def _data(work: Path, stages: Stages, config: PipelineConfig, *, role: str) -> Path | dict[str, Path]:
-    """The feature store(s) of a role: ``train`` -> its store; ``transfer`` -> {name: store}.
+def _train_data(work: Path, stages: Stages, config: PipelineConfig) -> tuple[Path, dict[str, Path]]:
+    """The training store, and the catalogs of the unseen-games targets (name -> CSV).
 
-    From the user's catalogs when given (named by the file's stem: ``msd.csv`` ->
-    ``WORK/stores/msd``), else from the built-in corpus, built first.
+    From the user's catalog when given (named by the file's stem: ``msd.csv`` ->
+    ``WORK/stores/msd``), else from the built-in corpus, built first; with
+    ``unseen_games`` the store holds only the games left for metadata training.
     """
-    user = [config.train_catalog] if role == "train" and config.train_catalog else \
-        list(config.transfer_catalogs) if role == "transfer" else []
-    if user:
-        catalogs = {Path(c).stem: Path(c) for c in user}
-    else:
-        name = config.train_corpus if role == "train" else config.transfer_corpus
-        catalogs = {name: work / "corpus" / name / "catalog.csv"}
-        stages.run(f"corpus-{name}", lambda: build_corpus(
-            name, out_dir=work / "corpus" / name, workers=config.workers, cache_dir=work / "cache" / "debs", seed=config.seed),
-            settings={"seed": config.seed})
-    stores = {}
-    for name, catalog in catalogs.items():
-        stores[name] = work / "stores" / name
-        stages.run(f"prepare-{name}", lambda catalog=catalog, store=stores[name]: prepare(
-            read_csv(catalog), out_dir=store, workers=config.workers),
-            settings=None if not user else {"catalog": str(Path(catalog).resolve())})
-    return stores[next(iter(stores))] if role == "train" else stores
+    if config.train_catalog:
+        catalog = Path(config.train_catalog)
+        return _prepare_stage(work, stages, config, name=catalog.stem, catalog=catalog, user=True), {}
+    name = config.train_corpus
+    catalog = _corpus_stage(work, stages, config, name=name)
+    targets: dict[str, Path] = {}
+    if config.unseen_games:
+        # deferred: corpus modules are only needed by the built-in corpus
+        from .data.corpus.unseen import TARGET_FILES, TRAIN_FILE, write_unseen
+
+        stages.run("unseen-games", lambda: write_unseen(catalog.parent, packages=config.unseen_games,
+                                                        min_composer_songs=config.unseen_composer_songs),
+                   settings={"packages": list(config.unseen_games), "songs": config.unseen_composer_songs})
+        targets = {f"unseen-{t}": catalog.parent / f for t, f in TARGET_FILES.items() if (catalog.parent / f).is_file()}
+        catalog = catalog.parent / TRAIN_FILE
+    return _prepare_stage(work, stages, config, name=name, catalog=catalog, user=False), targets
 
 
-def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path, transfer_store: Path) -> list[Path]:
-    """Tables 3 and 4 when the profile asks for them: sweep folders under ``WORK/sweeps/``."""
+def _transfer_data(work: Path, stages: Stages, config: PipelineConfig, *, unseen: dict[str, Path]) -> dict[str, Path]:
+    """The transfer stores, name -> store: the user's catalogs, or the built-in corpora and the unseen games."""
+    if config.transfer_catalogs:
+        return {Path(c).stem: _prepare_stage(work, stages, config, name=Path(c).stem, catalog=Path(c), user=True)
+                for c in config.transfer_catalogs}
+    stores = {name: _prepare_stage(work, stages, config, name=name, catalog=_corpus_stage(work, stages, config,
+                                                                                          name=name), user=False)
+              for name in config.transfer_corpora}
+    stores.update({name: _prepare_stage(work, stages, config, name=name, catalog=csv, user=False)
+                   for name, csv in unseen.items()})
+    return stores
+
+
+def _corpus_stage(work: Path, stages: Stages, config: PipelineConfig, *, name: str) -> Path:
+    """Build a built-in corpus into ``WORK/corpus/NAME``; its catalog's path."""
+    stages.run(f"corpus-{name}", lambda: build_corpus(
+        name, out_dir=work / "corpus" / name, workers=config.workers, cache_dir=work / "cache" / "debs",
+        seed=config.seed), settings={"seed": config.seed})
+    return work / "corpus" / name / "catalog.csv"
+
+
+def _prepare_stage(work: Path, stages: Stages, config: PipelineConfig, *, name: str, catalog: Path,
+                   user: bool) -> Path:
+    """Prepare ``WORK/stores/NAME`` from ``catalog``; its path.
+
+    A store holding tracks the catalog lacks (a store of the whole games corpus,
+    before games were held out) is made again: prepare keeps old tracks, and
+    training would see them.
+    """
+    store = work / "stores" / name
+
+    def run() -> None:
+        cat = read_csv(catalog)
+        stored = {r["track_id"] for r in read_index(store)}
+        stale = stored - set(cat.track_ids)
+        if stale:
+            log.warning("%s holds %d track(s) its catalog %s lacks (e.g. %s); preparing it again", store,
+                        len(stale), catalog, sorted(stale)[0])
+        prepare(cat, out_dir=store, workers=config.workers, overwrite=bool(stale))
+
+    # which tracks the catalog holds: a store prepared before some games were held out (or
+    # before the unseen-games stage existed) is prepared again rather than skipped
+    ids = sorted(read_csv(catalog, resolve_paths=False).track_ids) if Path(catalog).is_file() else []
+    settings = {"tracks": settings_digest(ids)}
+    stages.run(f"prepare-{name}", run, settings={"catalog": str(Path(catalog).resolve()), **settings} if user
+               else settings)
+    return store
+
+
+def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path,
+            transfer_stores: dict[str, Path]) -> list[Path]:
+    """Tables 3 and 4 when the profile asks for them: sweep folders under ``WORK/sweeps/``
+    (``WORK/sweeps/KIND/seed-S/`` for each of several ``sweep_seeds``)."""
     # deferred: torch
     from .evaluation.sweep import run_sweep
 
-    base = _train_config("joint", config)
+    base = _train_config(JOINT, config)
     planned = []
     if config.sweep_negatives:
         neg_base = dataclasses.replace(base, n_artists=config.sweep_negatives_artists) \
             if config.sweep_negatives_artists else base
-        planned.append(("negatives", config.sweep_negatives, neg_base))
+        planned.append(("negatives", config.sweep_negatives, neg_base, None))
     if config.sweep_artists:
-        planned.append(("artists", config.sweep_artists, base))
+        concept = None if config.sweep_artists_concept == JOINT else config.sweep_artists_concept
+        planned.append(("artists", config.sweep_artists, base, concept))
+    seeds = config.sweep_seeds or (config.seed,)
     folders = []
-    for kind, values, train_config in planned:
-        out = work / "sweeps" / kind
-        folders.append(out)
-        stages.run(f"sweep-{kind}", lambda kind=kind, values=values, tc=train_config, out=out: run_sweep(
-            kind=kind, values=list(values), store=store, transfer_store=transfer_store, out_dir=out, train_config=tc,
-            transfer_config=_transfer_config(config), holdout_trials=config.n_trials),
-            settings={"values": list(values), "train": to_dict(train_config), "transfer": to_dict(_transfer_config(config)),
-                      "n_trials": config.n_trials})
+    for kind, values, train_config, concept in planned:
+        for seed in seeds:
+            out = work / "sweeps" / kind / f"seed-{seed}" if config.sweep_seeds else work / "sweeps" / kind
+            name = f"sweep-{kind}-seed-{seed}" if config.sweep_seeds else f"sweep-{kind}"
+            tc = dataclasses.replace(train_config, seed=seed)
+            folders.append(out)
+            stages.run(name, lambda kind=kind, values=values, tc=tc, out=out, concept=concept: run_sweep(
+                kind=kind, values=list(values), store=store, transfer_store=transfer_stores, out_dir=out,
+                train_config=tc, transfer_config=_transfer_config(config), holdout_trials=config.n_trials,
+                concept=concept),
+                settings={"values": list(values), "train": to_dict(tc), "transfer": to_dict(_transfer_config(config)),
+                          "n_trials": config.n_trials, "concept": concept, "targets": sorted(transfer_stores)})
     return folders
 
 
@@ -378,7 +467,9 @@ def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: l
 
 
 def _notes(config: PipelineConfig, stages: Stages) -> list[str]:
-    lines = [
+    unseen = stages.work / "corpus" / config.train_corpus / "unseen.json"
+    held = json.loads(unseen.read_text(encoding="utf-8"))["notes"] if config.unseen_games and unseen.is_file() else []
+    lines = [f"Unseen games: {line}." for line in held] + [
         f"Produced by `musicrep run` with settings {json.dumps(to_dict(config), sort_keys=True)}.",
         "Wall time per stage (s, 2 CPU cores unless stated): "
         + ", ".join(f"{k} {v:.0f}" for k, v in stages.timings.items()),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..config import load_config
+from ..errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("values", nargs="+", metavar="VALUE",
                    help="values to try, read like --set values (e.g. 0.1 0.2 0.3 0.4 0.5, or 1 2 4 8 16)")
     p.add_argument("--store", required=True, help="feature store to train on")
-    p.add_argument("--transfer-store",
-                   help="genre-labelled feature store for the transfer test (default: no transfer test)")
+    p.add_argument("--transfer-store", action="append", default=[],
+                   help="genre-labelled feature store for the transfer test, named by its folder; repeat for "
+                        "several targets (default: no transfer test)")
     p.add_argument("-o", "--out", required=True, help="sweep folder; rerun the same command to resume or add values")
     p.add_argument("--config", help="YAML file with training settings (e.g. src/musicrep/configs/cpu.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one training setting")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     base = load_config(TrainConfig, path=args.config, overrides=args.set)
     result = run_sweep(
-        kind=args.kind, values=args.values, store=args.store, transfer_store=args.transfer_store, out_dir=args.out,
+        kind=args.kind, values=args.values, store=args.store, transfer_store=_targets(args.transfer_store),
+        out_dir=args.out,
         train_config=base,
         transfer_config=load_config(TransferConfig, path=args.transfer_config, overrides=args.transfer_set),
         holdout_trials=args.trials,
@@ -67,3 +71,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(result.failed)} point(s) failed; fix the cause and rerun the same command to resume")
         return 1
     return 0
+
+
+def _targets(paths: list[str]) -> dict[str, str] | None:
+    """--transfer-store values by folder name (None: no transfer test); two of one name are refused."""
+    if not paths:
+        return None
+    named = {Path(p).name: p for p in paths}
+    if len(named) < len(paths):
+        raise ConfigError("--transfer-store: two stores share a folder name; the tables name targets by it")
+    return named

@@ -72,12 +72,13 @@ class SweepPoint:
 
     ``value`` is the swept setting's value (int, float, str, bool or None);
     ``validation`` = {"epoch", "monitor", "valid_loss", "valid_acc", "valid_loss_<c>",
-    "valid_acc_<c>"...} at the run's best checkpoint; ``transfer`` = {"mean", "std",
-    "accuracies", "ci95_low", "ci95_high", "n_trials", "dataset", "warnings"} (the
-    :class:`musicrep.evaluation.probe.ProbeResult` of the point's model and the transfer
-    overlap warnings; empty without a transfer store; points written before the
-    interval and warnings were kept lack those keys); ``holdout`` = test accuracy
-    per concept (empty when skipped).
+    "valid_acc_<c>"...} at the run's best checkpoint; ``transfers`` = transfer
+    dataset -> {"mean", "std", "accuracies", "ci95_low", "ci95_high", "n_trials",
+    "dataset", "warnings"} (the :class:`musicrep.evaluation.probe.ProbeResult` of the
+    point's model and the transfer overlap warnings; empty without a transfer store;
+    points written before the interval and warnings were kept lack those keys) and
+    ``transfer`` the first dataset's (as points written before several targets);
+    ``holdout`` = test accuracy per concept (empty when skipped).
     """
 
     value: Any
@@ -89,6 +90,11 @@ class SweepPoint:
     seconds: float = 0.0
     validation: dict = dataclasses.field(default_factory=dict)
     concept: str = ""
+    transfers: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.transfer and not self.transfers:  # made (or written) with one transfer target
+            self.transfers = {self.transfer.get("dataset", ""): self.transfer}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "SweepPoint":
@@ -105,6 +111,12 @@ class SweepResult:
     path: str = ""
     field: str = ""
     concept: str = ""
+    seed: int = 0  # the training seed of every point (it draws the splits)
+
+    def __post_init__(self) -> None:
+        for p in self.points:  # a point with one unnamed transfer target: this sweep's dataset
+            if "" in p.transfers and self.dataset:
+                p.transfers = {self.dataset: p.transfers[""], **{k: v for k, v in p.transfers.items() if k}}
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "selected": self.selected}
@@ -113,12 +125,17 @@ class SweepResult:
     def from_dict(cls, data: Mapping) -> "SweepResult":
         return cls(kind=data["kind"], points=[SweepPoint.from_dict(p) for p in data["points"]],
                    dataset=data.get("dataset", ""), path=data.get("path", ""),
-                   field=data.get("field", ""), concept=data.get("concept", ""))
+                   field=data.get("field", ""), concept=data.get("concept", ""), seed=data.get("seed", 0))
+
+    @property
+    def datasets(self) -> list[str]:
+        """The transfer datasets of the points, first seen first."""
+        return list(dict.fromkeys(name for p in self.points for name in p.transfers))
 
     def warnings(self) -> list[str]:
         """The transfer warnings of every point (e.g. transfer songs the encoder trained on), one line each."""
         return [f"{self.field or self.kind}={format_value(p.value)}: {w}"
-                for p in self.points for w in p.transfer.get("warnings", [])]
+                for p in self.points for tr in p.transfers.values() for w in tr.get("warnings", [])]
 
     @property
     def failed(self) -> list[SweepPoint]:
@@ -234,7 +251,7 @@ def run_sweep(
     kind: str,
     values: Sequence[Any],
     store: str | Path,
-    transfer_store: str | Path | None = None,
+    transfer_store: str | Path | Mapping[str, str | Path] | None = None,
     out_dir: str | Path,
     train_config: TrainConfig | None = None,
     transfer_config: TransferConfig | None = None,
@@ -251,7 +268,8 @@ def run_sweep(
     values : the settings to try, e.g. (1, 2, 4, 8, 16) or ("0.1", "0.2"); parsed
         and range-checked with the field's type, all before anything trains
     store : feature store the models train on
-    transfer_store : genre-labelled feature store for the transfer test; None skips it
+    transfer_store : genre-labelled feature store for the transfer test, or several
+        (name -> store; each point is tested on each); None skips it
     out_dir : the sweep folder (see the module docstring)
     train_config : base :class:`musicrep.training.settings.TrainConfig` (defaults otherwise)
     transfer_config : :class:`musicrep.evaluation.transfer.TransferConfig` (defaults otherwise)
@@ -271,7 +289,8 @@ def run_sweep(
     base = train_config if train_config is not None else TrainConfig()
     plan = plan_sweep(kind, values=values, base=base, concept=concept)  # validates every value first
     tcfg = None
-    if transfer_store is not None:
+    targets = _targets(transfer_store)
+    if targets:
         tcfg = transfer_config if transfer_config is not None else TransferConfig()
     out = Path(out_dir)
     with folder_lock(out):  # one sweep per folder: two would train the same points
@@ -279,16 +298,26 @@ def run_sweep(
         write_manifest(out, manifest={
             "kind": kind, "field": plan.field, "concept": plan.concept, "values": plan.values,
             "store": str(Path(store).resolve()),
-            "transfer_store": str(Path(transfer_store).resolve()) if transfer_store is not None else None,
+            "transfer_store": str(Path(next(iter(targets.values()))).resolve()) if targets else None,
+            "transfer_stores": {name: str(Path(path).resolve()) for name, path in targets.items()},
             "train_config": to_dict(base), "transfer_config": to_dict(tcfg) if tcfg is not None else None,
             "holdout_trials": holdout_trials,
         })
-        tests = _PointTests(store=store, transfer_store=transfer_store, transfer_config=tcfg,
+        tests = _PointTests(store=store, transfer_stores=targets, transfer_config=tcfg,
                             holdout_trials=holdout_trials)
         points = [_run_point(out / name, value=value, config=config, plan=plan, store=store, train_fn=train_fn,
                              tests=tests) for name, (value, config) in plan.points.items()]
-        return SweepResult(kind=kind, points=points, dataset=Path(transfer_store).name if transfer_store else "",
-                           path=str(out), field=plan.field, concept=plan.concept or "")
+        return SweepResult(kind=kind, points=points, dataset=next(iter(targets), ""), path=str(out),
+                           field=plan.field, concept=plan.concept or "", seed=base.seed)
+
+
+def _targets(transfer_store: str | Path | Mapping[str, str | Path] | None) -> dict[str, str | Path]:
+    """Transfer stores by name: a single store is named by its folder."""
+    if transfer_store is None:
+        return {}
+    if isinstance(transfer_store, Mapping):
+        return dict(transfer_store)
+    return {Path(transfer_store).name: transfer_store}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +325,7 @@ class _PointTests:
     """The test figures each point gets (reported, never used to select)."""
 
     store: str | Path
-    transfer_store: str | Path | None
+    transfer_stores: Mapping[str, str | Path]
     transfer_config: TransferConfig | None
     holdout_trials: int
 
@@ -330,14 +359,14 @@ def _run_point(pdir: Path, *, value: Any, config: TrainConfig, plan: SweepPlan, 
 
 def _test_point(point: SweepPoint, *, tests: _PointTests) -> None:
     """Fill ``point.transfer`` and ``point.holdout`` (test figures: reported, never used to select)."""
-    if tests.transfer_store is not None:
+    for name, store in tests.transfer_stores.items():
         # the model is named by its concept, as transfer tables name runs
-        tr = transfer({point.concept: Path(point.run)}, store=tests.transfer_store, config=tests.transfer_config,
-                      baselines=())
+        tr = transfer({point.concept: Path(point.run)}, store=store, config=tests.transfer_config, baselines=())
         res = tr.methods[point.concept]
-        point.transfer = {"mean": res.accuracy_mean, "std": res.accuracy_std, "accuracies": res.accuracies,
-                          "ci95_low": res.ci95_low, "ci95_high": res.ci95_high, "n_trials": res.n_trials,
-                          "dataset": tr.dataset, "warnings": list(tr.warnings)}
+        point.transfers[name] = {"mean": res.accuracy_mean, "std": res.accuracy_std, "accuracies": res.accuracies,
+                                 "ci95_low": res.ci95_low, "ci95_high": res.ci95_high, "n_trials": res.n_trials,
+                                 "dataset": tr.dataset, "warnings": list(tr.warnings)}
+    point.transfer = next(iter(point.transfers.values()), {})
     if tests.holdout_trials > 0:
         # looked up at call time: the hold-out test of the module as it is now
         ho = holdout.holdout_runs([Path(point.run)], store=tests.store, n_trials=tests.holdout_trials)
@@ -362,6 +391,7 @@ def load_sweep(sweep_dir: str | Path) -> SweepResult:
     points = [_read_point(p.parent) for p in out.glob(f"{kind}-*/DONE") if (p.parent / "result.json").is_file()]
     points.sort(key=lambda p: value_order(p.value))
     concept = meta.get("concept") or ("joint" if kind in KIND_FIELDS else "")
-    dataset = Path(meta["transfer_store"]).name if meta.get("transfer_store") else ""
+    dataset = next(iter(meta.get("transfer_stores") or {}), "") or (
+        Path(meta["transfer_store"]).name if meta.get("transfer_store") else "")
     return SweepResult(kind=kind, points=points, dataset=dataset, path=str(out), field=meta.get("field", ""),
-                       concept=concept)
+                       concept=concept, seed=int((meta.get("train_config") or {}).get("seed", 0)))

@@ -167,6 +167,9 @@ def write_manifest(out: Path, *, manifest: dict) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
         if old.get("kind") in KIND_FIELDS:
             old.setdefault("concept", "joint")  # sweeps written before the concept was recorded
+        if "transfer_stores" not in old:  # sweeps written with one transfer store
+            store = old.get("transfer_store")
+            old["transfer_stores"] = {Path(store).name: store} if store else {}
         fixed = {k: v for k, v in manifest.items() if k != "values"}
         old_fixed = {k: v for k, v in old.items() if k != "values"}
         if fixed != old_fixed:

@@ -206,7 +206,8 @@ class TransferResult:
     ("genres", "random", "mfcc", "logmel"; see :data:`DISPLAY`). ``label_column``
     is the catalog column classified; ``warnings`` are the overlaps between the
     transfer songs and the encoders' training songs
-    (:func:`musicrep.evaluation.provenance.transfer_overlap`).
+    (:func:`musicrep.evaluation.provenance.transfer_overlap`); ``caveats`` what the
+    data lets the figures say (a small test part: :func:`small_test_caveats`).
     """
 
     dataset: str
@@ -217,12 +218,13 @@ class TransferResult:
     runs: dict[str, str] = dataclasses.field(default_factory=dict)
     label_column: str = "genre"
     warnings: list[str] = dataclasses.field(default_factory=list)
+    caveats: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "dataset": self.dataset, "classes": self.classes, "counts": self.counts,
             "split_source": self.split_source, "runs": self.runs, "label_column": self.label_column,
-            "warnings": list(self.warnings), "methods": {k: v.to_dict() for k, v in self.methods.items()},
+            "warnings": list(self.warnings), "caveats": list(self.caveats), "methods": {k: v.to_dict() for k, v in self.methods.items()},
         }
 
     @classmethod
@@ -232,6 +234,7 @@ class TransferResult:
             split_source=data["split_source"], runs=dict(data.get("runs", {})),
             methods={k: ProbeResult.from_dict(v) for k, v in data["methods"].items()},
             label_column=str(data.get("label_column", "genre")), warnings=list(data.get("warnings", [])),
+            caveats=list(data.get("caveats", [])),
         )
 
     def table(self) -> str:
@@ -244,7 +247,7 @@ class TransferResult:
         for name, res in self.methods.items():
             lines.append(DISPLAY.get(name, name).ljust(w) + _acc_cell(res).rjust(36) + str(res.n_trials).rjust(8))
         lines.append("chance (majority class)".ljust(w) + f"{self.majority:.3f}".rjust(36))
-        lines += [f"WARNING: {line}" for line in self.warnings]
+        lines += [f"WARNING: {line}" for line in self.warnings] + [f"NOTE: {line}" for line in self.caveats]
         return "\n".join(lines)
 
     @property
@@ -297,8 +300,25 @@ def transfer(
     methods.update(run_baselines(baselines, store=store, plan=plan, config=config, width=width, embed=embed))
     return TransferResult(
         dataset=dataset, classes=plan.classes, counts=plan.counts, split_source=plan.source, methods=methods,
-        runs=runs, label_column=config.label_column, warnings=warnings,
+        runs=runs, label_column=config.label_column, warnings=warnings, caveats=small_test_caveats(plan),
     )
+
+
+#: below this many test songs per trial, or per class, Table 2 says its figure rests on little data
+MIN_TEST_SONGS = 30
+MIN_TEST_PER_CLASS = 5
+
+
+def small_test_caveats(plan: TrialPlan) -> list[str]:
+    """A caveat when a trial's test part is small: one song then moves the accuracy by over 3 points,
+    and a class with a few test songs is scored on those few."""
+    n_test = plan.counts.get("test", 0)
+    per_class = np.bincount(plan.trials[0].y["test"], minlength=len(plan.classes)) if plan.trials else []
+    fewest = int(min(per_class)) if len(per_class) else 0
+    if n_test >= MIN_TEST_SONGS and fewest >= MIN_TEST_PER_CLASS:
+        return []
+    return [f"each trial's test accuracy rests on {n_test} test songs ({fewest} in the smallest class); one song "
+            f"moves it by {1 / max(n_test, 1):.3f}: read the interval, not the mean"]
 
 
 def _probe_models(

@@ -15,18 +15,19 @@ import re
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..concepts import PAPER_CONCEPTS as CONCEPTS
+from ..evaluation.probe import trial_summary
 from ..evaluation.maps import HELD_OUT, TRAIN, UNUSED, EmbeddingMap
 from ..evaluation.sweep import SweepResult
 from ..evaluation.sweep_plan import format_value, value_order
 from ..evaluation.baselines import DISPLAY
 from ..evaluation.transfer import TransferResult
 from ..io import atomic_path
-from .tables import sweep_label
+from .tables import seed_values, sweep_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -313,11 +314,10 @@ def plot_sweep(result: SweepResult, *, path: Path) -> Path:
     numeric = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in pts)
     if pts:
         x = [p.value for p in pts] if numeric else list(range(len(pts)))
-        if any(p.transfer for p in pts):
-            tp = [(xi, p) for xi, p in zip(x, pts) if p.transfer]
-            ax.errorbar([xi for xi, _ in tp], [p.transfer["mean"] for _, p in tp],
-                        yerr=[p.transfer.get("std", 0.0) for _, p in tp], marker="o", capsize=3,
-                        label=f"transfer ({result.dataset})")
+        for d in result.datasets:
+            tp = [(xi, p.transfers[d]) for xi, p in zip(x, pts) if d in p.transfers]
+            ax.errorbar([xi for xi, _ in tp], [t["mean"] for _, t in tp], yerr=[t.get("std", 0.0) for _, t in tp],
+                        marker="o", capsize=3, label=f"transfer ({d})")
         if any("valid_acc" in p.validation for p in pts):
             ax.plot(x, [p.validation.get("valid_acc", np.nan) for p in pts], marker="s", label="validation (selects)")
         for c in CONCEPTS:
@@ -332,4 +332,39 @@ def plot_sweep(result: SweepResult, *, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(f"sweep: {sweep_label(result)} ({result.concept or 'joint'} model)")
+    return _savefig(fig, path)
+
+
+@_figure
+def plot_sweep_seeds(results: Sequence[SweepResult], *, path: Path) -> Path:
+    """A sweep run with several seeds: each test figure's mean over seeds against the swept
+    value, with its 95% interval (Student t over seeds) as the error bar; hold-out dashed."""
+    plt = _plt()
+    first = results[0]
+    values = sorted({p.value for r in results for p in r.points if p.status == "done"}, key=value_order)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    curves = [("holdout", c, f"hold-out {c} (test)", "--") for c in CONCEPTS
+              if any(c in p.holdout for r in results for p in r.points)]
+    curves += [("transfer", d, f"transfer ({d})", "-") for d in dict.fromkeys(d for r in results for d in r.datasets)]
+    for figure, name, label, style in curves:
+        xs, means, lows, highs = [], [], [], []
+        for v in values:
+            vals = seed_values(results, value=v, figure=figure, name=name)
+            if not vals:
+                continue
+            mean, _std, low, high = trial_summary(vals)
+            xs.append(v)
+            means.append(mean)
+            lows.append(mean - (low if low is not None else mean))
+            highs.append((high if high is not None else mean) - mean)
+        if xs:
+            ax.errorbar(xs, means, yerr=[lows, highs], marker="o", capsize=3, linestyle=style, label=label)
+    if values and all(isinstance(v, (int, float)) and v > 0 for v in values) and len(values) > 1:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(values, [format_value(v) for v in values])
+    ax.set_xlabel(sweep_label(first))
+    ax.set_ylabel("accuracy (mean over seeds, 95% interval)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"sweep: {sweep_label(first)} ({first.concept or 'joint'} model, {len(results)} seeds)")
     return _savefig(fig, path)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
 from ..concepts import JOINT, ordered
 from ..concepts import PAPER_CONCEPTS as CONCEPTS
 from ..evaluation.holdout import HoldoutResult
-from ..evaluation.probe import ProbeResult
+from ..evaluation.probe import ProbeResult, trial_summary
 from ..evaluation.retrieval import RetrievalResult
 from ..evaluation.sweep import SweepResult
 from ..evaluation.sweep_plan import format_value, value_order
@@ -123,9 +124,9 @@ def sweep_label(result: SweepResult) -> str:
 def table_sweep(result: SweepResult) -> str:
     """Tables 3/4 and grids: one row per value: validation accuracy (which selects), then test figures."""
     concepts = ordered({c for p in result.points for c in p.holdout})
-    with_transfer = any(p.transfer for p in result.points)
+    datasets = result.datasets
     header = ["", sweep_label(result), "valid acc (selects)" if result.selectable else "valid acc"]
-    header += [f"transfer ({result.dataset})"] if with_transfer else []
+    header += [f"transfer ({d})" for d in datasets]
     header += [f"hold-out {c}" for c in concepts]
     rows = []
     chosen = result.selected_point
@@ -135,20 +136,85 @@ def table_sweep(result: SweepResult) -> str:
             rows.append([mark, format_value(p.value), f"failed: {p.error}"] + ["–"] * (len(header) - 3))
             continue
         row = [mark, format_value(p.value), _fmt(p.validation.get("valid_acc"))]
-        if with_transfer:
-            row.append(_fmt(p.transfer.get("mean"), p.transfer.get("std")) if p.transfer else "–")
+        row += [_fmt(p.transfers[d].get("mean"), p.transfers[d].get("std")) if d in p.transfers else "–"
+                for d in datasets]
         rows.append(row + [_fmt(p.holdout.get(c)) for c in concepts])
     text = _md_table(header, rows)
     if chosen is not None:
         text += (f"\n\nSelected by validation accuracy (never by test): {sweep_label(result)} = "
                  f"{format_value(chosen.value)}.")
-        if concepts or with_transfer:
+        if concepts or datasets:
             text += " The hold-out and transfer columns are test figures: shown, never used to select."
     if not result.selectable:
         text += (f"\n\nNothing is selected: {sweep_label(result)} changes the validation task (chance level or "
                  "validation songs), so the validation accuracies are not comparable across rows.")
     for w in result.warnings():
         text += f"\n\n**Warning:** {w}"
+    return text
+
+
+def sweep_groups(sweeps: Sequence[SweepResult]) -> list[list[SweepResult]]:
+    """Sweeps of one setting and model run with different seeds, together (first seen first)."""
+    groups: dict[tuple, list[SweepResult]] = {}
+    for s in sweeps:
+        groups.setdefault((s.kind, s.field, s.concept), []).append(s)
+    return list(groups.values())
+
+
+def seed_summary(values: Sequence[float]) -> str:
+    """``mean [95% interval]`` over seeds (Student t), ``mean (1 seed)`` for one value."""
+    if not values:
+        return "–"
+    mean, _std, low, high = trial_summary(values)
+    return f"{mean:.3f} (1 seed)" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def seed_values(results: Sequence[SweepResult], *, value: Any, figure: str, name: str) -> list[float]:
+    """One figure per seed at ``value``: ``figure`` "holdout" (concept ``name``) or "transfer" (dataset ``name``)."""
+    out = []
+    for r in results:
+        for p in r.points:
+            if p.status != "done" or p.value != value:
+                continue
+            x = p.holdout.get(name) if figure == "holdout" else p.transfers.get(name, {}).get("mean")
+            if x is not None and np.isfinite(x):
+                out.append(float(x))
+    return out
+
+
+def table_sweep_seeds(results: Sequence[SweepResult]) -> str:
+    """One sweep over several seeds: per value, each test figure's mean over seeds and its 95% interval.
+
+    The seeds draw different splits (and, below all artists, different artists), so
+    the interval says how much the figure depends on which songs and artists
+    trained, on top of the probe's own trials.
+    """
+    concepts = ordered({c for r in results for p in r.points for c in p.holdout})
+    datasets = list(dict.fromkeys(d for r in results for d in r.datasets))
+    values = sorted({p.value for r in results for p in r.points if p.status == "done"}, key=value_order)
+    header = [sweep_label(results[0]), "seeds"] + [f"hold-out {c}" for c in concepts] \
+        + [f"transfer ({d})" for d in datasets]
+    rows = []
+    for v in values:
+        n = sum(1 for r in results for p in r.points if p.value == v and p.status == "done")
+        rows.append([format_value(v), str(n)]
+                    + [seed_summary(seed_values(results, value=v, figure="holdout", name=c)) for c in concepts]
+                    + [seed_summary(seed_values(results, value=v, figure="transfer", name=d)) for d in datasets])
+    text = _md_table(header, rows)
+    seeds = ", ".join(str(r.seed) for r in results)
+    t = float(stats.t.ppf(0.975, df=max(len(results) - 1, 1)))
+    text += (f"\n\nEach cell: the mean over the training seeds ({seeds}) of the point's test figure, and the "
+             f"Student-t 95% interval of that mean (with {len(results)} seeds the interval is wide: t = {t:.2f}). "
+             "Each seed draws "
+             "its own split and, below all artists, its own artists; a transfer figure is itself the mean of the "
+             "probe's trials. Test figures only: nothing is selected from this table.")
+    failed = [f"seed {r.seed}, {sweep_label(r)} = {format_value(p.value)}: {p.error}"
+              for r in results for p in r.failed]
+    if failed:
+        text += "\n\n**Failed points:** " + "; ".join(failed)
+    for r in results:
+        for w in r.warnings():
+            text += f"\n\n**Warning (seed {r.seed}):** {w}"
     return text
 
 
@@ -201,7 +267,9 @@ def holdout_section(holdout: HoldoutResult) -> list[str]:
 def transfer_section(transfers: Sequence[TransferResult]) -> list[str]:
     """Table 2 under its heading, then one note per dataset (label column, split, counts, classes, warnings)."""
     columns = sorted({getattr(r, "label_column", "") or "genre" for r in transfers})
-    md = ["", f"## Table 2: transfer to {' / '.join(columns)} classification (linear probe, test accuracy)",
+    label = " / ".join(columns)
+    what = f"{label} classification" if len(transfers) == 1 else f"each dataset's classes (column {label})"
+    md = ["", f"## Table 2: transfer to {what} (linear probe, test accuracy)",
           "", table2(transfers)]
     md.append("\nmean ± std over the probe's trials [95% interval of the mean, Student t].")
     for r in transfers:
@@ -210,17 +278,23 @@ def transfer_section(transfers: Sequence[TransferResult]) -> list[str]:
                   + f"; classes {', '.join(r.classes)}.")
         for w in getattr(r, "warnings", []):
             md.append(f"\n**Warning ({r.dataset}):** {w}")
+        for c in getattr(r, "caveats", []):
+            md.append(f"\n**Small test set ({r.dataset}):** {c}")
     md.append("\nMFCCs here are the type-II DCT of the stored log-mel (log10(1 + 10·mel)), first coefficients; "
               "'random encoder' is the same CNN with untrained weights and the same probe.")
     return md
 
 
-def sweep_section(sweep: SweepResult) -> list[str]:
-    """One sweep's table under its heading (Table 3 for negatives, Table 4 for artists)."""
-    number = {"negatives": 3, "artists": 4}.get(sweep.kind)
+def sweep_section(sweep: SweepResult | Sequence[SweepResult]) -> list[str]:
+    """One sweep's table under its heading (Table 3 for negatives, Table 4 for artists); a
+    sweep run with several seeds (a list) gets the table over seeds."""
+    group = [sweep] if isinstance(sweep, SweepResult) else list(sweep)
+    first = group[0]
+    number = {"negatives": 3, "artists": 4}.get(first.kind)
     head = f"Table {number}: " if number else ""
-    return ["", f"## {head}sweep over {sweep_label(sweep)} ({sweep.concept or 'joint'} model)", "",
-            table_sweep(sweep)]
+    seeds = f", {len(group)} seeds" if len(group) > 1 else ""
+    table = table_sweep(first) if len(group) == 1 else table_sweep_seeds(group)
+    return ["", f"## {head}sweep over {sweep_label(first)} ({first.concept or 'joint'} model{seeds})", "", table]
 
 
 def retrieval_section(retrieval: RetrievalResult) -> list[str]:

@@ -26,7 +26,7 @@ from ..evaluation.transfer import TransferResult
 from ..io import atomic_write_json, atomic_write_text
 from ..locks import folder_lock
 from ..training.checkpoint import unfinished_run
-from .figures import plot_confusion, plot_curves, plot_map, plot_sweep
+from .figures import plot_confusion, plot_curves, plot_map, plot_sweep, plot_sweep_seeds
 from .tables import (
     PUBLISHED,
     TABLE2_BASELINES,
@@ -35,6 +35,7 @@ from .tables import (
     model_order,
     notes_section,
     retrieval_section,
+    sweep_groups,
     sweep_section,
     title_lines,
     transfer_section,
@@ -181,9 +182,11 @@ def _write_report_locked(out: Path, *, holdout: HoldoutResult | None, transfers:
     if transfers:
         md += transfer_section(transfers)
         _draw_confusions(transfers, figures)
-    for s in sweeps:
-        md += sweep_section(s)
-        figures.add(f"sweep-{s.kind}", plot_sweep(s, path=figures.png(f"sweep-{slugify(s.kind)}")))
+    for group in sweep_groups(sweeps):
+        md += sweep_section(group)
+        kind = group[0].kind
+        figures.add(f"sweep-{kind}", plot_sweep(group[0], path=figures.png(f"sweep-{slugify(kind)}"))
+                    if len(group) == 1 else plot_sweep_seeds(group, path=figures.png(f"sweep-{slugify(kind)}")))
     if retrieval is not None:
         md += retrieval_section(retrieval)
     _draw_runs_and_maps(runs, maps, figures)
