@@ -36,6 +36,18 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    for name, description in list_corpora().items():
-        print(f"{name:12s} {description}")
+    """One line per corpus: its measured figures ("–": not measured) and description."""
+
+    def cell(value, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
+    print(f"{'corpus':14s} {'tracks':>6s} {'hours':>6s} {'composers':>9s} {'albums':>6s} {'download':>9s}  description")
+    notes = []
+    for name, row in list_corpora(figures=True).items():
+        download = "–" if row["download_mb"] is None else f"{row['download_mb']:,.0f} MB"
+        print(f"{name:14s} {cell(row['tracks'], ',d'):>6s} {cell(row['hours'], '.1f'):>6s} "
+              f"{cell(row['composers'], 'd'):>9s} {cell(row['albums'], 'd'):>6s} {download:>9s}  {row['description']}")
+        notes.append(f"  {name}: {row['measured']}")
+    print("\nfigures measured:")
+    print("\n".join(notes))
     return 0

@@ -5,6 +5,9 @@ Corpora (``musicrep corpus list``):
 - ``games``: Debian game soundtracks (15 packages, ~640 MB of .debs): artist =
   composer, album = soundtrack; the metadata-training corpus.
 - ``games-mini``: the 8 tracker-module packages (~34 MB, 80 tracks): tests and CI.
+- ``games-full``: ``games`` plus the 49 packages of the games-full survey (64
+  packages, ~1.56 GB of .debs; 618 tracks and ~33 h expected): more composers and
+  games for the artist and album concepts.
 - ``folk``: O'Neill's, Ryan's Mammoth and Aird's tunes from music21, rendered;
   label (``genre``) = tune type, ``split`` by tune; the transfer corpus.
 - ``folk-mini``: the same with at most 40 tunes per type (280 tunes, ~1.5 min).
@@ -41,31 +44,69 @@ from .summary import summarize, write_summary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CORPORA", "CorpusSpec", "build_corpus", "list_corpora", "write_corpus"]
+__all__ = ["CORPORA", "CorpusFigures", "CorpusSpec", "build_corpus", "list_corpora", "write_corpus"]
+
+
+@dataclass(frozen=True)
+class CorpusFigures:
+    """Measured size of a corpus, as shown by ``musicrep corpus list``.
+
+    ``composers`` counts the distinct non-empty ``artist`` values (composers for the
+    games and classical corpora, the tune collections for folk and essen);
+    ``download_mb`` is the .deb download (``None``: nothing is downloaded);
+    ``measured`` says where the figures were read.
+    """
+
+    tracks: int
+    hours: float
+    composers: int
+    albums: int
+    download_mb: float | None
+    measured: str
 
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """A named corpus: its kind (``games`` or ``folk``), description and settings."""
+    """A named corpus: its kind (``games`` or ``folk``), description, settings and
+    measured figures (``None``: not measured)."""
 
     kind: str
     description: str
     options: dict = field(default_factory=dict)
+    figures: CorpusFigures | None = None
 
 
 CORPORA: dict[str, CorpusSpec] = {
     "games": CorpusSpec("games", "Debian game soundtracks, artist = composer (15 packages, ~640 MB download)",
-                        {"packages": games.FULL_PACKAGES}),
+                        {"packages": games.FULL_PACKAGES},
+                        CorpusFigures(265, 17.784, 34, 21, 639.5,
+                                      "last full build: /work/freshC/work/corpus/games/summary.json "
+                                      "(download_bytes 639512672)")),
     "games-mini": CorpusSpec("games-mini", "8 tracker-module soundtrack packages (~34 MB, ~80 tracks)",
-                             {"packages": games.MINI_PACKAGES}),
+                             {"packages": games.MINI_PACKAGES},
+                             CorpusFigures(80, 2.765, 11, 8, 31.8,
+                                           "last build: /work/qafter/work/corpus/games-mini/summary.json "
+                                           "(download_bytes 31802728)")),
+    "games-full": CorpusSpec("games-full", "games + 49 Debian game packages of the games-full survey "
+                                           "(64 packages, ~1.56 GB download)",
+                             {"packages": games.GAMES_FULL_PACKAGES},
+                             CorpusFigures(619, 32.98, 99, 77, 1559.3,
+                                           "survey, before build: /work/survey/games-full.md (composers: the "
+                                           "strict count; albums: folded album names)")),
     "folk": CorpusSpec("folk", "O'Neill's/Ryan's/Aird's folk tunes rendered, label = tune type, split by tune",
-                       {"max_per_class": None}),
+                       {"max_per_class": None},
+                       CorpusFigures(2147, 26.546, 3, 8, None,
+                                     "last build: /work/freshC/work/corpus/folk/summary.json")),
     "folk-mini": CorpusSpec("folk-mini", "the folk corpus with at most 40 tunes per type",
-                            {"max_per_class": 40}),
+                            {"max_per_class": 40},
+                            CorpusFigures(280, 3.468, 3, 8, None,
+                                          "last build: /work/qafter/work/corpus/folk-mini/summary.json")),
     "essen": CorpusSpec("essen", "Essen Folksong Collection songs rendered, label = region (4 x 400), split by tune",
                         {"max_per_class": 400}),
     "essen-mini": CorpusSpec("essen-mini", "the essen corpus with 30 tunes per region",
-                             {"max_per_class": 30}),
+                             {"max_per_class": 30},
+                             CorpusFigures(120, 0.799, 11, 16, None,
+                                           "last build: /work/q11/corpus/essen-mini/summary.json")),
     "classical": CorpusSpec("classical", "music21 scores rendered: composer -> work -> movement (slow)",
                             {"max_per_album": None, "max_albums": None}),
     "classical-mini": CorpusSpec("classical-mini", "classical with <= 8 works per composer, <= 6 pieces per work",
@@ -73,9 +114,20 @@ CORPORA: dict[str, CorpusSpec] = {
 }
 
 
-def list_corpora() -> dict[str, str]:
-    """Corpus name -> one-line description."""
-    return {name: spec.description for name, spec in CORPORA.items()}
+def list_corpora(*, figures: bool = False) -> dict:
+    """Corpus name -> one-line description; with ``figures``, name -> a row of
+    ``description``, ``tracks``, ``hours``, ``composers``, ``albums``, ``download_mb``
+    and ``measured`` (``None`` where the corpus was not measured)."""
+    if not figures:
+        return {name: spec.description for name, spec in CORPORA.items()}
+    rows = {}
+    for name, spec in CORPORA.items():
+        fig = spec.figures
+        rows[name] = {"description": spec.description,
+                      **{k: getattr(fig, k) if fig else None
+                         for k in ("tracks", "hours", "composers", "albums", "download_mb")},
+                      "measured": fig.measured if fig else "not measured"}
+    return rows
 
 
 def write_corpus(tracks: list[Track], *, out_dir: Path, name: str, skipped: list[dict], info: dict) -> Path:

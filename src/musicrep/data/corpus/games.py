@@ -17,6 +17,7 @@ loudness at random.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import logging
@@ -64,6 +65,101 @@ PACKAGE_ALBUM: dict[str, str] = {
     "asc-music": "Advanced Strategic Command",
     "singularity-music": "Endgame: Singularity Original Soundtrack",
     "drascula-music": "Drascula: The Vampire Strikes Back",
+    # games-full: the game names of /work/survey/games-full.md ("album(s)" column, untagged files)
+    "ironseed-data": "Ironseed",
+    "pachi-data": "Pachi el marciano",
+    "circuslinux-data": "Circus Linux!",
+    "open-invaders-data": "Open Invaders",
+    "madbomber-data": "Mad Bomber",
+    "njam-data": "Njam",
+    "freedroid-data": "Freedroid",
+    "rafkill-data": "Rafkill",
+    "seahorse-adventures": "Barbie Seahorse Adventures",
+    "monsterz-data": "Monsterz",
+    "solarwolf": "SolarWolf",
+    "csmash-demosong": "CannonSmash",
+    "criticalmass-data": "Critical Mass",
+    "wordwarvi-sound": "Word War vi",
+    "tuxmath-data": "Tux, of Math Command",
+    "noiz2sa-data": "Noiz2sa",
+    "davegnukem-data": "Dave Gnukem",
+    "epiphany-data": "Epiphany",
+    "colobot-common-sounds": "Colobot",
+    "parsec47-data": "PARSEC47",
+    "angrydd": "Angry, Drunken Dwarves",
+    "hex-a-hop-data": "Hex-a-Hop",
+    "trackballs-data": "Trackballs",
+    "a7xpg-data": "A7Xpg",
+    "tumiki-fighters-data": "TUMIKI Fighters",
+    "nexuiz-music": "Nexuiz",
+    "pushover-data": "Pushover",
+    "hannah-data": "Hannah",
+    "mu-cade-data": "Mu-cade",
+    "titanion-data": "Titanion",
+    "abe-data": "Abe's Amazing Adventure",
+    "miceamaze": "MiceAmaze",
+    "rrootage-data": "rRootage",
+    "orbital-eunuchs-sniper-data": "Orbital Eunuchs Sniper",
+    "funnyboat": "Trip on the Funny Boat",
+    "tomatoes-data": "I Have No Tomatoes",
+    "gunroar-data": "Gunroar",
+    "torus-trooper-data": "Torus Trooper",
+    "powermanga-data": "Powermanga",
+    "ardentryst": "Ardentryst",
+    "hedgewars-data": "Hedgewars",
+    "enigma-data": "Enigma",
+    "starfighter-data": "Starfighter",
+    "lordsawar-data": "FreeLords OST",
+    "supertux-data": "SuperTux Soundtrack",
+}
+
+#: Packages whose album tags name no album (nexuiz-music: URLs, "(c) by ...", "Unreleased
+#: - Downloaded at www.loopnet.de"; pushover-data: "pushover !", "Pushover neu!! 08-09"):
+#: their game name of :data:`PACKAGE_ALBUM` is the album.
+IGNORE_ALBUM_TAGS: frozenset[str] = frozenset({"nexuiz-music", "pushover-data"})
+#: Album tag values that are not albums (miceamaze "ccMixter", "http://www.nosoapradio.us").
+_NOT_AN_ALBUM = re.compile(r"^(ccmixter|non|none|n/?a)$|www\.|https?://|^\(c\)\s|©", re.I)
+
+#: Music files outside a music folder, per package: globs (``fnmatch``) on the path inside
+#: the package (for an archive member: the archive's folder + the member path). Each was
+#: listed file by file in the games-full survey ("Rule changes needed", 1); files shorter
+#: than :data:`MIN_SECONDS` (sound effects beside them) drop out as usual.
+EXTRA_MUSIC: dict[str, tuple[str, ...]] = {
+    "csmash-demosong": ("usr/share/games/csmash/*.ogg",),
+    "wordwarvi-sound": ("usr/share/wordwarvi/sounds/*.ogg",),
+    "tuxmath-data": ("usr/share/tuxmath/sounds/*.ogg",),
+    "noiz2sa-data": ("usr/share/games/noiz2sa/sounds/*.ogg",),
+    "a7xpg-data": ("usr/share/games/a7xpg/sounds/bgm*.ogg",),
+    "parsec47-data": ("usr/share/games/parsec47/sounds/ptn*.ogg",),
+    "rrootage-data": ("usr/share/games/rrootage/sounds/stg_*.ogg",),
+    "tumiki-fighters-data": ("usr/share/games/tumiki-fighters/sounds/*.ogg",),
+    "epiphany-data": ("usr/share/epiphany/sfx/epiphany_*.ogg",),  # game, menu and credits themes
+    "hex-a-hop-data": ("usr/share/games/hex-a-hop/hex-a-hop/music-*.ogg",),
+    "pushover-data": ("usr/share/pushover/themes/*.ogg",),
+    "hannah-data": ("usr/share/games/hannah/bgm*.ogg",),
+    "zaz-data": ("usr/share/games/zaz/mus*.ogg",),
+    "abe-data": ("usr/share/games/abe/sounds/game.ogg", "usr/share/games/abe/sounds/intro.ogg"),
+    "orbital-eunuchs-sniper-data": ("usr/share/games/orbital_eunuchs_sniper/oes.ogg",),
+    "funnyboat": ("usr/share/games/funnyboat/data/*.ogg",),
+    "powermanga-data": ("usr/share/games/powermanga/sound/handheld_console/music_*.ogg",),
+    "nexuiz-music": ("usr/share/games/nexuiz/data/sound/cdtracks/*.ogg",),  # members of data/music.pk3
+}
+#: Files the rules above would take that are no soundtrack piece (survey: ambience, effects).
+NOT_MUSIC: dict[str, tuple[str, ...]] = {
+    "nexuiz-music": ("*/cdtracks/thunder.ogg",),  # 48 s thunder effect, no tags
+    "ardentryst": ("*/Sounds/AMB_*",),  # ambience loops
+}
+#: The same music as a file of another package, re-cut or re-encoded, so the sha1 check of
+#: :func:`build_from_trees` does not catch it: (path, other package, its file). Skipped when
+#: the other package is part of the same build.
+SAME_MUSIC: dict[str, tuple[tuple[str, str, str], ...]] = {
+    # 200 s cut of "Through Space" (Maxstack, 234 s in singularity-music); games-full survey
+    "starfighter-data": (("usr/share/starfighter/music/through_space.ogg", "singularity-music",
+                          "usr/share/games/singularity/music/Through Space.ogg"),),
+    # an Ogg rendering of fb-music-high's module (fb-music-high ships only this one of the three
+    # snd/*zik*.ogg of frozen-bubble-data, so the other two are no duplicate of it)
+    "frozen-bubble-data": (("usr/share/games/frozen-bubble/snd/frozen-mainzik-2p.ogg", "fb-music-high",
+                            "usr/share/games/frozen-bubble/snd/frozen-mainzik-2p.xm"),),
 }
 
 #: The small tracker-module set for tests and CI (~34 MB of packages).
@@ -75,6 +171,20 @@ MINI_PACKAGES: tuple[str, ...] = (
 FULL_PACKAGES: tuple[str, ...] = MINI_PACKAGES + (
     "warzone2100-music", "planetblupi-music-ogg", "ufoai-music", "wesnoth-1.16-music",
     "asc-music", "singularity-music", "drascula-music",
+)
+#: ``games`` plus the 49 packages of the games-full survey (/work/survey/games-full.md:
+#: music at most 100 MB of package per hour; tuxtype-data left out, its music is
+#: byte-identical to tuxmath-data's), in the survey's order (MB per hour).
+GAMES_FULL_PACKAGES: tuple[str, ...] = FULL_PACKAGES + (
+    "ironseed-data", "pachi-data", "circuslinux-data", "open-invaders-data", "madbomber-data", "njam-data",
+    "freedroid-data", "rafkill-data", "seahorse-adventures", "monsterz-data", "solarwolf", "csmash-demosong",
+    "criticalmass-data", "wordwarvi-sound", "tuxmath-data", "noiz2sa-data", "davegnukem-data", "epiphany-data",
+    "colobot-common-sounds", "parsec47-data", "angrydd", "amoebax-data", "hex-a-hop-data", "trackballs-data",
+    "a7xpg-data", "tumiki-fighters-data", "nexuiz-music", "pushover-data", "hannah-data", "adonthell-data",
+    "mu-cade-data", "zaz-data", "titanion-data", "marsshooter-data", "abe-data", "miceamaze", "rrootage-data",
+    "orbital-eunuchs-sniper-data", "funnyboat", "tomatoes-data", "gunroar-data", "torus-trooper-data",
+    "powermanga-data", "ardentryst", "hedgewars-data", "enigma-data", "starfighter-data", "lordsawar-data",
+    "supertux-data",
 )
 
 
@@ -89,7 +199,15 @@ class Candidate:
     meta: dict = field(default_factory=dict)  # album.json entry, if any
 
 
-def _is_music_path(rel: Path) -> bool:
+def _is_music_path(rel: Path, *, package: str = "", relpath: str = "") -> bool:
+    """Whether ``rel`` is music: a module anywhere, an audio file under a music folder or
+    named by :data:`EXTRA_MUSIC`, unless :data:`NOT_MUSIC` names it. ``relpath``: the
+    path inside the package the package globs are matched on (default ``rel``)."""
+    full = relpath or rel.as_posix()
+    if any(fnmatch.fnmatchcase(full, g) for g in NOT_MUSIC.get(package, ())):
+        return False
+    if any(fnmatch.fnmatchcase(full, g) for g in EXTRA_MUSIC.get(package, ())):
+        return True
     ext = rel.suffix.lower()
     if ext in MODULE_EXT:
         return True
@@ -114,7 +232,7 @@ def scan_package(package: str, *, root: Path) -> list[Candidate]:
         rel = path.relative_to(root)
         if path.suffix.lower() in ARCHIVE_EXT and "music" in path.name.lower():
             found.extend(_scan_archive(package, root, path))
-        elif _is_music_path(rel):
+        elif _is_music_path(rel, package=package):
             found.append(Candidate(package, rel.as_posix(), path, f"{package}:{rel.as_posix()}",
                                    album_meta.get(path, {})))
     return found
@@ -127,13 +245,13 @@ def _scan_archive(package: str, root: Path, archive: Path) -> list[Candidate]:
     with zipfile.ZipFile(archive) as zf:
         for member in sorted(zf.namelist()):
             mrel = Path(member)
-            if member.endswith("/") or not _is_music_path(mrel):
+            relpath = (rel_archive.parent / member).as_posix()
+            if member.endswith("/") or not _is_music_path(mrel, package=package, relpath=relpath):
                 continue
             target = dest / member
             if not target.is_file():
                 with atomic_path(target) as tmp:
                     tmp.write_bytes(zf.read(member))
-            relpath = (rel_archive.parent / member).as_posix()
             out.append(Candidate(package, relpath, target, f"{package}:{rel_archive.as_posix()}!{member}"))
     return out
 
@@ -216,10 +334,11 @@ def derandomize_it(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _license(tags: dict, stanzas, relpath: str, copyright_text: str) -> str:
+def _license(tags: dict, stanzas, relpath: str, copyright_text: str, package: str = "") -> str:
     if tags.get("license"):
         return tags["license"]
-    hit = attribution.copyright_stanza(stanzas, relpath=relpath)
+    hit = attribution.copyright_stanza(stanzas, relpath=relpath,
+                                       strip_prefix=attribution.COPYRIGHT_PATH_PREFIX.get(package, ""))
     if hit and hit[1]:
         return hit[1]
     lic = attribution.package_license(stanzas)
@@ -236,13 +355,23 @@ def _clean_title(text: str) -> str:
     return "" if not re.search(r"[A-Za-z]{2}", text) or text.lower() in ("(?)", "untitled") else text
 
 
-def process(cand: Candidate, *, audio_dir: Path, copyright_text: str, stanzas) -> tuple[Track | None, str]:
-    """Probe, attribute and transcode one file. Returns (track, "") or (None, reason)."""
-    duration, tags = probe(cand.file)
-    if not duration == duration:  # NaN: ffprobe gave no duration
-        return None, "no duration"
-    if duration < MIN_SECONDS:
-        return None, f"shorter than {MIN_SECONDS:.0f} s"
+def _album_tag(package: str, tags: dict) -> str:
+    album = tags.get("album", "")
+    return "" if package in IGNORE_ALBUM_TAGS or _NOT_AN_ALBUM.search(album) else album
+
+
+def describe(cand: Candidate, *, tags: dict, copyright_text: str, stanzas,
+             credits: attribution.Credits | None = None) -> dict:
+    """Catalog fields of one probed file without decoding it: ``artist``,
+    ``artist_source``, ``album``, ``title``, ``genre`` and ``license``.
+
+    Parameters
+    ----------
+    cand : the file
+    tags : its lower-cased tags as :func:`probe` gives them
+    copyright_text, stanzas : its package's ``debian/copyright`` (text and parsed stanzas)
+    credits : its package's credit files (:func:`attribution.read_credits`)
+    """
     is_module = cand.file.suffix.lower() in MODULE_EXT
     easy = {} if is_module else {k: [v] for k, v in tags.items() if k in ("composer", "artist", "albumartist")}
     attr = attribution.attribute(
@@ -253,31 +382,61 @@ def process(cand: Candidate, *, audio_dir: Path, copyright_text: str, stanzas) -
         module_title=tags.get("title", "") if is_module else "",
         module_message=(tags.get("comment", "") or tags.get("message", "")) if is_module else "",
         stanzas=stanzas,
+        credits=credits,
+        title="" if is_module else tags.get("title", ""),
     )
+    title = (("" if is_module else tags.get("title", "")) or cand.meta.get("title", "")
+             or (_clean_title(tags.get("title", "")) if is_module else "") or Path(cand.relpath).stem)
+    album = (("" if is_module else _album_tag(cand.package, tags)) or cand.meta.get("album", "")
+             or PACKAGE_ALBUM.get(cand.package, cand.package))
+    return {
+        "artist": attr.artist,
+        "artist_source": attr.source,
+        "album": album,
+        "title": title,
+        "genre": tags.get("genre", "") if not is_module else "",
+        "license": _license(tags, stanzas, cand.relpath, copyright_text, cand.package),
+    }
+
+
+def process(cand: Candidate, *, audio_dir: Path, copyright_text: str, stanzas,
+            credits: attribution.Credits | None = None) -> tuple[Track | None, str]:
+    """Probe, attribute and transcode one file. Returns (track, "") or (None, reason)."""
+    duration, tags = probe(cand.file)
+    if not duration == duration:  # NaN: ffprobe gave no duration
+        return None, "no duration"
+    if duration < MIN_SECONDS:
+        return None, f"shorter than {MIN_SECONDS:.0f} s"
+    fields = describe(cand, tags=tags, copyright_text=copyright_text, stanzas=stanzas, credits=credits)
     track_id = f"{slugify(cand.package, max_len=30)}--{slugify(Path(cand.relpath).stem, max_len=50)}"
     dest = audio_dir / slugify(cand.package, max_len=40) / f"{track_id}.flac"
     if not dest.is_file():
         transcode(cand.file, dest=dest)
     info = soundfile.info(str(dest))
-    title = (("" if is_module else tags.get("title", "")) or cand.meta.get("title", "")
-             or (_clean_title(tags.get("title", "")) if is_module else "") or Path(cand.relpath).stem)
-    album = (("" if is_module else tags.get("album", "")) or cand.meta.get("album", "")
-             or PACKAGE_ALBUM.get(cand.package, cand.package))
     return Track(
         track_id=track_id,
         path=dest.relative_to(audio_dir.parent).as_posix(),
-        artist=attr.artist,
-        album=album,
-        title=title,
-        genre=tags.get("genre", "") if not is_module else "",
+        artist=fields["artist"],
+        album=fields["album"],
+        title=fields["title"],
+        genre=fields["genre"],
         duration=round(info.frames / info.samplerate, 3),
         extra={
-            "license": _license(tags, stanzas, cand.relpath, copyright_text),
+            "license": fields["license"],
             "source": cand.source,
             "package": cand.package,
-            "artist_source": attr.source,
+            "artist_source": fields["artist_source"],
         },
     ), ""
+
+
+def same_music(cand: Candidate, *, packages) -> str:
+    """The skip reason when :data:`SAME_MUSIC` names ``cand`` as a re-cut of a file of
+    another package in ``packages`` (the packages of this build), else ""."""
+    for path, other, other_file in SAME_MUSIC.get(cand.package, ()):
+        if other in packages and fnmatch.fnmatchcase(cand.relpath, path):
+            return f"same music as {other}:{other_file}"
+    return ""
 
 
 def build_from_trees(
@@ -300,27 +459,33 @@ def build_from_trees(
     tools.ffmpeg()  # fail early, naming the package to install
     tools.ffprobe()
     jobs = []
+    skipped: list[dict] = []
     for package, root in sorted(trees.items()):
         text = debian.copyright_text(root, package=package)
         stanzas = attribution.parse_dep5(text)
+        credits = attribution.read_credits(package, root=root)
         for cand in scan_package(package, root=root):
-            jobs.append((cand, text, stanzas))
-    skipped: list[dict] = []
+            reason = same_music(cand, packages=trees)
+            if reason:  # a re-cut of a track another package of this build holds
+                skipped.append({"source": cand.source, "reason": reason})
+                continue
+            jobs.append((cand, text, stanzas, credits))
     tracks: dict[str, Track] = {}
     seen_hash: dict[str, str] = {}
     unique = []
-    for cand, text, stanzas in jobs:  # the same bytes shipped twice count once
+    for cand, text, stanzas, credits in jobs:  # the same bytes shipped twice count once
         digest = hashlib.sha1(cand.file.read_bytes()).hexdigest()
         if digest in seen_hash:
             skipped.append({"source": cand.source, "reason": f"duplicate of {seen_hash[digest]}"})
             continue
         seen_hash[digest] = cand.source
-        unique.append((cand, text, stanzas))
+        unique.append((cand, text, stanzas, credits))
 
     def one(job):
-        cand, text, stanzas = job
+        cand, text, stanzas, credits = job
         try:
-            return cand, process(cand, audio_dir=out_dir / "audio", copyright_text=text, stanzas=stanzas)
+            return cand, process(cand, audio_dir=out_dir / "audio", copyright_text=text, stanzas=stanzas,
+                                 credits=credits)
         except Exception as exc:  # one bad file is logged and skipped, never fatal
             return cand, (None, f"error: {exc}")
 

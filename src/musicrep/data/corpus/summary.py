@@ -16,6 +16,8 @@ def summarize(catalog: Catalog, *, skipped: list[dict], info: dict) -> dict:
     for column in ("split", "artist_source", "package"):
         if column in catalog.extra_columns:
             out[f"{column}s"] = dict(Counter(t.get(column) for t in catalog).most_common())
+    if "package" in catalog.extra_columns:
+        out["package_table"] = package_table(catalog)
     if "split" in catalog.extra_columns:
         by = Counter((t.get("split"), t.genre) for t in catalog)
         out["genres_by_split"] = {s: {g: n for (s2, g), n in sorted(by.items()) if s2 == s}
@@ -28,6 +30,21 @@ def summarize(catalog: Catalog, *, skipped: list[dict], info: dict) -> dict:
     out["skipped_files"] = [s for s in skipped if "count" not in s]
     out["build"] = info
     return out
+
+
+def package_table(catalog: Catalog) -> dict[str, dict]:
+    """Per package (sorted by name): ``tracks``, ``hours``, ``composers`` (distinct
+    non-empty artists) and ``artist_sources`` (tracks per attribution source)."""
+    rows: dict[str, dict] = {}
+    for t in catalog:
+        row = rows.setdefault(t.get("package"), {"tracks": 0, "seconds": 0.0, "artists": set(), "sources": Counter()})
+        row["tracks"] += 1
+        row["seconds"] += t.duration or 0.0
+        if t.artist:
+            row["artists"].add(t.artist)
+        row["sources"][t.get("artist_source") or "unknown"] += 1
+    return {p: {"tracks": r["tracks"], "hours": round(r["seconds"] / 3600, 3), "composers": len(r["artists"]),
+                "artist_sources": dict(r["sources"].most_common())} for p, r in sorted(rows.items())}
 
 
 def write_summary(summary: dict, *, out_dir: Path, name: str) -> None:
@@ -49,6 +66,13 @@ def write_summary(summary: dict, *, out_dir: Path, name: str) -> None:
             continue
         lines += [f"## {title}", "", "| name | count |", "| --- | ---: |"]
         lines += [f"| {k.replace('|', '/')} | {v} |" for k, v in table.items()]
+        lines.append("")
+    if summary.get("package_table"):
+        lines += ["## Packages", "", "| package | tracks | hours | composers | tracks per attribution source |",
+                  "| --- | ---: | ---: | ---: | --- |"]
+        for package, row in summary["package_table"].items():
+            sources = ", ".join(f"{k} {v}" for k, v in row["artist_sources"].items())
+            lines.append(f"| {package} | {row['tracks']} | {row['hours']:.2f} | {row['composers']} | {sources} |")
         lines.append("")
     if summary.get("genres_by_split"):
         genres = sorted(summary["genres"])
