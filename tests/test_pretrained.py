@@ -74,3 +74,29 @@ def test_an_unfinished_run_is_not_packaged(run, tmp_path):
     (copy / "DONE").unlink()
     with pytest.raises(CheckpointError, match="did not finish"):
         package_model(run_dir=copy, out_dir=tmp_path / "out")
+
+
+def test_the_main_job_describes_the_catalog_the_model_trained_on_not_the_whole_corpus(run, tmp_path):
+    """With unseen games held out, the card counts the training catalog (their tracks and licences are not in it)."""
+    import shutil
+
+    from musicrep.data.catalog import Catalog, Track
+    from musicrep.data.corpus.unseen import write_unseen
+    from musicrep.pipeline import _package_model, profile_config
+
+    work = tmp_path / "work"
+    corpus = work / "corpus" / "games"
+    rows = [Track(track_id=f"{p}-{k}", path=f"audio/{p}-{k}.flac", artist=a, album=p, duration=60.0,
+                  extra={"package": p, "license": lic})
+            for p, a, lic, n in (("kept-a", "A", "GPL-2+", 3), ("kept-b", "B", "GPL-2+", 2),
+                                 ("gone-1", "", "Drascula-License", 4), ("gone-2", "", "CC-BY-3.0", 2))
+            for k in range(n)]
+    corpus.mkdir(parents=True)
+    Catalog(rows).write_csv(corpus / "catalog.csv")
+    write_unseen(corpus, packages=["gone-1", "gone-2"])
+    shutil.copytree(run, work / "runs" / "joint")
+    config = profile_config("quick", overrides=("train_corpus=games", "unseen_games=[gone-1,gone-2]"))
+    _package_model(work, work / "results" / "holdout.json", work / "results" / "transfer.json", config)
+    card = json.loads((work / "model" / CARD_JSON).read_text())
+    assert card["training_data"]["tracks"] == 5 and card["training_data"]["packages"] == 2
+    assert card["licenses"] == {"GPL-2+": 5}

@@ -45,6 +45,8 @@ from .concepts import JOINT, PAPER_CONCEPTS, check_concept
 from .config import load_config, save_config, settings_digest, to_dict
 from .data.catalog import read_csv
 from .data.corpus import CORPORA, build_corpus
+from .data.corpus.summary import summarize
+from .data.corpus.unseen import TARGET_FILES, TRAIN_FILE, write_unseen
 from .data.prepare import prepare
 from .data.store_files import read_index
 from .errors import ConfigError
@@ -339,9 +341,6 @@ def _train_data(work: Path, stages: Stages, config: PipelineConfig) -> tuple[Pat
     catalog = _corpus_stage(work, stages, config, name=name)
     targets: dict[str, Path] = {}
     if config.unseen_games:
-        # deferred: corpus modules are only needed by the built-in corpus
-        from .data.corpus.unseen import TARGET_FILES, TRAIN_FILE, write_unseen
-
         stages.run("unseen-games", lambda: write_unseen(catalog.parent, packages=config.unseen_games,
                                                         min_composer_songs=config.unseen_composer_songs),
                    settings={"packages": list(config.unseen_games), "songs": config.unseen_composer_songs})
@@ -440,10 +439,13 @@ def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineCo
     def read(path: Path):
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
+    # the catalog the model trained on: without the unseen games when they were held out
     corpus = work / "corpus" / config.train_corpus
-    catalog = Path(config.train_catalog) if config.train_catalog else corpus / "catalog.csv"
-    licenses = Counter(t.extra.get("license", "") or "not stated" for t in read_csv(catalog))
-    summary = None if config.train_catalog else read(corpus / "summary.json")
+    catalog = Path(config.train_catalog) if config.train_catalog else \
+        corpus / (TRAIN_FILE if config.unseen_games else "catalog.csv")
+    tracks = read_csv(catalog)
+    licenses = Counter(t.extra.get("license", "") or "not stated" for t in tracks)
+    summary = None if config.train_catalog else summarize(tracks, skipped=[], info={})
     package_model(run_dir=work / "runs" / "joint", out_dir=work / "model", holdout=read(holdout),
                   transfer=read(transfer), corpus=summary, licenses=dict(licenses),
                   command="make main" if config == profile_config("default") else "musicrep run")
