@@ -327,12 +327,17 @@ def plot_sweep(result: SweepResult, *, path: Path) -> Path:
         if numeric and result.kind in ("negatives", "artists") and len(set(x)) > 1 and min(x) > 0:
             ax.set_xscale("log", base=2)
         ax.set_xticks(x, [format_value(p.value) for p in pts])
+    _label_sweep(ax, result, ylabel="accuracy", title=f"({result.concept or 'joint'} model)")
+    return _savefig(fig, path)
+
+
+def _label_sweep(ax, result: SweepResult, *, ylabel: str, title: str) -> None:
+    """A sweep figure's axis labels, grid, legend and title (``sweep: <what> <title>``)."""
     ax.set_xlabel(sweep_label(result))
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(f"sweep: {sweep_label(result)} ({result.concept or 'joint'} model)")
-    return _savefig(fig, path)
+    ax.set_title(f"sweep: {sweep_label(result)} {title}")
 
 
 @_figure
@@ -362,9 +367,6 @@ def plot_sweep_seeds(results: Sequence[SweepResult], *, path: Path) -> Path:
     if values and all(isinstance(v, (int, float)) and v > 0 for v in values) and len(values) > 1:
         ax.set_xscale("log", base=2)
         ax.set_xticks(values, [format_value(v) for v in values])
-    ax.set_xlabel(sweep_label(first))
-    ax.set_ylabel("accuracy (mean over seeds, 95% interval)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(f"sweep: {sweep_label(first)} ({first.concept or 'joint'} model, {len(results)} seeds)")
+    _label_sweep(ax, first, ylabel="accuracy (mean over seeds, 95% interval)",
+                 title=f"({first.concept or 'joint'} model, {len(results)} seeds)")
     return _savefig(fig, path)

@@ -44,8 +44,7 @@ from pathlib import Path
 
 from ...errors import CorpusError
 from ..catalog import Track
-from . import tools
-from .folk import Tune, assign_split, parse_abc, render_tunes, select, tune_groups
+from .folk import Tune, assign_split, build_rendered, parse_abc, select
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +168,10 @@ def build(
     tempo_jitter : tempo factor drawn from ``[1 - jitter, 1 + jitter]`` per tune
     seed : drives instrument, tempo, subsampling and split
     """
-    tools.abc2midi()
-    tools.require_fluidsynth()
-    tools.require_pretty_midi()
-    sf2 = tools.find_soundfont(soundfont)
-    out_dir = Path(out_dir)
-    all_tunes = load_tunes() if tunes is None else tunes
-    groups = tune_groups(all_tunes)  # over all tunes read, so subsets keep the same groups
-    chosen, dropped = select_regions(all_tunes, max_per_class=max_per_class, min_class_count=min_class_count, seed=seed)
-    skipped = [{"source": k, "reason": "", "count": n} for k, n in dropped.items() if n]
-    tracks, failed = render_tunes(chosen, groups=groups, out_dir=out_dir, make_track=_tune_track, seed=seed,
-                                  tempo_jitter=tempo_jitter, min_seconds=min_seconds, workers=workers, soundfont=sf2,
-                                  desc="essen tunes")
-    skipped.extend(failed)
-    info = {"soundfont": str(sf2), "seed": seed, "max_per_class": max_per_class,
-            "min_class_count": min_class_count, "tempo_jitter": tempo_jitter,
-            "tunes_considered": len(all_tunes)}
-    return tracks, skipped, info
+    return build_rendered(load=load_tunes if tunes is None else (lambda: tunes), choose=select_regions,
+                          make_track=_tune_track, desc="essen tunes", out_dir=out_dir, max_per_class=max_per_class,
+                          min_class_count=min_class_count, min_seconds=min_seconds, tempo_jitter=tempo_jitter,
+                          seed=seed, workers=workers, soundfont=soundfont)
 
 
 def select_regions(

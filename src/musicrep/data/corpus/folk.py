@@ -249,18 +249,50 @@ def build(
     tempo_jitter : tempo factor drawn from ``[1 - jitter, 1 + jitter]`` per tune
     seed : drives instrument, tempo, subsampling and split
     """
+    return build_rendered(load=load_tunes if tunes is None else (lambda: tunes), choose=select,
+                          make_track=_tune_track, desc="folk tunes", out_dir=out_dir, max_per_class=max_per_class,
+                          min_class_count=min_class_count, min_seconds=min_seconds, tempo_jitter=tempo_jitter,
+                          seed=seed, workers=workers, soundfont=soundfont)
+
+
+def build_rendered(
+    *,
+    load: Callable[[], list[Tune]],
+    choose: Callable[..., tuple[list[Tune], dict]],
+    make_track: Callable[..., Track],
+    desc: str,
+    out_dir: Path,
+    max_per_class: int | None,
+    min_class_count: int,
+    min_seconds: float,
+    tempo_jitter: float,
+    seed: int,
+    workers: int,
+    soundfont: str | Path | None,
+) -> tuple[list[Track], list[dict], dict]:
+    """What a rendered ABC corpus's ``build`` does (folk, essen): check the tools, read the
+    tunes, group them, choose the ones to render and render them; (tracks, skipped, info).
+
+    Parameters
+    ----------
+    load : reads every tune considered (the tune groups are computed over all of them)
+    choose : ``choose(tunes, *, max_per_class, min_class_count, seed)`` -> (tunes to render,
+        dropped counts by reason), e.g. :func:`select`
+    make_track, desc : as :func:`render_tunes`
+    the rest : as :func:`build`
+    """
     tools.abc2midi()
     tools.require_fluidsynth()
     tools.require_pretty_midi()
     sf2 = tools.find_soundfont(soundfont)
     out_dir = Path(out_dir)
-    all_tunes = load_tunes() if tunes is None else tunes
+    all_tunes = load()
     groups = tune_groups(all_tunes)  # over all tunes, so subsets keep the same groups
-    chosen, dropped = select(all_tunes, max_per_class=max_per_class, min_class_count=min_class_count, seed=seed)
+    chosen, dropped = choose(all_tunes, max_per_class=max_per_class, min_class_count=min_class_count, seed=seed)
     skipped = [{"source": k, "reason": "", "count": n} for k, n in dropped.items() if n]
-    tracks, failed = render_tunes(chosen, groups=groups, out_dir=out_dir, make_track=_tune_track, seed=seed,
+    tracks, failed = render_tunes(chosen, groups=groups, out_dir=out_dir, make_track=make_track, seed=seed,
                                   tempo_jitter=tempo_jitter, min_seconds=min_seconds, workers=workers, soundfont=sf2,
-                                  desc="folk tunes")
+                                  desc=desc)
     skipped.extend(failed)
     info = {"soundfont": str(sf2), "seed": seed, "max_per_class": max_per_class,
             "min_class_count": min_class_count, "tempo_jitter": tempo_jitter,
