@@ -275,6 +275,10 @@ def test_selection_ties_go_to_the_lower_value_and_failed_points_are_skipped():
     res = SweepResult(kind="margin_track", points=[point(0.4, 0.8), point(0.2, 0.8), point(0.3, 0.9, "failed"),
                                                    point(0.1, float("nan"))])
     assert res.selected == 0.2
+    # 403 of 720 correct, summed in two orders: a tie, not a win by the last bits
+    floaty = SweepResult(kind="augment", field="augment", points=[point("stretch", 0.5597222379098336),
+                                                                   point("pitch", 0.5597222366680702)])
+    assert floaty.selected == "pitch"
     assert SweepResult(kind="negatives", points=[point(1, 0.5, "failed")]).selected is None
     rows = res.table().splitlines()
     assert rows[0].split() == ["margin_track", "valid_acc", "epoch"]  # no transfer or hold-out: no columns

@@ -66,6 +66,9 @@ from .transfer import TransferConfig, transfer
 
 log = logging.getLogger(__name__)
 
+#: validation accuracies closer than this are a tie (the lower value is selected)
+ACC_TIE = 1e-6
+
 @dataclasses.dataclass
 class SweepPoint:
     """One finished (or failed) point.
@@ -163,7 +166,8 @@ class SweepResult:
             acc = p.validation.get("valid_acc") if p.status == "done" else None
             if acc is None or not math.isfinite(acc):
                 continue
-            if best is None or acc > best.validation["valid_acc"]:
+            # equal counts of correct anchors can differ in the last float bits (sums of batch means)
+            if best is None or acc > best.validation["valid_acc"] + ACC_TIE:
                 best = p
         return best
 
