@@ -449,10 +449,10 @@ def test_corpus_list_shows_the_figures(capsys):
     games_row = next(line for line in out.splitlines() if line.startswith("games "))
     assert games_row.split()[1:6] == ["265", "17.8", "34", "21", "640"]
     full_row = next(line for line in out.splitlines() if line.startswith("games-full "))
-    assert full_row.split()[1:6] == ["619", "33.0", "99", "77", "1,559"]
+    assert full_row.split()[1:6] == ["618", "32.9", "103", "77", "1,559"]
     essen_row = next(line for line in out.splitlines() if line.startswith("essen "))
-    assert essen_row.split()[1:6] == ["\u2013"] * 5
-    assert "survey, before build" in out
+    assert essen_row.split()[1:6] == ["1,596", "10.3", "11", "24", "\u2013"]  # rendered: nothing downloaded
+    assert "a build of 2026-11-26" in out
     rows = list_corpora(figures=True)
     assert rows["classical"]["tracks"] is None and rows["classical"]["measured"] == "not measured"
     assert set(list_corpora()) == set(rows)
