@@ -341,13 +341,13 @@ def test_cli_parses_any_setting_and_the_transfer_store_is_optional():
     assert (args.kind, args.values, args.transfer_store, args.set) == (
         "margin_artist", ["0.1", "0.2", "0.3", "0.4", "0.5"], [], ["epochs=2"])
     assert callable(args.func)
-    from musicrep.cli.sweep import _targets
+    from musicrep.evaluation.sweep import transfer_targets
 
     args = build_parser().parse_args(["sweep", "artists", "5", "--store", "S", "-o", "OUT", "--transfer-store",
                                       "w/stores/folk", "--transfer-store", "w/stores/essen"])
-    assert _targets(args.transfer_store) == {"folk": "w/stores/folk", "essen": "w/stores/essen"}
+    assert transfer_targets(args.transfer_store) == {"folk": "w/stores/folk", "essen": "w/stores/essen"}
     with pytest.raises(ConfigError, match="share a folder name"):
-        _targets(["a/folk", "b/folk"])
+        transfer_targets(["a/folk", "b/folk"])
 
 
 def test_cli_margin_sweep_prints_the_selected_value(store, tmp_path, capsys, monkeypatch):

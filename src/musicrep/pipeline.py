@@ -46,7 +46,7 @@ from .config import load_config, save_config, settings_digest, to_dict
 from .data.catalog import read_csv
 from .data.corpus import CORPORA, build_corpus
 from .data.corpus.summary import summarize
-from .data.corpus.unseen import TARGET_FILES, TRAIN_FILE, write_unseen
+from .data.corpus.unseen import NOTES_FILE, TARGET_FILES, TRAIN_FILE, write_unseen
 from .data.prepare import prepare
 from .data.store_files import read_index
 from .errors import ConfigError
@@ -379,9 +379,9 @@ def _prepare_stage(work: Path, stages: Stages, config: PipelineConfig, *, name: 
     training would see them.
     """
     store = work / "stores" / name
+    cat = read_csv(catalog)
 
     def run() -> None:
-        cat = read_csv(catalog)
         stored = {r["track_id"] for r in read_index(store)}
         stale = stored - set(cat.track_ids)
         if stale:
@@ -391,8 +391,7 @@ def _prepare_stage(work: Path, stages: Stages, config: PipelineConfig, *, name: 
 
     # which tracks the catalog holds: a store prepared before some games were held out (or
     # before the unseen-games stage existed) is prepared again rather than skipped
-    ids = sorted(read_csv(catalog, resolve_paths=False).track_ids) if Path(catalog).is_file() else []
-    settings = {"tracks": settings_digest(ids)}
+    settings = {"tracks": settings_digest(sorted(cat.track_ids))}
     stages.run(f"prepare-{name}", run, settings={"catalog": str(Path(catalog).resolve()), **settings} if user
                else settings)
     return store
@@ -469,7 +468,7 @@ def _report(runs: list[Path], report_dir: Path, results: Path, transfer_jsons: l
 
 
 def _notes(config: PipelineConfig, stages: Stages) -> list[str]:
-    unseen = stages.work / "corpus" / config.train_corpus / "unseen.json"
+    unseen = stages.work / "corpus" / config.train_corpus / NOTES_FILE
     held = json.loads(unseen.read_text(encoding="utf-8"))["notes"] if config.unseen_games and unseen.is_file() else []
     lines = [f"Unseen games: {line}." for line in held] + [
         f"Produced by `musicrep run` with settings {json.dumps(to_dict(config), sort_keys=True)}.",

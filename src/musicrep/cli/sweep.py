@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..config import load_config
-from ..errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     base = load_config(TrainConfig, path=args.config, overrides=args.set)
     result = run_sweep(
-        kind=args.kind, values=args.values, store=args.store, transfer_store=_targets(args.transfer_store),
+        kind=args.kind, values=args.values, store=args.store, transfer_store=args.transfer_store,
         out_dir=args.out,
         train_config=base,
         transfer_config=load_config(TransferConfig, path=args.transfer_config, overrides=args.transfer_set),
@@ -71,13 +69,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(result.failed)} point(s) failed; fix the cause and rerun the same command to resume")
         return 1
     return 0
-
-
-def _targets(paths: list[str]) -> dict[str, str] | None:
-    """--transfer-store values by folder name (None: no transfer test); two of one name are refused."""
-    if not paths:
-        return None
-    named = {Path(p).name: p for p in paths}
-    if len(named) < len(paths):
-        raise ConfigError("--transfer-store: two stores share a folder name; the tables name targets by it")
-    return named

@@ -255,7 +255,7 @@ def run_sweep(
     kind: str,
     values: Sequence[Any],
     store: str | Path,
-    transfer_store: str | Path | Mapping[str, str | Path] | None = None,
+    transfer_store: str | Path | Mapping[str, str | Path] | Sequence[str | Path] | None = None,
     out_dir: str | Path,
     train_config: TrainConfig | None = None,
     transfer_config: TransferConfig | None = None,
@@ -273,7 +273,8 @@ def run_sweep(
         and range-checked with the field's type, all before anything trains
     store : feature store the models train on
     transfer_store : genre-labelled feature store for the transfer test, or several
-        (name -> store; each point is tested on each); None skips it
+        (name -> store, or a list named by folder; each point is tested on each); None
+        or an empty list skips it
     out_dir : the sweep folder (see the module docstring)
     train_config : base :class:`musicrep.training.settings.TrainConfig` (defaults otherwise)
     transfer_config : :class:`musicrep.evaluation.transfer.TransferConfig` (defaults otherwise)
@@ -293,7 +294,7 @@ def run_sweep(
     base = train_config if train_config is not None else TrainConfig()
     plan = plan_sweep(kind, values=values, base=base, concept=concept)  # validates every value first
     tcfg = None
-    targets = _targets(transfer_store)
+    targets = transfer_targets(transfer_store)
     if targets:
         tcfg = transfer_config if transfer_config is not None else TransferConfig()
     out = Path(out_dir)
@@ -315,13 +316,20 @@ def run_sweep(
                            field=plan.field, concept=plan.concept or "", seed=base.seed)
 
 
-def _targets(transfer_store: str | Path | Mapping[str, str | Path] | None) -> dict[str, str | Path]:
-    """Transfer stores by name: a single store is named by its folder."""
+def transfer_targets(
+    transfer_store: str | Path | Mapping[str, str | Path] | Sequence[str | Path] | None,
+) -> dict[str, str | Path]:
+    """Transfer stores by name: a mapping as given; a store, or a list of them, named by
+    folder (two of one folder name are refused: the tables name targets by it)."""
     if transfer_store is None:
         return {}
     if isinstance(transfer_store, Mapping):
         return dict(transfer_store)
-    return {Path(transfer_store).name: transfer_store}
+    paths = [transfer_store] if isinstance(transfer_store, (str, Path)) else list(transfer_store)
+    named = {Path(p).name: p for p in paths}
+    if len(named) < len(paths):
+        raise ConfigError("transfer stores: two share a folder name; the tables name targets by it")
+    return named
 
 
 @dataclasses.dataclass(frozen=True)

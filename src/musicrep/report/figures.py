@@ -27,7 +27,7 @@ from ..evaluation.sweep_plan import format_value, value_order
 from ..evaluation.baselines import DISPLAY
 from ..evaluation.transfer import TransferResult
 from ..io import atomic_path
-from .tables import seed_values, sweep_label
+from .tables import seed_axes, seed_values, sweep_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -346,11 +346,10 @@ def plot_sweep_seeds(results: Sequence[SweepResult], *, path: Path) -> Path:
     value, with its 95% interval (Student t over seeds) as the error bar; hold-out dashed."""
     plt = _plt()
     first = results[0]
-    values = sorted({p.value for r in results for p in r.points if p.status == "done"}, key=value_order)
+    values, concepts, datasets = seed_axes(results)  # the rows and columns of its table
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    curves = [("holdout", c, f"hold-out {c} (test)", "--") for c in CONCEPTS
-              if any(c in p.holdout for r in results for p in r.points)]
-    curves += [("transfer", d, f"transfer ({d})", "-") for d in dict.fromkeys(d for r in results for d in r.datasets)]
+    curves = [("holdout", c, f"hold-out {c} (test)", "--") for c in concepts]
+    curves += [("transfer", d, f"transfer ({d})", "-") for d in datasets]
     for figure, name, label, style in curves:
         xs, means, lows, highs = [], [], [], []
         for v in values:

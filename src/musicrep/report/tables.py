@@ -182,6 +182,15 @@ def seed_values(results: Sequence[SweepResult], *, value: Any, figure: str, name
     return out
 
 
+def seed_axes(results: Sequence[SweepResult]) -> tuple[list[Any], list[str], list[str]]:
+    """What a sweep run over seeds shows: (values some seed finished, in value order; hold-out
+    concepts, paper's first; transfer datasets, first seen first)."""
+    values = sorted({p.value for r in results for p in r.points if p.status == "done"}, key=value_order)
+    concepts = ordered({c for r in results for p in r.points for c in p.holdout})
+    datasets = list(dict.fromkeys(d for r in results for d in r.datasets))
+    return values, concepts, datasets
+
+
 def table_sweep_seeds(results: Sequence[SweepResult]) -> str:
     """One sweep over several seeds: per value, each test figure's mean over seeds and its 95% interval.
 
@@ -189,9 +198,7 @@ def table_sweep_seeds(results: Sequence[SweepResult]) -> str:
     the interval says how much the figure depends on which songs and artists
     trained, on top of the probe's own trials.
     """
-    concepts = ordered({c for r in results for p in r.points for c in p.holdout})
-    datasets = list(dict.fromkeys(d for r in results for d in r.datasets))
-    values = sorted({p.value for r in results for p in r.points if p.status == "done"}, key=value_order)
+    values, concepts, datasets = seed_axes(results)
     header = [sweep_label(results[0]), "seeds"] + [f"hold-out {c}" for c in concepts] \
         + [f"transfer ({d})" for d in datasets]
     rows = []
