@@ -64,32 +64,28 @@ def _uniform(g: torch.Generator, n: int, *, low: float, high: float, device) -> 
     return torch.rand(n, generator=g, device=device) * (high - low) + low
 
 
-def _resample(x: torch.Tensor, *, factor: torch.Tensor, axis: int) -> torch.Tensor:
-    """Each crop of ``x`` [M, T, F] resampled along ``axis`` (1: time, 2: mel) so that
-    output position ``i`` reads input position ``i * factor`` (linear interpolation,
-    edge values beyond the ends)."""
+def _read_at(x: torch.Tensor, pos: torch.Tensor, *, axis: int) -> torch.Tensor:
+    """Each crop of ``x`` [M, T, F] read along ``axis`` (1: time, 2: mel) at the fractional
+    positions ``pos`` [M, n] (linear interpolation; edge values beyond the ends)."""
     n = x.shape[axis]
-    pos = torch.arange(n, device=x.device, dtype=x.dtype)[None, :] * factor[:, None]  # [M, n]
     pos = pos.clamp(0, n - 1)
     lo = pos.floor().long()
     hi = (lo + 1).clamp_max(n - 1)
-    w = (pos - lo.to(x.dtype))
-    if axis == 1:
-        idx_lo, idx_hi = lo[:, :, None].expand_as(x), hi[:, :, None].expand_as(x)
-        return torch.gather(x, 1, idx_lo) * (1 - w[:, :, None]) + torch.gather(x, 1, idx_hi) * w[:, :, None]
-    idx_lo, idx_hi = lo[:, None, :].expand_as(x), hi[:, None, :].expand_as(x)
-    return torch.gather(x, 2, idx_lo) * (1 - w[:, None, :]) + torch.gather(x, 2, idx_hi) * w[:, None, :]
+    w = (pos - lo.to(x.dtype)).unsqueeze(3 - axis)  # [M, n, 1] along time, [M, 1, n] along mel
+    lo, hi = lo.unsqueeze(3 - axis).expand_as(x), hi.unsqueeze(3 - axis).expand_as(x)
+    return torch.gather(x, axis, lo) * (1 - w) + torch.gather(x, axis, hi) * w
+
+
+def _stretch(x: torch.Tensor, *, factor: torch.Tensor) -> torch.Tensor:
+    """Each crop's frames resampled in time: output frame ``i`` reads input frame ``i * factor``."""
+    frames = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
+    return _read_at(x, frames[None, :] * factor[:, None], axis=1)
 
 
 def _shift(x: torch.Tensor, *, bins: torch.Tensor) -> torch.Tensor:
     """Each crop's mel axis moved by ``bins`` (fractional; positive = up), edge values beyond."""
-    n = x.shape[2]
-    pos = (torch.arange(n, device=x.device, dtype=x.dtype)[None, :] - bins[:, None]).clamp(0, n - 1)
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp_max(n - 1)
-    w = pos - lo.to(x.dtype)
-    idx_lo, idx_hi = lo[:, None, :].expand_as(x), hi[:, None, :].expand_as(x)
-    return torch.gather(x, 2, idx_lo) * (1 - w[:, None, :]) + torch.gather(x, 2, idx_hi) * w[:, None, :]
+    bands = torch.arange(x.shape[2], device=x.device, dtype=x.dtype)
+    return _read_at(x, bands[None, :] - bins[:, None], axis=2)
 
 
 def augment_crops(x: torch.Tensor, *, names: tuple[str, ...], config, generator: torch.Generator) -> torch.Tensor:
@@ -133,7 +129,7 @@ def augment_crops(x: torch.Tensor, *, names: tuple[str, ...], config, generator:
         out = torch.where(touched, _to_logmel(mel), out)
     if "stretch" in names:
         factor = _uniform(generator, m, low=1 - config.augment_stretch, high=1 + config.augment_stretch, device=dev)
-        out = torch.where(chosen(), _resample(out, factor=factor, axis=1), out)
+        out = torch.where(chosen(), _stretch(out, factor=factor), out)
     if "pitch" in names:
         bins = _uniform(generator, m, low=-config.augment_pitch_bins, high=config.augment_pitch_bins, device=dev)
         out = torch.where(chosen(), _shift(out, bins=bins), out)
