@@ -2,7 +2,7 @@
 packages' layout (no network, no audio decoded).
 
 Each fixture quotes the lines of the real package file it imitates (games-full survey,
-/work/survey/games-full.md): credit files naming tracks, a ``debian/copyright`` whose
+docs/games-full-survey.md): credit files naming tracks, a ``debian/copyright`` whose
 globs carry the source tree's ``data/`` prefix, module texts with false names, a tag
 that ffprobe joined with ``;``, reviewed aliases, music outside music folders, and the
 duplicate rules.

@@ -53,7 +53,7 @@ ALIASES: dict[str, str] = {
     'manuel "vanethian" marino': "Manuel Marino",
     "manuel 'vanethian' marino": "Manuel Marino",
     "vanethian": "Manuel Marino",
-    # --- games-full survey (/work/survey/games-full.md, "Proposed alias-table additions") ---
+    # --- games-full survey (docs/games-full-survey.md, "Proposed alias-table additions") ---
     "alex almarza": "Alex Almarza",  # amoebax-data tags: 7 files 'Alex Almarza', menu.ogg 'Àlex Almarza'
     "dst": "Deceased Superior Technician",  # miceamaze DST-DistantMessage.ogg: composer 'DST', artist tag and
     # debian/copyright stanza data/music/DST-*.ogg: Deceased Superior Technician

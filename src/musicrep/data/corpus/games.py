@@ -65,7 +65,7 @@ PACKAGE_ALBUM: dict[str, str] = {
     "asc-music": "Advanced Strategic Command",
     "singularity-music": "Endgame: Singularity Original Soundtrack",
     "drascula-music": "Drascula: The Vampire Strikes Back",
-    # games-full: the game names of /work/survey/games-full.md ("album(s)" column, untagged files)
+    # games-full: the game names of docs/games-full-survey.md ("album(s)" column, untagged files)
     "ironseed-data": "Ironseed",
     "pachi-data": "Pachi el marciano",
     "circuslinux-data": "Circus Linux!",
@@ -172,7 +172,7 @@ FULL_PACKAGES: tuple[str, ...] = MINI_PACKAGES + (
     "warzone2100-music", "planetblupi-music-ogg", "ufoai-music", "wesnoth-1.16-music",
     "asc-music", "singularity-music", "drascula-music",
 )
-#: ``games`` plus the 49 packages of the games-full survey (/work/survey/games-full.md:
+#: ``games`` plus the 49 packages of the games-full survey (docs/games-full-survey.md:
 #: music at most 100 MB of package per hour; tuxtype-data left out, its music is
 #: byte-identical to tuxmath-data's), in the survey's order (MB per hour).
 GAMES_FULL_PACKAGES: tuple[str, ...] = FULL_PACKAGES + (
