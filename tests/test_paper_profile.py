@@ -96,6 +96,7 @@ def test_the_paper_profile_end_to_end_on_msd_gtzan_and_fma_fixtures(tmp_path, ca
               "train.negatives=1", "train.width=8", "train.epochs=1", "train.steps_per_epoch=2",
               "train.valid_batches=1", "train.batch_size=4", "train.tensorboard=false", "train.threads=1",
               "sweep_negatives=[1,2]", "sweep_negatives_artists=3", "sweep_artists=[3,4]", "n_trials=40",
+              "sweep_games=[4,8]", "sweep_games_concept=artist", "train.game_column=artist",
               "map_points=30", "workers=1", "transfer.seeds=[0]", "transfer.cnn_trials=1", "transfer.cnn_steps=3",
               "transfer.baseline_width=4"]
     work = tmp_path / "work"
@@ -110,9 +111,11 @@ def test_the_paper_profile_end_to_end_on_msd_gtzan_and_fma_fixtures(tmp_path, ca
     assert "0.745" in report and "0.593" in report
     # Tables 3 and 4: the sweeps, every point finished
     kinds = {s["kind"]: s for s in results["sweeps"]}
-    assert set(kinds) == {"negatives", "artists"}
+    assert set(kinds) == {"negatives", "artists", "games"}
     assert [p["value"] for p in kinds["negatives"]["points"]] == [1, 2]
     assert [p["value"] for p in kinds["artists"]["points"]] == [3, 4]
+    assert [p["value"] for p in kinds["games"]["points"]] == [4, 8] and kinds["games"]["concept"] == "artist"
+    assert "Table 4, by games: sweep over games" in report
     assert all(p["status"] == "done" for s in kinds.values() for p in s["points"])
     assert (work / "stores" / "msd" / "DONE").is_file() and (work / "model" / "model.json").is_file()
     # a rerun resumes: every stage was done

@@ -10,7 +10,7 @@ def test_profiles_resolve_and_overrides_reach_the_groups():
     quick = profile_config("quick", overrides=("train.epochs=5", "seed=3"))
     assert quick.train_corpus == "games-mini" and quick.seed == 3
     assert quick.train["epochs"] == 5 and quick.train["width"] == PROFILES["quick"]["train"]["width"]
-    assert profile_config("default").train_corpus == "games"
+    assert profile_config("default").train_corpus == "games-full"
 
 
 @pytest.mark.parametrize(
@@ -99,8 +99,14 @@ def test_a_store_holding_tracks_its_catalog_lacks_is_prepared_again(tmp_path):
 
 def test_the_default_profile_holds_games_out_and_sweeps_over_seeds():
     config = profile_config("default")
-    assert config.transfer_corpora == ("folk", "essen") and len(config.unseen_games) == 4
+    assert config.train_corpus == "games-full" and config.transfer_corpora == ("folk", "essen")
+    from musicrep.data.corpus.games import GAMES_FULL_PACKAGES
+
+    assert len(config.unseen_games) == 9 and set(config.unseen_games) <= set(GAMES_FULL_PACKAGES)
     assert config.sweep_seeds == (0, 1, 2) and config.sweep_artists_concept == "artist"
+    assert config.sweep_games == (14, 28, 55) and config.sweep_games_concept == "track"
+    with pytest.raises(ConfigError, match="concept 'path'"):
+        profile_config("quick", overrides=("sweep_games_concept=path",))
     with pytest.raises(ConfigError, match="concept 'path'"):
         profile_config("quick", overrides=("sweep_artists_concept=path",))
     with pytest.raises(ConfigError, match="unknown corpus 'folkk'"):

@@ -137,3 +137,53 @@ def test_single_concept_and_joint_runs_share_their_splits():
     assert set(only) == {"album"}
     with pytest.raises(SplitError, match="artist"):
         make_splits(catalog=no_artists, concepts=("artist",), seed=3)
+
+
+def _games_catalog() -> Catalog:
+    """Six games (the ``package`` column) of 3 to 8 songs; game g's songs are by two composers."""
+    tracks = []
+    for g in range(6):
+        for s in range(3 + g):
+            tracks.append(Track(f"g{g}-s{s}", f"/x/{g}/{s}.wav", artist=f"Composer {g}-{s % 2}", album=f"Game {g}",
+                                extra={"package": f"game{g}"}))
+    tracks.append(Track("loose", "/x/loose.wav", artist="Composer 0-0", album=""))  # no package: no game
+    return Catalog(tracks)
+
+
+def test_game_subsets_are_seeded_nested_and_whole_games():
+    from musicrep.data.splits import game_subset
+
+    cat = _games_catalog()
+    games = {n: {t.get("package") for t in game_subset(cat, n_games=n, seed=3)} for n in (1, 3, 6)}
+    assert [len(g) for g in games.values()] == [1, 3, 6]
+    assert games[1] < games[3] < games[6]  # one seed: a larger subset adds games, it swaps none
+    for n in (1, 3):
+        kept = game_subset(cat, n_games=n, seed=3)
+        assert sorted(t.track_id for t in kept) == sorted(t.track_id for t in cat if t.get("package") in games[n])
+        assert kept.track_ids == game_subset(cat, n_games=n, seed=3).track_ids  # the same seed, the same games
+    draws = {frozenset(t.get("package") for t in game_subset(cat, n_games=2, seed=s)) for s in range(10)}
+    assert len(draws) > 1  # other seeds draw other games
+    assert "loose" not in game_subset(cat, n_games=6, seed=0).track_ids
+    with pytest.raises(SplitError, match="n_games=7: the catalog has 6 values of 'package'"):
+        game_subset(cat, n_games=7)
+    with pytest.raises(SplitError, match="is 'label' one of its columns"):
+        game_subset(cat, n_games=1, column="label")
+
+
+def test_a_run_with_n_games_draws_its_splits_from_those_games_only():
+    import dataclasses
+
+    from musicrep.data.splits import game_subset
+    from musicrep.training.settings import TrainConfig
+    from musicrep.training.train import make_run_splits
+
+    cat = _games_catalog()
+    config = dataclasses.replace(TrainConfig(concept="track"), n_games=4, seed=1, songs_per_artist=3, artist_valid=1,
+                                 artist_test=1, songs_per_album=3, album_valid=1, album_test=1)
+    kept = set(game_subset(cat, n_games=4, seed=1).track_ids)
+    splits = make_run_splits(catalog=cat, config=config, duplicates=[["g5-s0", "g5-s1"]])
+    used = {tid for s in splits.values() for tid, _, _ in s.rows}
+    assert used and used <= kept
+    assert len(used) < len(cat)
+    full = make_run_splits(catalog=cat, config=dataclasses.replace(config, n_games=None))
+    assert {tid for s in full.values() for tid, _, _ in s.rows} - kept  # without n_games, the other games too

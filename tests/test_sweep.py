@@ -419,3 +419,32 @@ def test_a_sweep_tests_every_transfer_target_and_runs_per_seed(store, tmp_path):
     assert [p.transfers for p in loaded.points] == [p.transfers for p in results[1].points]
     manifest = json.loads((tmp_path / "seed-1" / "sweep.json").read_text())
     assert set(manifest["transfer_stores"]) == {"first", "second"}
+
+
+def test_cli_games_sweep_trains_on_nested_games_and_prints_every_transfer_target(store, tmp_path, capsys):
+    from musicrep.cli import main
+    from musicrep.data.splits import load_splits
+
+    second = tmp_path / "second"
+    second.symlink_to(store.path)  # a second transfer target (another folder name, the same songs)
+    out = tmp_path / "sweep"
+    argv = ["-q", "sweep", "games", "3", "4", "--store", str(store.path), "--transfer-store", str(store.path),
+            "--transfer-store", str(second), "-o", str(out), "--trials", "20"]
+    for kv in ("concept=track", "game_column=album", "negatives=1", "width=4", "epochs=1", "steps_per_epoch=2", "batch_size=4",
+               "valid_batches=1", "songs_per_artist=6", "artist_valid=1", "artist_test=2", "songs_per_album=6",
+               "album_valid=1", "album_test=2", "tensorboard=false", "prefetch=0", "threads=1"):
+        argv += ["--set", kv]
+    for kv in ("seeds=[0]", "probe_epochs=10", "l2_grid=[0.001]", "lr_grid=[0.01]"):
+        argv += ["--transfer-set", kv]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["games", "valid_acc", "epoch", f"transfer_{store.path.name}", "transfer_second",
+                                "holdout_artist", "holdout_album", "holdout_track"]
+    assert all(len(r.lstrip("* ").split()) == 8 for r in lines[1:3])  # every point has both transfer figures
+    result = load_sweep(out)
+    assert [p.value for p in result.points] == [3, 4] and result.concept == "track"
+    assert result.selected is None  # the number of games changes the validation songs
+    albums = {t.track_id: t.album for t in store.catalog}
+    used = [{albums[tid] for s in load_splits(out / f"games-{n}" / "run" / "split").values() for tid, _, _ in s.rows}
+            for n in (3, 4)]
+    assert [len(u) for u in used] == [3, 4] and used[0] < used[1]  # nested: the fourth game is added

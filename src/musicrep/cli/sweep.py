@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "or the split sizes). The hold-out and transfer tests are reported, never used to select.",
     )
     p.add_argument("kind", metavar="SETTING",
-                   help="a legacy kind (negatives: Table 3, artists: Table 4; both train joint models) or any "
+                   help="a named kind (negatives: Table 3, artists: Table 4, games: the number of training games, "
+                        "n_games; all train joint models) or any "
                         "training setting name (e.g. margin_artist, margin_album, margin_track, lr, batch_size, "
                         "width); a margin_<concept> sweep trains <concept> models unless --set concept=... "
                         "says otherwise")

@@ -275,6 +275,28 @@ def drop_duplicates(catalog: Sequence[Track], *, groups: Iterable[Sequence[str]]
     return kept, dropped
 
 
+def game_subset(catalog: Sequence[Track], *, n_games: int, column: str = "package", seed: int = 0) -> Catalog:
+    """The songs of ``n_games`` values of ``column`` (the built-in corpus: games, one package each).
+
+    The values are shuffled once with ``seed`` and the first ``n_games`` kept, so
+    with one seed a smaller subset lies inside a larger one (a sweep over the
+    number of games adds games, it does not swap them). Songs with an empty
+    ``column`` are not a game and are left out. A stream of its own
+    (``seed + 2_000_003``), so the splits drawn afterwards keep theirs.
+
+    Raises SplitError when the catalog has fewer games than asked for.
+    """
+    games = sorted({str(t.get(column) or "") for t in catalog} - {""})
+    if n_games > len(games):
+        raise SplitError(f"n_games={n_games}: the catalog has {len(games)} values of {column!r}"
+                         + ("" if games else f" (is {column!r} one of its columns?)"))
+    order = np.random.default_rng(seed + 2_000_003).permutation(len(games))
+    kept = {games[i] for i in order[:n_games]}
+    tracks = [t for t in catalog if str(t.get(column) or "") in kept]
+    log.info("training on %d of %d %s values (%d of %d songs)", n_games, len(games), column, len(tracks), len(catalog))
+    return Catalog(tracks, source=getattr(catalog, "source", "catalog"))
+
+
 def make_splits(
     *,
     catalog: Sequence[Track],

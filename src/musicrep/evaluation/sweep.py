@@ -2,8 +2,10 @@
 
 A sweep trains one model per value of one setting (through
 :func:`musicrep.training.train.train`), with every other setting fixed. The setting is
-either a legacy kind of the paper's ablations (``negatives``: Table 3,
-``artists``: Table 4, i.e. the field ``n_artists``; both train joint models) or
+either a named kind (the paper's ablations ``negatives``: Table 3 and
+``artists``: Table 4, i.e. the field ``n_artists``, and ``games``: the field
+``n_games``, the built-in corpus's number of training games; all train joint
+models unless told otherwise) or
 the name of any :class:`musicrep.training.train.TrainConfig` field, e.g. ``margin_artist``
 (the grid search behind the paper's margins 0.4 / 0.25 / 0.1), ``lr`` or
 ``width``. Values are parsed and range-checked like ``--set`` overrides, all of
@@ -23,8 +25,8 @@ accuracy only: test figures are shown, never used to choose. Layout of ``SWEEP/`
     margin_artist-0.4/result.json  the point's numbers, written atomically
     margin_artist-0.4/DONE         written last: a rerun skips this point
 
-(The folder prefix is the sweep's kind: ``negatives-4`` and ``artists-500`` for
-the legacy kinds, as older sweeps wrote them.) Planning (:mod:`musicrep.evaluation.sweep_plan`) checks every value before
+(The folder prefix is the sweep's kind: ``negatives-4``, ``artists-500`` and
+``games-14`` for the named kinds, as older sweeps wrote them.) Planning (:mod:`musicrep.evaluation.sweep_plan`) checks every value before
 anything trains. A killed sweep resumes: finished
 points are skipped, a half-trained run is resumed by ``train(..., resume=True)``,
 and a run that finished training but not evaluation is only evaluated. A point
@@ -186,21 +188,24 @@ class SweepResult:
     def table(self) -> str:
         """Plain-text table: value, validation accuracy at the best epoch, transfer, hold-out.
 
-        The selected row is marked ``*``; the test columns are for reading, not choosing.
+        One transfer column per target (``transfer`` with one, ``transfer_<name>`` with
+        several). The selected row is marked ``*``; the test columns are for reading,
+        not choosing.
         """
         seen = {c for p in self.points for c in p.holdout}
         concepts = ordered(seen)
-        show_tr = any(p.transfer for p in self.points)
-        head = ["", self.kind, "valid_acc", "epoch"] + (["transfer"] if show_tr else []) \
-            + [f"holdout_{c}" for c in concepts]
+        targets = self.datasets
+        tr_head = ["transfer"] if len(targets) == 1 else [f"transfer_{d}" for d in targets]
+        head = ["", self.kind, "valid_acc", "epoch"] + tr_head + [f"holdout_{c}" for c in concepts]
         chosen = self.selected_point
         rows, failed = [], {}
         for p in self.points:
             mark = "*" if p is chosen else ""
             v = p.validation
             row = [mark, format_value(p.value), _num(v.get("valid_acc")), str(v.get("epoch", "-"))]
-            if show_tr:
-                row.append(f"{p.transfer['mean']:.3f}+-{p.transfer['std']:.3f}" if p.transfer else "-")
+            for d in targets:
+                t = p.transfers.get(d)
+                row.append(f"{t['mean']:.3f}+-{t['std']:.3f}" if t else "-")
             rows.append(row + [_num(p.holdout.get(c)) for c in concepts])
             if p.status != "done":
                 failed[len(rows) - 1] = f"failed: {p.error}"
@@ -267,7 +272,7 @@ def run_sweep(
 
     Parameters
     ----------
-    kind : "negatives" (Table 3), "artists" (Table 4), or any TrainConfig field
+    kind : "negatives" (Table 3), "artists" (Table 4), "games" (n_games), or any TrainConfig field
         name, e.g. "margin_artist" (the paper's margin grid search)
     values : the settings to try, e.g. (1, 2, 4, 8, 16) or ("0.1", "0.2"); parsed
         and range-checked with the field's type, all before anything trains

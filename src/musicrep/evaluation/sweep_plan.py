@@ -21,15 +21,17 @@ from ..errors import ConfigError
 from ..io import atomic_write_json
 from ..training.settings import TrainConfig
 
-#: legacy sweep kinds (Tables 3 and 4) -> the TrainConfig field they vary, tried in order
-KIND_FIELDS: dict[str, tuple[str, ...]] = {"negatives": ("negatives",), "artists": ("n_artists",)}
+#: named sweep kinds (Tables 3 and 4, and the number of games) -> the TrainConfig field they vary, tried in order
+KIND_FIELDS: dict[str, tuple[str, ...]] = {"negatives": ("negatives",), "artists": ("n_artists",),
+                                           "games": ("n_games",)}
 KINDS: tuple[str, ...] = tuple(KIND_FIELDS)
 MARGIN_PREFIX = "margin_"
 #: settings that change the validation task itself (the chance level or the
 #: validation songs): a sweep over one of them selects nothing, its validation
 #: accuracies are not on one scale
 TASK_SETTINGS: frozenset[str] = frozenset({
-    "negatives", "distinct_negatives", "in_batch_negatives", "loss", "temperature", "concept", "seed", "n_artists", "songs_per_artist", "artist_valid",
+    "negatives", "distinct_negatives", "in_batch_negatives", "loss", "temperature", "concept", "seed", "n_games", "game_column", "n_artists",
+    "songs_per_artist", "artist_valid",
     "artist_test", "n_albums", "songs_per_album", "album_valid", "album_test",
 })
 

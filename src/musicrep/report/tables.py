@@ -117,8 +117,9 @@ def _probe_cell(res: ProbeResult) -> str:
 
 
 def sweep_label(result: SweepResult) -> str:
-    """What a sweep varies, as its table and figure name it (``negatives N``, ``artists``, a setting)."""
-    return {"negatives": "negatives N", "artists": "artists"}.get(result.kind, result.field or result.kind)
+    """What a sweep varies, as its table and figure name it (``negatives N``, ``artists``, ``games``, a setting)."""
+    return {"negatives": "negatives N", "artists": "artists", "games": "games"}.get(
+        result.kind, result.field or result.kind)
 
 
 def table_sweep(result: SweepResult) -> str:
@@ -293,11 +294,12 @@ def transfer_section(transfers: Sequence[TransferResult]) -> list[str]:
 
 
 def sweep_section(sweep: SweepResult | Sequence[SweepResult]) -> list[str]:
-    """One sweep's table under its heading (Table 3 for negatives, Table 4 for artists); a
-    sweep run with several seeds (a list) gets the table over seeds."""
+    """One sweep's table under its heading (Table 3 for negatives, Table 4 for artists, "Table 4,
+    by games" for the number of training games); a sweep run with several seeds (a list) gets
+    the table over seeds."""
     group = [sweep] if isinstance(sweep, SweepResult) else list(sweep)
     first = group[0]
-    number = {"negatives": 3, "artists": 4}.get(first.kind)
+    number = {"negatives": "3", "artists": "4", "games": "4, by games"}.get(first.kind)
     head = f"Table {number}: " if number else ""
     seeds = f", {len(group)} seeds" if len(group) > 1 else ""
     table = table_sweep(first) if len(group) == 1 else table_sweep_seeds(group)

@@ -64,6 +64,11 @@ class TrainConfig:
     patience: int = setting(10, min=1)  # epochs without improvement before stopping
     monitor: str = setting("valid_loss", choices=("valid_loss", "valid_acc"))
     seed: int = 0
+    # train on the songs of n_games values of game_column only (drawn with the seed, nested:
+    # the first n of one shuffled order); None: the whole catalog. Beyond the paper: the
+    # built-in corpus's "number of games" sweep (column package = one game's soundtrack)
+    n_games: int | None = setting(None, min=1)
+    game_column: str = "package"
     n_artists: int | None = setting(None, min=2)  # None: every qualifying artist
     songs_per_artist: int = setting(20, min=3)
     artist_valid: int = setting(2, min=1)

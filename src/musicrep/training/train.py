@@ -33,7 +33,7 @@ import torch
 
 from .. import progress
 from ..data.catalog import Catalog
-from ..data.splits import Split, check_in_catalog, drop_duplicates, load_splits, make_splits
+from ..data.splits import Split, check_in_catalog, drop_duplicates, game_subset, load_splits, make_splits
 from ..data.store import FeatureStore, duplicate_groups, open_store
 from ..errors import DISK_FULL_ERRNOS, DiskFullError, TrainingError
 from ..io import atomic_write_csv, atomic_write_text, remove_stale_temps
@@ -203,8 +203,13 @@ def make_run_splits(*, catalog: Catalog, config: TrainConfig,
 
     See :func:`musicrep.data.splits.make_splits`: a song held out by any concept is
     held out by all, and runs of different concepts with one seed share them.
-    ``duplicates`` (groups of track ids with the same audio) keep one track each.
+    ``duplicates`` (groups of track ids with the same audio) keep one track each;
+    with ``n_games`` only the songs of that many games are drawn from (:func:`game_subset`).
     """
+    if config.n_games is not None:
+        catalog = game_subset(catalog, n_games=config.n_games, column=config.game_column, seed=config.seed)
+        kept = {t.track_id for t in catalog}
+        duplicates = [g for g in ([tid for tid in group if tid in kept] for group in duplicates) if len(g) > 1]
     if duplicates:
         catalog, dropped = drop_duplicates(catalog, groups=duplicates)
         log.warning("%d track(s) left out of the splits: the same audio as another track (e.g. %s = %s)",

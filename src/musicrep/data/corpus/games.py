@@ -93,6 +93,7 @@ PACKAGE_ALBUM: dict[str, str] = {
     "tumiki-fighters-data": "TUMIKI Fighters",
     "nexuiz-music": "Nexuiz",
     "pushover-data": "Pushover",
+    "marsshooter-data": "Mars, Land of No Mercy",
     "hannah-data": "Hannah",
     "mu-cade-data": "Mu-cade",
     "titanion-data": "Titanion",
