@@ -153,6 +153,8 @@ Copyright:
 
 Redistribution and use in source and binary forms, with or without
 modification, are permitted provided that the following conditions are met:
+
+The Debian packaging is licensed under the GNU General Public License, version 2.
 """
 
 
@@ -321,6 +323,7 @@ def test_music_role_holder_and_kenta_cho_left_unknown(trees):
     # Kenta Cho is the sole holder of the whole package; nothing credits him with the music
     got = _describe("noiz2sa-data", trees["noiz2sa-data"], "usr/share/games/noiz2sa/sounds/stg1.ogg", {})
     assert (got["artist"], got["artist_source"], got["album"]) == ("", "unknown", "Noiz2sa")
+    assert got["license"] == "BSD-2-clause (debian/copyright)"  # not the GPL its free text also names
     two = attribution.parse_dep5(PUSHOVER_COPYRIGHT.replace("(Theme graphics)", "(music)"))
     assert attribution.music_role_holder(two) == ""  # two music holders: none is chosen
 

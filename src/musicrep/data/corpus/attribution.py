@@ -104,6 +104,16 @@ PACKAGE_COMPOSER: dict[str, str] = {
     "singularity-music": "Maxstack",
 }
 
+#: Reviewed package licences where ``debian/copyright`` is free text the licence fallback
+#: misreads. Kenta Cho's games: "Redistribution and use in source and binary forms, with
+#: or without modification, are permitted ..." (BSD-2-clause; the text also names the GPL
+#: of Debian's packaging, which the fallback took for the music's licence).
+PACKAGE_LICENSE: dict[str, str] = {
+    pkg: "BSD-2-clause (debian/copyright)" for pkg in (
+        "a7xpg-data", "gunroar-data", "mu-cade-data", "noiz2sa-data", "parsec47-data", "rrootage-data",
+        "titanion-data", "torus-trooper-data", "tumiki-fighters-data")
+}
+
 #: Per package: a leading folder that ``debian/copyright`` globs carry but the installed
 #: paths lack (the source tree's ``data/``). Reviewed one package at a time: stripping it
 #: everywhere would let supertux-data's ``data/music/*`` stanza (Marek Moeckel) claim the

@@ -342,7 +342,7 @@ def _license(tags: dict, stanzas, relpath: str, copyright_text: str, package: st
                                        strip_prefix=attribution.COPYRIGHT_PATH_PREFIX.get(package, ""))
     if hit and hit[1]:
         return hit[1]
-    lic = attribution.package_license(stanzas)
+    lic = attribution.package_license(stanzas) or attribution.PACKAGE_LICENSE.get(package, "")
     if lic:
         return lic
     if re.search(r"General Public License", copyright_text, re.I):
