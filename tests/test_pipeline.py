@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,40 @@ def test_a_new_training_catalog_prepares_the_store_again_even_when_its_stage_ran
     full.filter(lambda t: t.artist == full[0].artist).write_csv(catalog)  # the same file, fewer tracks
     _prepare_stage(tmp_path, Stages(tmp_path), config, name="games", catalog=catalog, user=False)
     assert len(open_store(store).catalog) == 2
+
+
+def test_parallel_stages_run_in_worker_processes_and_a_failure_loses_no_finished_stage(tmp_path):
+    import functools
+
+    stages = Stages(tmp_path)
+    done = [tmp_path / f"out-{i}" for i in range(3)]
+    jobs = [(f"touch-{i}", functools.partial(Path.touch, done[i]), {"i": i}) for i in range(3)]
+    jobs.insert(1, ("fails", functools.partial(Path.read_text, tmp_path / "missing"), {}))
+    with pytest.raises(FileNotFoundError):
+        stages.run_parallel(jobs, jobs=2)
+    assert all(p.is_file() for p in done)  # the others ran to their end
+    assert sorted(p.name for p in (tmp_path / ".stages").glob("*.done")) == ["touch-0.done", "touch-1.done",
+                                                                             "touch-2.done"]
+    assert any(k.endswith("(wall, 2 at once)") for k in stages.timings)
+    for p in done:
+        p.unlink()
+    again = Stages(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        again.run_parallel(jobs, jobs=2)  # a rerun runs only the failed stage
+    assert not any(p.exists() for p in done)
+    (tmp_path / "missing").write_text("here")
+    Stages(tmp_path).run_parallel(jobs, jobs=1)  # one at a time, here: the same stages and markers
+    assert (tmp_path / ".stages" / "fails.done").is_file() and not any(p.exists() for p in done)
+
+
+def test_a_stage_in_a_worker_gets_its_threads_and_keyword_arguments(tmp_path):
+    import functools
+    import logging
+
+    from musicrep.pipeline import _in_worker
+
+    out = tmp_path / "out.txt"
+    job = functools.partial(_in_worker, Path.write_text, threads=1, log_level=logging.INFO, self=out, data="ran")
+    Stages(tmp_path).run_parallel([("write", job, {}), ("write-2", functools.partial(Path.touch, tmp_path / "b"), {})],
+                                  jobs=2)
+    assert out.read_text() == "ran" and (tmp_path / "b").is_file()

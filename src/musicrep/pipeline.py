@@ -15,7 +15,8 @@ and the stages themselves resume inside: prepare per track, training per epoch):
               baselines, on the held-out songs                      -> WORK/results/retrieval.json
     transfer  Table 2: linear probe with the baselines              -> WORK/results/transfer-<corpus>.json
     maps      t-SNE maps of the joint model                         -> WORK/results/maps.json
-    sweeps    Tables 3 and 4, when the profile asks for them        -> WORK/sweeps/{negatives,artists}/
+    sweeps    Tables 3 and 4 and the number of games, when the
+              profile asks for them (``jobs`` of them at once)      -> WORK/sweeps/{negatives,artists,games}/
     report    renders the result files: tables, curves, figures     -> WORK/report/
     model     the joint model and its card, as the package ships it -> WORK/model/
 
@@ -33,11 +34,15 @@ skipped. Wall time per stage goes to ``WORK/timings.json`` and into the report.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
@@ -104,6 +109,10 @@ class PipelineConfig:
     # packages, nested: see TrainConfig.n_games), and the model that sweep trains
     sweep_games: tuple[int, ...] = ()
     sweep_games_concept: str = JOINT
+    # sweep stages run at once, each in its own process with cores // jobs torch threads
+    # (at least 1): on 2 cores two 1-thread trainings make 1.3-1.5x the steps of one
+    # 2-thread training (small convolutions leave the second thread idle)
+    jobs: int = dataclasses.field(default=1, metadata={"min": 1})
     # TrainConfig settings applied to every model (key -> value), e.g. epochs.
     train: dict = dataclasses.field(default_factory=dict)
     # TransferConfig settings for Table 2.
@@ -139,6 +148,7 @@ PROFILES: dict[str, dict] = {
         # concept is the one whose songs grow with every game, credited or not)
         "sweep_games": [14, 28, 55],
         "sweep_games_concept": "track",
+        "jobs": 2,
     },
     # The paper's scale on the user's data: TrainConfig's defaults are the paper's
     # (width 256, 20 songs per artist 16/2/2, 10 per album 8/1/1, margins 0.4 / 0.25 /
@@ -171,6 +181,7 @@ PROFILES: dict[str, dict] = {
         # one point (all 6 training games): the stage runs, the trend needs the default profile
         "sweep_games": [6],
         "sweep_games_concept": "track",
+        "jobs": 2,
     },
 }
 
@@ -243,25 +254,91 @@ class Stages:
         self._rerun_from_here = False
 
     def run(self, name: str, fn: Callable[[], object], *, settings: object = None) -> None:
+        if not self._due(name, settings):
+            return
+        log.info("stage %s: starting", name)
+        t0 = time.perf_counter()
+        fn()
+        self._finish(name, settings, elapsed=time.perf_counter() - t0)
+
+    def run_parallel(self, stages: list[tuple[str, Callable[[], object], object]], *, jobs: int) -> None:
+        """Run independent stages ``(name, fn, settings)``, ``jobs`` at a time, each in a
+        process of its own (``fn`` must pickle: a module-level function or a partial of one).
+
+        Every stage runs to its end even when another fails; then the first failure is
+        raised, so the finished stages keep their markers and a rerun does only the rest.
+        ``jobs=1`` runs them here, one after another, exactly as :meth:`run`.
+        """
+        if jobs <= 1:
+            for name, fn, settings in stages:
+                self.run(name, fn, settings=settings)
+            return
+        due = [(name, fn, settings) for name, fn, settings in stages if self._due(name, settings)]
+        if not due:
+            return
+        errors: list[BaseException] = []
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=min(jobs, len(due)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {}
+            for name, fn, settings in due:
+                log.info("stage %s: queued (%d run at once)", name, min(jobs, len(due)))
+                futures[name] = (pool.submit(_timed, fn), settings)
+            for name, (future, settings) in futures.items():
+                try:
+                    self._finish(name, settings, elapsed=future.result())
+                except BaseException as exc:  # noqa: BLE001 - the others finish first; raised below
+                    log.error("stage %s: failed: %s", name, exc)
+                    errors.append(exc)
+        wall = f"{due[0][0]} .. {due[-1][0]} (wall, {min(jobs, len(due))} at once)"
+        self.timings[wall] = round(time.perf_counter() - t0, 1)
+        atomic_write_json(self.timings_path, obj=self.timings)
+        log.info("stages %s: %.0f s", wall, self.timings[wall])
+        if errors:
+            raise errors[0]
+
+    def _due(self, name: str, settings: object) -> bool:
+        """Whether stage ``name`` must run: no marker with these settings, or an earlier stage ran again."""
         mark = self.marks / f"{name}.done"
-        digest = settings_digest(settings)
         if mark.exists() and not self._rerun_from_here:
             recorded = json.loads(mark.read_text(encoding="utf-8")).get("settings")
-            if recorded == digest:
+            if recorded == settings_digest(settings):
                 log.info("stage %s: done earlier (%.0f s); skipped", name, self.timings.get(name, float("nan")))
-                return
+                return False
             log.warning("stage %s: its settings changed since it ran; running it (and the stages after it) again",
                         name)
         self._rerun_from_here = self._rerun_from_here or mark.exists()
         mark.unlink(missing_ok=True)
-        log.info("stage %s: starting", name)
-        t0 = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - t0
+        return True
+
+    def _finish(self, name: str, settings: object, *, elapsed: float) -> None:
         self.timings[name] = round(elapsed, 1)
         atomic_write_json(self.timings_path, obj=self.timings)
-        atomic_write_json(mark, obj={"seconds": self.timings[name], "settings": digest})
+        atomic_write_json(self.marks / f"{name}.done", obj={"seconds": self.timings[name],
+                                                           "settings": settings_digest(settings)})
         log.info("stage %s: finished in %.0f s", name, elapsed)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    """Run ``fn`` (in a stage's worker process); its wall time in seconds."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _in_worker(fn: Callable[..., object], /, *, threads: int, log_level: int, **kwargs) -> None:
+    """A stage in a worker process of :meth:`Stages.run_parallel`: torch threads, logging
+    like the parent's (no progress bars: several would interleave), then ``fn(**kwargs)``."""
+    # deferred: torch
+    import torch
+
+    from . import progress
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("musicrep").setLevel(log_level)
+    progress.set_enabled(False)
+    fn(**kwargs)
 
 
 def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
@@ -433,19 +510,27 @@ def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path,
         concept = None if config.sweep_games_concept == JOINT else config.sweep_games_concept
         planned.append(("games", config.sweep_games, base, concept))
     seeds = config.sweep_seeds or (config.seed,)
-    folders = []
+    folders, jobs = [], []
+    # with jobs > 1 each sweep runs in a worker process with its share of the cores
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
     for kind, values, train_config, concept in planned:
         for seed in seeds:
             out = work / "sweeps" / kind / f"seed-{seed}" if config.sweep_seeds else work / "sweeps" / kind
             name = f"sweep-{kind}-seed-{seed}" if config.sweep_seeds else f"sweep-{kind}"
             tc = dataclasses.replace(train_config, seed=seed)
             folders.append(out)
-            stages.run(name, lambda kind=kind, values=values, tc=tc, out=out, concept=concept: run_sweep(
-                kind=kind, values=list(values), store=store, transfer_store=transfer_stores, out_dir=out,
-                train_config=tc, transfer_config=_transfer_config(config), holdout_trials=config.n_trials,
-                concept=concept),
-                settings={"values": list(values), "train": to_dict(tc), "transfer": to_dict(_transfer_config(config)),
-                          "n_trials": config.n_trials, "concept": concept, "targets": sorted(transfer_stores)})
+            kwargs = dict(kind=kind, values=list(values), store=store, transfer_store=transfer_stores, out_dir=out,
+                          train_config=tc, transfer_config=_transfer_config(config), holdout_trials=config.n_trials,
+                          concept=concept)
+            fn = functools.partial(run_sweep, **kwargs) if config.jobs == 1 else functools.partial(
+                _in_worker, run_sweep, threads=threads, log_level=logging.getLogger("musicrep").getEffectiveLevel(),
+                **kwargs)
+            settings = {"values": list(values), "train": to_dict(tc), "transfer": to_dict(_transfer_config(config)),
+                        "n_trials": config.n_trials, "concept": concept, "targets": sorted(transfer_stores)}
+            if config.jobs > 1:  # torch's thread count can move the last bits of a training
+                settings["threads"] = threads
+            jobs.append((name, fn, settings))
+    stages.run_parallel(jobs, jobs=config.jobs)
     return folders
 
 

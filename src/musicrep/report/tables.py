@@ -192,6 +192,11 @@ def seed_axes(results: Sequence[SweepResult]) -> tuple[list[Any], list[str], lis
     return values, concepts, datasets
 
 
+def _drawn(result: SweepResult) -> str:
+    """What a seed draws below the sweep's largest value: ``games`` for a games sweep, else ``artists``."""
+    return "games" if result.kind == "games" else "artists"
+
+
 def table_sweep_seeds(results: Sequence[SweepResult]) -> str:
     """One sweep over several seeds: per value, each test figure's mean over seeds and its 95% interval.
 
@@ -214,8 +219,8 @@ def table_sweep_seeds(results: Sequence[SweepResult]) -> str:
     text += (f"\n\nEach cell: the mean over the training seeds ({seeds}) of the point's test figure, and the "
              f"Student-t 95% interval of that mean (with {len(results)} seeds the interval is wide: t = {t:.2f}). "
              "Each seed draws "
-             "its own split and, below all artists, its own artists; a transfer figure is itself the mean of the "
-             "probe's trials. Test figures only: nothing is selected from this table.")
+             f"its own split and, below all {_drawn(results[0])}, its own {_drawn(results[0])}; a transfer figure "
+             "is itself the mean of the probe's trials. Test figures only: nothing is selected from this table.")
     failed = [f"seed {r.seed}, {sweep_label(r)} = {format_value(p.value)}: {p.error}"
               for r in results for p in r.failed]
     if failed:
