@@ -455,7 +455,7 @@ def test_corpus_list_shows_the_figures(capsys):
     assert full_row.split()[1:6] == ["618", "32.9", "103", "77", "1,559"]
     essen_row = next(line for line in out.splitlines() if line.startswith("essen "))
     assert essen_row.split()[1:6] == ["1,596", "10.3", "11", "24", "\u2013"]  # rendered: nothing downloaded
-    assert "a build of 2026-11-26" in out
+    assert "games-full: the main job's build of 2026-11-26" in out
     rows = list_corpora(figures=True)
     assert rows["classical"]["tracks"] is None and rows["classical"]["measured"] == "not measured"
     assert set(list_corpora()) == set(rows)

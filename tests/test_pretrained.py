@@ -100,3 +100,4 @@ def test_the_main_job_describes_the_catalog_the_model_trained_on_not_the_whole_c
     card = json.loads((work / "model" / CARD_JSON).read_text())
     assert card["training_data"]["tracks"] == 5 and card["training_data"]["packages"] == 2
     assert card["licenses"] == {"GPL-2+": 5}
+    assert card["corpus"] == "games" and "the built-in `games` corpus" in (work / "model" / "MODEL_CARD.md").read_text()

@@ -551,7 +551,8 @@ def _package_model(work: Path, holdout: Path, transfer: Path, config: PipelineCo
     summary = None if config.train_catalog else summarize(tracks, skipped=[], info={})
     package_model(run_dir=work / "runs" / "joint", out_dir=work / "model", holdout=read(holdout),
                   transfer=read(transfer), corpus=summary, licenses=dict(licenses),
-                  command="make main" if config == profile_config("default") else "musicrep run")
+                  command="make main" if config == profile_config("default") else "musicrep run",
+                  corpus_name=config.train_corpus or Path(config.train_catalog).stem)
 
 
 def _retrieval_settings(config: PipelineConfig) -> dict:

@@ -72,6 +72,7 @@ def package_model(
     corpus: dict | None = None,
     licenses: dict[str, int] | None = None,
     command: str = "make main",
+    corpus_name: str = "games",
 ) -> Path:
     """Write a finished run's best checkpoint, stripped, and its model card to ``out_dir``.
 
@@ -84,6 +85,7 @@ def package_model(
     corpus : the training corpus's ``summary.json``
     licenses : licence -> number of training tracks (the corpus catalog's ``license`` column)
     command : the command that made it, for the card
+    corpus_name : the built-in corpus it trained on (``games-full``, ``games``...), for the card
 
     Returns
     -------
@@ -101,6 +103,7 @@ def package_model(
         "bytes": path.stat().st_size,
         "concept": concept,
         "made_by": command,
+        "corpus": corpus_name,
         "epoch": ckpt.get("epoch"),
         "settings": ckpt.get("config", {}),
         "model_config": ckpt.get("model_config", {}),
@@ -149,8 +152,8 @@ def model_card(card: dict) -> str:
         f"# musicrep shipped model: {card['concept']} ({card['file']})",
         "",
         "**What it is.** A Siamese 1-D CNN encoder (Lee, Park & Nam 2019) trained by the main job "
-        f"(`{card['made_by']}`) on the built-in `games` corpus: Debian game soundtracks, artist = composer, "
-        "album = soundtrack. Input: 3-s log-mel segments (22,050 Hz, 128 mels); a song's vector is the mean "
+        f"(`{card['made_by']}`) on the built-in `{card.get('corpus', 'games')}` corpus: Debian game soundtracks, "
+        "artist = composer, album = the soundtrack (its album tag, else the game). Input: 3-s log-mel segments (22,050 Hz, 128 mels); a song's vector is the mean "
         f"of its non-overlapping segments' embeddings ({2 * s.get('width', 0)}-d).",
         "",
         "**Good for**: trying musicrep's tools (embed, search, index) without training; \"more like this\" among "

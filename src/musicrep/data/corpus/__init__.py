@@ -80,7 +80,8 @@ CORPORA: dict[str, CorpusSpec] = {
     "games": CorpusSpec("games", "Debian game soundtracks, artist = composer (15 packages, ~640 MB download)",
                         {"packages": games.FULL_PACKAGES},
                         CorpusFigures(265, 17.784, 34, 21, 639.5,
-                                      "the main job's build of 2026-11-26 (summary.json; the same on 2026-11-25)")),
+                                      "the main job's build of 2026-11-26, before games-full became its corpus "
+                                      "(summary.json; the same on 2026-11-25)")),
     "games-mini": CorpusSpec("games-mini", "8 tracker-module soundtrack packages (~34 MB, ~80 tracks)",
                              {"packages": games.MINI_PACKAGES},
                              CorpusFigures(80, 2.765, 11, 8, 31.8,
@@ -89,8 +90,8 @@ CORPORA: dict[str, CorpusSpec] = {
                                            "(64 packages, ~1.56 GB download)",
                              {"packages": games.GAMES_FULL_PACKAGES},
                              CorpusFigures(618, 32.923, 103, 77, 1559.0,
-                                           "a build of 2026-11-26 (summary.json; 27 composers with >= 5 tracks, "
-                                           "12 with >= 10)")),
+                                           "the main job's build of 2026-11-26 (summary.json; 27 composers with "
+                                           ">= 5 tracks, 12 with >= 10)")),
     "folk": CorpusSpec("folk", "O'Neill's/Ryan's/Aird's folk tunes rendered, label = tune type, split by tune",
                        {"max_per_class": None},
                        CorpusFigures(2147, 26.546, 3, 8, None,
