@@ -187,3 +187,12 @@ def test_a_run_with_n_games_draws_its_splits_from_those_games_only():
     assert len(used) < len(cat)
     full = make_run_splits(catalog=cat, config=dataclasses.replace(config, n_games=None))
     assert {tid for s in full.values() for tid, _, _ in s.rows} - kept  # without n_games, the other games too
+
+
+def test_drop_duplicates_keeps_one_of_each_group_among_the_tracks_the_catalog_holds():
+    from musicrep.data.splits import drop_duplicates
+
+    cat = Catalog([Track(t, f"/x/{t}.wav", artist="A") for t in ("b", "c", "d", "e")])
+    kept, dropped = drop_duplicates(cat, groups=[["a", "b", "c"], ["d", "e"], ["f", "g"]])
+    assert kept.track_ids == ["b", "d"]  # "a" is not in the catalog: "b" stays for its group
+    assert dropped == {"c": "b", "e": "d"}

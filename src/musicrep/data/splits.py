@@ -258,7 +258,8 @@ def drop_duplicates(catalog: Sequence[Track], *, groups: Iterable[Sequence[str]]
 
     The same recording under two track ids (a copy, a re-rip) would otherwise land
     in training and in a held-out set, or be its own positive pair; the first id of
-    each group (in sort order) stays.
+    each group (in sort order) among those the catalog holds stays, so a subset of a
+    store's catalog (:func:`game_subset`) keeps a track whose twins it lacks.
 
     Parameters
     ----------
@@ -270,7 +271,9 @@ def drop_duplicates(catalog: Sequence[Track], *, groups: Iterable[Sequence[str]]
     kept : the catalog without the other members of each group
     dropped : left-out track id -> the id that stays
     """
-    dropped = {tid: sorted(group)[0] for group in groups for tid in sorted(group)[1:]}
+    present = {t.track_id for t in catalog}
+    held = [sorted(tid for tid in group if tid in present) for group in groups]
+    dropped = {tid: group[0] for group in held for tid in group[1:]}
     kept = Catalog([t for t in catalog if t.track_id not in dropped], source=getattr(catalog, "source", "catalog"))
     return kept, dropped
 

@@ -208,10 +208,8 @@ def make_run_splits(*, catalog: Catalog, config: TrainConfig,
     """
     if config.n_games is not None:
         catalog = game_subset(catalog, n_games=config.n_games, column=config.game_column, seed=config.seed)
-        kept = {t.track_id for t in catalog}
-        duplicates = [g for g in ([tid for tid in group if tid in kept] for group in duplicates) if len(g) > 1]
-    if duplicates:
-        catalog, dropped = drop_duplicates(catalog, groups=duplicates)
+    catalog, dropped = drop_duplicates(catalog, groups=duplicates)
+    if dropped:
         log.warning("%d track(s) left out of the splits: the same audio as another track (e.g. %s = %s)",
                     len(dropped), *next(iter(dropped.items())))
     return make_splits(
