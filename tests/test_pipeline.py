@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -155,12 +156,12 @@ def test_parallel_stages_run_in_worker_processes_and_a_failure_loses_no_finished
 
 def test_a_stage_in_a_worker_gets_its_threads_and_keyword_arguments(tmp_path):
     import functools
-    import logging
 
-    from musicrep.pipeline import _in_worker
+    from musicrep.pipeline import worker_threads
 
     out = tmp_path / "out.txt"
-    job = functools.partial(_in_worker, Path.write_text, threads=1, log_level=logging.INFO, self=out, data="ran")
+    job = functools.partial(Path.write_text, self=out, data="ran")
     Stages(tmp_path).run_parallel([("write", job, {}), ("write-2", functools.partial(Path.touch, tmp_path / "b"), {})],
                                   jobs=2)
     assert out.read_text() == "ran" and (tmp_path / "b").is_file()
+    assert worker_threads(2) == max(1, (os.cpu_count() or 1) // 2) and worker_threads(10_000) == 1

@@ -263,7 +263,8 @@ class Stages:
 
     def run_parallel(self, stages: list[tuple[str, Callable[[], object], object]], *, jobs: int) -> None:
         """Run independent stages ``(name, fn, settings)``, ``jobs`` at a time, each in a
-        process of its own (``fn`` must pickle: a module-level function or a partial of one).
+        process of its own (``fn`` must pickle: a module-level function or a partial of one)
+        with :func:`worker_threads` torch threads, the parent's log level and no progress bars.
 
         Every stage runs to its end even when another fails; then the first failure is
         raised, so the finished stages keep their markers and a rerun does only the rest.
@@ -277,13 +278,14 @@ class Stages:
         if not due:
             return
         errors: list[BaseException] = []
+        level = logging.getLogger("musicrep").getEffectiveLevel()
         t0 = time.perf_counter()
         with ProcessPoolExecutor(max_workers=min(jobs, len(due)),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {}
             for name, fn, settings in due:
                 log.info("stage %s: queued (%d run at once)", name, min(jobs, len(due)))
-                futures[name] = (pool.submit(_timed, fn), settings)
+                futures[name] = (pool.submit(_in_worker, fn, threads=worker_threads(jobs), log_level=level), settings)
             for name, (future, settings) in futures.items():
                 try:
                     self._finish(name, settings, elapsed=future.result())
@@ -319,26 +321,27 @@ class Stages:
         log.info("stage %s: finished in %.0f s", name, elapsed)
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    """Run ``fn`` (in a stage's worker process); its wall time in seconds."""
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def worker_threads(jobs: int) -> int:
+    """torch threads of each of ``jobs`` stages run at once: their share of the cores, at least 1."""
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def _in_worker(fn: Callable[..., object], /, *, threads: int, log_level: int, **kwargs) -> None:
+def _in_worker(fn: Callable[[], object], *, threads: int, log_level: int) -> float:
     """A stage in a worker process of :meth:`Stages.run_parallel`: torch threads, logging
-    like the parent's (no progress bars: several would interleave), then ``fn(**kwargs)``."""
+    like the parent's (no progress bars: several would interleave), then ``fn()``; its
+    wall time in seconds."""
     # deferred: torch
     import torch
 
     from . import progress
+    from .cli import log_at
 
     torch.set_num_threads(threads)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("musicrep").setLevel(log_level)
+    log_at(log_level)
     progress.set_enabled(False)
-    fn(**kwargs)
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def run_pipeline(out_dir: str | Path, *, config: PipelineConfig) -> Path:
@@ -510,25 +513,21 @@ def _sweeps(work: Path, stages: Stages, config: PipelineConfig, *, store: Path,
         concept = None if config.sweep_games_concept == JOINT else config.sweep_games_concept
         planned.append(("games", config.sweep_games, base, concept))
     seeds = config.sweep_seeds or (config.seed,)
+    transfer_config = _transfer_config(config)
     folders, jobs = [], []
-    # with jobs > 1 each sweep runs in a worker process with its share of the cores
-    threads = max(1, (os.cpu_count() or 1) // config.jobs)
     for kind, values, train_config, concept in planned:
         for seed in seeds:
             out = work / "sweeps" / kind / f"seed-{seed}" if config.sweep_seeds else work / "sweeps" / kind
             name = f"sweep-{kind}-seed-{seed}" if config.sweep_seeds else f"sweep-{kind}"
             tc = dataclasses.replace(train_config, seed=seed)
             folders.append(out)
-            kwargs = dict(kind=kind, values=list(values), store=store, transfer_store=transfer_stores, out_dir=out,
-                          train_config=tc, transfer_config=_transfer_config(config), holdout_trials=config.n_trials,
-                          concept=concept)
-            fn = functools.partial(run_sweep, **kwargs) if config.jobs == 1 else functools.partial(
-                _in_worker, run_sweep, threads=threads, log_level=logging.getLogger("musicrep").getEffectiveLevel(),
-                **kwargs)
-            settings = {"values": list(values), "train": to_dict(tc), "transfer": to_dict(_transfer_config(config)),
+            fn = functools.partial(run_sweep, kind=kind, values=list(values), store=store,
+                                   transfer_store=transfer_stores, out_dir=out, train_config=tc,
+                                   transfer_config=transfer_config, holdout_trials=config.n_trials, concept=concept)
+            settings = {"values": list(values), "train": to_dict(tc), "transfer": to_dict(transfer_config),
                         "n_trials": config.n_trials, "concept": concept, "targets": sorted(transfer_stores)}
             if config.jobs > 1:  # torch's thread count can move the last bits of a training
-                settings["threads"] = threads
+                settings["threads"] = worker_threads(config.jobs)
             jobs.append((name, fn, settings))
     stages.run_parallel(jobs, jobs=config.jobs)
     return folders

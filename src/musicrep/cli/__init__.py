@@ -53,7 +53,11 @@ def _add_common_flags(sub: argparse._SubParsersAction) -> None:
 
 
 def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
-    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    log_at(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
+def log_at(level: int) -> None:
+    """musicrep's log lines on stderr from ``level`` up (the CLI's, and a pipeline worker process's)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("musicrep").setLevel(level)
 
