@@ -23,7 +23,7 @@ from ..concepts import PAPER_CONCEPTS as CONCEPTS
 from ..evaluation.probe import trial_summary
 from ..evaluation.maps import HELD_OUT, TRAIN, UNUSED, EmbeddingMap
 from ..evaluation.sweep import SweepResult
-from ..evaluation.sweep_plan import format_value, value_order
+from ..evaluation.sweep_plan import KINDS, format_value, value_order
 from ..evaluation.baselines import DISPLAY
 from ..evaluation.transfer import TransferResult
 from ..io import atomic_path
@@ -323,8 +323,8 @@ def plot_sweep(result: SweepResult, *, path: Path) -> Path:
         for c in CONCEPTS:
             if all(c in p.holdout for p in pts):
                 ax.plot(x, [p.holdout[c] for p in pts], marker=".", linestyle="--", label=f"hold-out {c} (test)")
-        # counts (negatives, artists, games) on a log2 axis; settings like margins on a linear one
-        if numeric and result.kind in ("negatives", "artists", "games") and len(set(x)) > 1 and min(x) > 0:
+        # the named kinds are counts (negatives, artists, games): a log2 axis; settings like margins: linear
+        if numeric and result.kind in KINDS and len(set(x)) > 1 and min(x) > 0:
             ax.set_xscale("log", base=2)
         ax.set_xticks(x, [format_value(p.value) for p in pts])
     _label_sweep(ax, result, ylabel="accuracy", title=f"({result.concept or 'joint'} model)")
